@@ -1,0 +1,91 @@
+"""The dataset interface everything else leans on.
+
+A :class:`ArrayDataset` holds inputs ``x``, labels ``y`` and stable int64 sample ``ids``.
+Deletion requests name ids, never positions. Labels are int64 class indices for
+``task="multiclass"`` and a float {0,1} matrix (n, n_attributes) for ``task="multilabel"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from unlearnkit.errors import DataError, UnknownIdsError
+
+Task = Literal["multiclass", "multilabel"]
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    """In-memory dataset: ``x`` (n, *shape) float32, ``y`` labels, ``ids`` (n,) int64 unique.
+
+    ``classes`` names the classes (multiclass) or attributes (multilabel).
+    """
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor
+    ids: torch.Tensor
+    task: Task
+    classes: tuple[str, ...]
+    meta: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        n = self.x.shape[0]
+        if self.y.shape[0] != n or self.ids.shape[0] != n:
+            raise DataError(
+                f"{self.name}: x, y and ids disagree in length ({n}, {self.y.shape[0]}, {self.ids.shape[0]})"
+            )
+        if self.ids.dtype != torch.int64:
+            raise DataError(f"{self.name}: ids must be int64, got {self.ids.dtype}")
+        if torch.unique(self.ids).numel() != n:
+            raise DataError(f"{self.name}: sample ids are not unique")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def num_outputs(self) -> int:
+        """Number of classes (multiclass) or attributes (multilabel)."""
+        return len(self.classes)
+
+    def positions(self, ids: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
+        """Positions of ``ids`` in this dataset, in the order given; unknown ids raise."""
+        want = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+        order = torch.argsort(self.ids)
+        sorted_ids = self.ids[order]
+        idx = torch.searchsorted(sorted_ids, want)
+        idx = idx.clamp(max=max(len(sorted_ids) - 1, 0))
+        found = (sorted_ids[idx] == want) if len(sorted_ids) else torch.zeros_like(want, dtype=torch.bool)
+        if not bool(found.all()):
+            missing = want[~found][:10].tolist()
+            raise UnknownIdsError(
+                f"{int((~found).sum())} id(s) not in dataset {self.name!r} (first: {missing})"
+            )
+        return order[idx]
+
+    def subset(self, ids: torch.Tensor | np.ndarray | list[int], name: str | None = None) -> ArrayDataset:
+        """The samples with these ids (in the order given)."""
+        pos = self.positions(ids)
+        return ArrayDataset(
+            name=name or self.name,
+            x=self.x[pos],
+            y=self.y[pos],
+            ids=self.ids[pos],
+            task=self.task,
+            classes=self.classes,
+            meta=self.meta,
+        )
+
+    def targets_for_class(self) -> torch.Tensor:
+        """Class index per sample (multiclass only)."""
+        if self.task != "multiclass":
+            raise DataError(f"{self.name} is multi-label; it has no single class per sample")
+        return self.y

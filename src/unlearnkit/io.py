@@ -1,0 +1,100 @@
+"""Safe I/O: atomic writes, SHA-256 checksums, safetensors weights with a JSON manifest.
+
+Never unpickles anything: weights are safetensors, metadata is JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from unlearnkit.errors import StateMismatchError
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def ids_hash(ids: torch.Tensor | np.ndarray) -> str:
+    """SHA-256 of the sorted int64 ids: names a set of samples independently of order."""
+    arr = np.sort(np.asarray(ids, dtype=np.int64))
+    return hashlib.sha256(arr.tobytes()).hexdigest()
+
+
+def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, shapes, dtypes and bytes of a state dict (sorted by name)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Fingerprint of a model's parameters and buffers (see :func:`tensors_fingerprint`)."""
+    return tensors_fingerprint(dict(model.state_dict()))
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> str:
+    """Atomically save tensors as safetensors; return the file's SHA-256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        digest = sha256_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest
+
+
+def load_tensors(path: str | Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Load safetensors, verifying the checksum when one is given."""
+    path = Path(path)
+    if not path.exists():
+        raise StateMismatchError(f"missing tensor file {path}")
+    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+        raise StateMismatchError(f"checksum mismatch for {path}: the file was modified or corrupted")
+    return load_file(str(path))
