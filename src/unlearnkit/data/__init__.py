@@ -1,5 +1,29 @@
 """Datasets (a registry), splits and forget-set selectors."""
 
+from unlearnkit.data import attributes, celeba, cifar, mnist  # noqa: F401  (register loaders)
 from unlearnkit.data.base import ArrayDataset, Task
+from unlearnkit.data.forget import (
+    FORGET_SELECTORS,
+    ForgetSpec,
+    ForgetSplit,
+    parse_forget_spec,
+    select_forget,
+)
+from unlearnkit.data.registry import DATASETS, DatasetEntry, dataset_info, load_dataset
+from unlearnkit.data.splits import Splits, train_val_test_split
 
-__all__ = ["ArrayDataset", "Task"]
+__all__ = [
+    "DATASETS",
+    "FORGET_SELECTORS",
+    "ArrayDataset",
+    "DatasetEntry",
+    "ForgetSpec",
+    "ForgetSplit",
+    "Splits",
+    "Task",
+    "dataset_info",
+    "load_dataset",
+    "parse_forget_spec",
+    "select_forget",
+    "train_val_test_split",
+]
