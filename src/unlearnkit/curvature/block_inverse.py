@@ -1,0 +1,398 @@
+"""Block-diagonal dampened empirical-Fisher inverse over a flat parameter vector.
+
+For a flat parameter vector of length d partitioned into blocks j (index sets I_j),
+
+    F = blockdiag_j(λI + (1/N)·G[:, I_j]ᵀ G[:, I_j]),   F⁻¹v = concat_j F_j⁻¹ v[I_j],
+
+where G (m, d) holds one gradient row per sample or group (SSSE, Peste et al. 2021, eq. 2–4;
+block-diagonal structure as in their §4). Each block uses its own exact solver (see
+:mod:`unlearnkit.curvature.solvers`); ``auto`` picks dense vs woodbury per block by flops
+under a memory budget that is checked *before* anything large is allocated.
+
+Rows keep stable ids 0..m−1 across ``downdate`` / ``replace_rows``, which return new objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from unlearnkit.curvature.memory import (
+    DEFAULT_CHUNK_BYTES,
+    MemoryEstimate,
+    estimate,
+    format_bytes,
+)
+from unlearnkit.curvature.solvers import (
+    SOLVERS,
+    AutoSolver,
+    BlockInverse,
+    DenseSolver,
+    WoodburySolver,
+    load_block_inverse,
+)
+from unlearnkit.curvature.solvers.base import (
+    F64,
+    check_hyper,
+    decode_str,
+    encode_str,
+    gram_cols64,
+)
+from unlearnkit.errors import ConfigError, MemoryBudgetError, NumericalError
+
+
+class BlockLike(Protocol):
+    """Anything with a ``name`` and an ``index``: int64 positions in the flat vector, or a
+    ``slice(start, stop)`` (e.g. :class:`unlearnkit.curvature.blocks.Block`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def index(self) -> Tensor | slice: ...
+
+
+@dataclass(frozen=True)
+class IndexBlock:
+    """A minimal :class:`BlockLike`."""
+
+    name: str
+    index: Tensor | slice
+
+
+def _as_index(index: Tensor | slice, name: str) -> Tensor:
+    if isinstance(index, slice):
+        if index.step not in (None, 1) or index.start is None or index.stop is None:
+            raise ConfigError(f"block {name!r}: slice index must be slice(start, stop)")
+        return torch.arange(index.start, index.stop, dtype=torch.int64)
+    idx = torch.as_tensor(index)
+    if idx.ndim != 1 or idx.is_floating_point():
+        raise ConfigError(f"block {name!r}: index must be a 1-D integer tensor or a slice")
+    return idx.to(torch.int64).cpu()
+
+
+@dataclass(frozen=True)
+class BlockEntry:
+    """One block of the inverse: its positions, its solver's inverse and why it was chosen."""
+
+    name: str
+    index: Tensor  # int64, CPU
+    sel: slice | Tensor  # a slice when the index is a contiguous range (views, no copies)
+    inverse: BlockInverse
+    reason: str
+
+
+def _selector(index: Tensor) -> slice | Tensor:
+    n = index.numel()
+    if n and int(index[-1]) - int(index[0]) == n - 1 and bool((index.diff() == 1).all()):
+        return slice(int(index[0]), int(index[0]) + n)
+    return index
+
+
+def _check_partition(blocks: Sequence[BlockLike], d: int) -> list[tuple[str, Tensor]]:
+    """Blocks must partition 0..d−1 (each position exactly once) and have unique names."""
+    out = []
+    for b in blocks:
+        idx = _as_index(b.index, str(b.name))
+        if idx.numel() == 0:
+            raise ConfigError(f"block {b.name!r} is empty")
+        out.append((str(b.name), idx))
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"block names must be unique, got {names}")
+    allidx = torch.cat([i for _, i in out]) if out else torch.empty(0, dtype=torch.int64)
+    in_range = allidx.numel() == 0 or (int(allidx.min()) >= 0 and int(allidx.max()) < d)
+    if (allidx.numel() != d or not in_range
+            or not bool((torch.bincount(allidx, minlength=d) == 1).all())):
+        raise ConfigError(
+            f"blocks must partition the {d} parameters (every position exactly once); they "
+            f"cover {allidx.unique().numel()} distinct positions with {allidx.numel()} entries"
+        )
+    return out
+
+
+def _check_finite_rows(G: Tensor, chunk_bytes: int) -> None:
+    step = max(1, chunk_bytes // (8 * max(1, G.shape[1])))
+    for s in range(0, G.shape[0], step):
+        bad = ~torch.isfinite(G[s:s + step]).all(dim=1)
+        if bool(bad.any()):
+            rows = (bad.nonzero().flatten() + s).tolist()[:10]
+            raise NumericalError(f"gradients contain NaN or Inf in rows {rows}")
+
+
+@dataclass
+class _Plan:
+    name: str
+    index: Tensor
+    method: str
+    reason: str
+    est: MemoryEstimate
+    alt: tuple[str, MemoryEstimate] | None  # the other auto candidate
+
+
+def _total(plans: Sequence[_Plan]) -> int:
+    """Persistent bytes of all blocks plus the largest single build workspace."""
+    return sum(p.est.persistent for p in plans) + max((p.est.workspace for p in plans), default=0)
+
+
+class BlockDiagonalInverse:
+    """F⁻¹ for a block-diagonal dampened empirical Fisher over a flat parameter vector."""
+
+    def __init__(self, entries: Sequence[BlockEntry], d: int) -> None:
+        self.entries = list(entries)
+        self.d = int(d)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def plan(cls, m: int, d: int, blocks: Sequence[BlockLike] | None, *,
+             solver: str = "auto", dtype: torch.dtype = torch.float32,
+             memory_budget_bytes: int | None = None) -> list[dict[str, object]]:
+        """The per-block solver choice and memory estimate, without building anything."""
+        plans = cls._plan(m, d, blocks, solver, dtype, memory_budget_bytes)
+        return [{"name": p.name, "d_b": p.index.numel(), "m": m, "method": p.method,
+                 "reason": p.reason, "bytes": p.est.peak} for p in plans]
+
+    @staticmethod
+    def _plan(m: int, d: int, blocks: Sequence[BlockLike] | None, solver: str,
+              dtype: torch.dtype, budget: int | None) -> list[_Plan]:
+        if solver not in SOLVERS:
+            SOLVERS.get(solver)  # raises ConfigError listing the known solvers
+        if blocks is None:
+            blocks = [IndexBlock("full", torch.arange(d))]
+        parts = _check_partition(blocks, d)
+        plans: list[_Plan] = []
+        auto = AutoSolver()
+        for name, idx in parts:
+            d_b = idx.numel()
+            if solver == "auto":
+                choice = auto.choose(m, d_b, dtype, memory_budget_bytes=budget)
+                other = "woodbury" if choice.method == "dense" else "dense"
+                plans.append(_Plan(name, idx, choice.method, choice.reason,
+                                   estimate(choice.method, m, d_b, dtype),
+                                   (other, estimate(other, m, d_b, dtype))))
+            else:
+                plans.append(_Plan(name, idx, solver, f"{solver}: requested",
+                                   estimate(solver, m, d_b, dtype), None))
+        if budget is not None and _total(plans) > budget and solver == "auto":
+            # switch blocks to their lower-memory candidate, biggest saving first
+            def saving(p: _Plan) -> int:
+                return p.est.peak - p.alt[1].peak if p.alt else 0
+
+            for p in sorted(plans, key=saving, reverse=True):
+                if _total(plans) <= budget or saving(p) <= 0 or p.alt is None:
+                    continue
+                (p.method, p.est), p.alt = p.alt, (p.method, p.est)
+                p.reason = f"{p.method}: lower memory ({format_bytes(p.est.peak)}) to fit the budget"
+        if budget is not None and _total(plans) > budget:
+            big = max(plans, key=lambda p: p.est.peak)
+            wood = sum(estimate("woodbury", m, p.index.numel(), dtype).peak for p in plans)
+            raise MemoryBudgetError(
+                f"building the Fisher inverse ({len(plans)} blocks, m={m} rows, d={d}, "
+                f"solver={solver!r}) needs about {format_bytes(_total(plans))} but the memory "
+                f"budget is {format_bytes(budget)}; the largest block is {big.name!r} "
+                f"(d_b={big.index.numel()}, {big.method}, {format_bytes(big.est.peak)}). "
+                f"Options: smaller blocks; solver='woodbury' (about {format_bytes(wood)} in "
+                "all) when m < d_b; fewer rows by grouping gradients (group_size); or a larger "
+                "budget."
+            )
+        return plans
+
+    @classmethod
+    def build(cls, G: Tensor, blocks: Sequence[BlockLike] | None, damping: float,
+              normalizer: float, solver: str = "auto", memory_budget_bytes: int | None = None,
+              chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> BlockDiagonalInverse:
+        """Build F⁻¹ from gradient rows G (m, d); ``blocks=None`` means one full block.
+
+        The memory estimate is checked against ``memory_budget_bytes`` before any large
+        allocation (MemoryBudgetError); NaN/Inf in G raise NumericalError. G is not modified.
+        """
+        if not isinstance(G, Tensor) or G.ndim != 2 or not G.is_floating_point():
+            raise ConfigError("G must be a floating-point 2-D tensor (m rows, d parameters)")
+        lam, n = check_hyper(damping, normalizer)
+        m, d = G.shape
+        plans = cls._plan(m, d, blocks, solver, G.dtype, memory_budget_bytes)
+        G = G.detach()
+        _check_finite_rows(G, chunk_bytes)
+        entries = []
+        for p in plans:
+            sel = _selector(p.index)
+            inv = _build_block(G, sel, p.method, lam, n, p.name, chunk_bytes)
+            entries.append(BlockEntry(p.name, p.index, sel, inv, p.reason))
+        return cls(entries, d)
+
+    @classmethod
+    def from_grams(cls, grams: Sequence[Tensor] | Tensor, blocks: Sequence[BlockLike],
+                   n_rows: int, damping: float, normalizer: float) -> BlockDiagonalInverse:
+        """Dense blocks from precomputed unnormalised Grams A_j = Σᵢ gᵢⱼgᵢⱼᵀ (one per block).
+
+        E.g. the linear multi-attribute model: A_k = Xᵀdiag(r_k²)X for all k in one einsum.
+        """
+        lam, n = check_hyper(damping, normalizer)
+        d = sum(_as_index(b.index, str(b.name)).numel() for b in blocks)
+        parts = _check_partition(blocks, d)
+        if len(grams) != len(parts):
+            raise ConfigError(f"got {len(grams)} Gram matrices for {len(parts)} blocks")
+        entries = []
+        for (name, idx), A in zip(parts, grams, strict=True):
+            if tuple(A.shape) != (idx.numel(), idx.numel()):
+                raise ConfigError(f"block {name!r}: Gram has shape {tuple(A.shape)}, expected "
+                                  f"({idx.numel()}, {idx.numel()})")
+            inv = DenseSolver().from_gram(A, n_rows, lam, n, name=name)
+            entries.append(BlockEntry(name, idx, _selector(idx), inv, "dense: precomputed Gram"))
+        return cls(entries, d)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def damping(self) -> float:
+        return self.entries[0].inverse.damping
+
+    @property
+    def normalizer(self) -> float:
+        return self.entries[0].inverse.normalizer
+
+    @property
+    def rows(self) -> Tensor:
+        """Stable ids of the rows currently in the Fisher."""
+        return self.entries[0].inverse.rows
+
+    @property
+    def m(self) -> int:
+        return self.entries[0].inverse.m
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return F64
+
+    # ------------------------------------------------------------------ applying
+    def solve(self, v: Tensor) -> Tensor:
+        """F⁻¹v for v of shape (d,) or (d, r), in v's dtype (computed in fp64 per block)."""
+        if not isinstance(v, Tensor) or v.ndim not in (1, 2) or v.shape[0] != self.d:
+            shape = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+            raise ConfigError(f"expected a vector ({self.d},) or matrix ({self.d}, r), got {shape}")
+        out = torch.empty_like(v)
+        for e in self.entries:
+            out[e.sel] = e.inverse.solve(v[e.sel])
+        return out
+
+    def __matmul__(self, v: Tensor) -> Tensor:
+        return self.solve(v)
+
+    def to_dense(self) -> Tensor:
+        """F⁻¹ as a dense fp64 (d, d) matrix (small d only; for debugging and tests)."""
+        out = torch.zeros(self.d, self.d, dtype=F64)
+        for e in self.entries:
+            idx = e.index
+            out[idx.unsqueeze(1), idx.unsqueeze(0)] = e.inverse.to_dense().cpu()
+        return out
+
+    # ------------------------------------------------------------------ updating
+    def _cols(self, values: Tensor | None, k: int, what: str) -> Tensor | None:
+        if values is None:
+            return None
+        if not isinstance(values, Tensor) or values.ndim != 2 or tuple(values.shape) != (k, self.d):
+            shape = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
+            raise ConfigError(f"{what} must have shape ({k}, {self.d}), got {shape}")
+        return values
+
+    def downdate(self, rows: Tensor, normalizer: float,
+                 row_values: Tensor | None = None) -> BlockDiagonalInverse:
+        """Exact inverse for the Fisher without ``rows`` and with normaliser N' (new object).
+
+        ``row_values`` (k, d): the removed rows' gradients, needed by ``dense`` blocks.
+        """
+        r = torch.as_tensor(rows)
+        vals = self._cols(row_values, r.numel(), "row_values")
+        entries = [
+            BlockEntry(e.name, e.index, e.sel,
+                       e.inverse.downdate(r, normalizer, None if vals is None else vals[:, e.sel]),
+                       e.reason)
+            for e in self.entries
+        ]
+        return BlockDiagonalInverse(entries, self.d)
+
+    def replace_rows(self, rows: Tensor, new_values: Tensor, normalizer: float,
+                     old_values: Tensor | None = None) -> BlockDiagonalInverse:
+        """Exact inverse after rows change value (a group-averaged gradient losing a member).
+
+        ``new_values`` (k, d); ``old_values`` (k, d) are needed by ``dense`` blocks.
+        """
+        r = torch.as_tensor(rows)
+        new = self._cols(new_values, r.numel(), "new_values")
+        assert new is not None
+        old = self._cols(old_values, r.numel(), "old_values")
+        entries = [
+            BlockEntry(e.name, e.index, e.sel,
+                       e.inverse.replace_rows(r, new[:, e.sel], normalizer,
+                                              None if old is None else old[:, e.sel]),
+                       e.reason)
+            for e in self.entries
+        ]
+        return BlockDiagonalInverse(entries, self.d)
+
+    # ------------------------------------------------------------------ reporting
+    def memory_bytes(self) -> int:
+        return sum(e.inverse.memory_bytes() for e in self.entries)
+
+    def describe(self) -> str:
+        """One line per block: name, size, solver, why, memory."""
+        lines = [f"block-diagonal Fisher inverse: d={self.d}, m={self.m}, λ={self.damping:g}, "
+                 f"N={self.normalizer:g}, {len(self.entries)} blocks, "
+                 f"{format_bytes(self.memory_bytes())}"]
+        for e in self.entries:
+            lines.append(f"  {e.name}: d_b={e.index.numel()} {e.inverse.method} "
+                         f"[{e.reason}] {format_bytes(e.inverse.memory_bytes())}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Tensor]:
+        """Flat dict of plain tensors (safetensors-compatible)."""
+        state: dict[str, Tensor] = {
+            "d": torch.tensor(self.d, dtype=torch.int64),
+            "n_blocks": torch.tensor(len(self.entries), dtype=torch.int64),
+        }
+        for i, e in enumerate(self.entries):
+            state[f"blocks.{i}.name"] = encode_str(e.name)
+            state[f"blocks.{i}.index"] = e.index.clone()
+            state[f"blocks.{i}.reason"] = encode_str(e.reason)
+            for k, t in e.inverse.state_dict().items():
+                state[f"blocks.{i}.inv.{k}"] = t
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Tensor]) -> BlockDiagonalInverse:
+        try:
+            d, nb = int(state["d"]), int(state["n_blocks"])
+            entries = []
+            for i in range(nb):
+                pre = f"blocks.{i}.inv."
+                sub = {k[len(pre):]: t for k, t in state.items() if k.startswith(pre)}
+                idx = state[f"blocks.{i}.index"].to(torch.int64).cpu()
+                entries.append(BlockEntry(decode_str(state[f"blocks.{i}.name"]), idx,
+                                          _selector(idx), load_block_inverse(sub),
+                                          decode_str(state[f"blocks.{i}.reason"])))
+        except KeyError as e:
+            raise ConfigError(f"Fisher-inverse state is missing {e}") from None
+        _check_partition([IndexBlock(e.name, e.index) for e in entries], d)
+        return cls(entries, d)
+
+    def __repr__(self) -> str:
+        return f"BlockDiagonalInverse(d={self.d}, m={self.m}, blocks={len(self.entries)})"
+
+
+def _build_block(G: Tensor, sel: slice | Tensor, method: str, damping: float,
+                 normalizer: float, name: str, chunk_bytes: int) -> BlockInverse:
+    """Build one block without copying G more than the solver needs."""
+    if method == "dense":  # stream row chunks straight into the fp64 Gram
+        A = gram_cols64(G, chunk_bytes=chunk_bytes, cols=sel)
+        return DenseSolver(chunk_bytes).from_gram(A, G.shape[0], damping, normalizer,
+                                                  name=name, copy=False)
+    block = G[:, sel] if isinstance(sel, slice) else G.index_select(1, sel.to(G.device))
+    if method == "woodbury":
+        owned = not isinstance(sel, slice)  # index_select already made a private copy
+        return WoodburySolver(chunk_bytes).build(block, damping, normalizer, name=name,
+                                                 copy=not owned)
+    return SOLVERS.get(method)(chunk_bytes).build(block, damping, normalizer, name=name)

@@ -1,0 +1,136 @@
+"""Dense solver: form the Fisher with one streaming GEMM, then Cholesky (ssse-engine.md §4.2).
+
+    A = GᵀG  (fp64, accumulated over row chunks),   F = λI + A/N = L·Lᵀ,   F⁻¹V = cholesky_solve(V, L).
+
+Cost O(m·d_b² + d_b³/3), memory 2·d_b² fp64 (A and L). Best when m ≳ d_b (linear heads,
+small layer blocks). The unnormalised A is kept so that downdates are exact without a pass
+over the data (§4.4, "periodic refactor"): removing rows U gives A' = A − UᵀU and a fresh
+Cholesky of λI + A'/N'. This object does not keep G, so the removed rows' gradients must be
+passed to ``downdate`` / ``replace_rows``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from unlearnkit.curvature.solvers.base import (
+    F64,
+    INVERSES,
+    SOLVERS,
+    BlockInverse,
+    Solver,
+    as_row_ids,
+    check_hyper,
+    check_rows_matrix,
+    cholesky_or_raise,
+    gram_cols64,
+    keep_mask,
+    positions_of,
+)
+from unlearnkit.errors import ConfigError, NumericalError
+
+
+def _factor(A: Tensor, damping: float, normalizer: float, name: str) -> Tensor:
+    F = A / normalizer
+    F.diagonal().add_(damping)
+    return cholesky_or_raise(F, name, "λI + GᵀG/N")
+
+
+@INVERSES.register("dense")
+class DenseInverse(BlockInverse):
+    """F⁻¹ through the Cholesky factor of the dense block Fisher; keeps A = Σ gᵢgᵢᵀ (fp64)."""
+
+    method = "dense"
+
+    def __init__(self, *, A: Tensor, L: Tensor, **common: object) -> None:
+        super().__init__(**common)  # type: ignore[arg-type]
+        self.A, self.L = A, L
+
+    @property
+    def device(self) -> torch.device:
+        return self.A.device
+
+    def _solve64(self, V: Tensor) -> Tensor:
+        return torch.cholesky_solve(V, self.L)
+
+    def _with(self, A: Tensor, rows: Tensor, normalizer: float) -> DenseInverse:
+        _, normalizer = check_hyper(self.damping, normalizer)
+        L = _factor(A, self.damping, normalizer, self.name)
+        return DenseInverse(A=A, L=L, name=self.name, d_b=self.d_b, damping=self.damping,
+                            normalizer=normalizer, rows=rows, n_built=self.n_built)
+
+    def _values(self, values: Tensor | None, k: int, what: str) -> Tensor:
+        if values is None:
+            raise ConfigError(
+                f"block {self.name!r}: the dense solver does not keep the gradients; pass the "
+                f"{what} rows' gradients ({k}, {self.d_b}) (or use solver='woodbury')"
+            )
+        check_rows_matrix(values, self.name, self.d_b)
+        if values.shape[0] != k:
+            raise ConfigError(f"block {self.name!r}: got {values.shape[0]} {what} rows' "
+                              f"gradients for {k} rows")
+        return values.to(device=self.device, dtype=F64)
+
+    def downdate(self, remove_rows: Tensor, normalizer: float,
+                 row_values: Tensor | None = None) -> DenseInverse:
+        """A' = A − UᵀU, then Cholesky of λI + A'/N' (exact, no data pass)."""
+        rows = as_row_ids(remove_rows, self.name)
+        pos = positions_of(rows, self.rows, self.n_built, self.name)
+        U = self._values(row_values, rows.numel(), "removed")
+        A = self.A.clone().addmm_(U.T, U, alpha=-1.0)
+        return self._with(A, self.rows[keep_mask(self.m, pos)], normalizer)
+
+    def replace_rows(self, rows: Tensor, new_values: Tensor, normalizer: float,
+                     old_values: Tensor | None = None) -> DenseInverse:
+        """A' = A − UᵀU + WᵀW (U old rows, W new rows), then refactor."""
+        r = as_row_ids(rows, self.name)
+        positions_of(r, self.rows, self.n_built, self.name)
+        U = self._values(old_values, r.numel(), "old")
+        W = self._values(new_values, r.numel(), "new")
+        A = self.A.clone().addmm_(U.T, U, alpha=-1.0).addmm_(W.T, W)
+        return self._with(A, self.rows.clone(), normalizer)
+
+    def memory_bytes(self) -> int:
+        return (self.A.numel() + self.L.numel()) * 8 + self.rows.numel() * 8
+
+    def _tensors(self) -> dict[str, Tensor]:
+        return {"A": self.A, "L": self.L}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Tensor]) -> DenseInverse:
+        common = cls._common(state)
+        return cls(A=state["A"].to(F64), L=state["L"].to(F64), **common)
+
+
+@SOLVERS.register("dense")
+class DenseSolver(Solver):
+    """Streaming fp64 syrk A = GᵀG, then Cholesky of λI + A/N (torch.linalg.cholesky_ex)."""
+
+    name = "dense"
+
+    def build(self, G: Tensor, damping: float, normalizer: float, *,
+              name: str = "block") -> DenseInverse:
+        lam, n = check_hyper(damping, normalizer)
+        check_rows_matrix(G, name)
+        A = gram_cols64(G.detach(), chunk_bytes=self.chunk_bytes)
+        return self.from_gram(A, G.shape[0], lam, n, name=name, copy=False)
+
+    def from_gram(self, A: Tensor, n_rows: int, damping: float, normalizer: float, *,
+                  name: str = "block", copy: bool = True) -> DenseInverse:
+        """From a precomputed unnormalised Gram A = Σ gᵢgᵢᵀ over ``n_rows`` rows.
+
+        For the linear multi-attribute model A_k = Xᵀdiag(r_k²)X for all k is one batched
+        einsum (ssse-engine.md §4.2); the rows are then the samples 0..n_rows−1.
+        ``copy=False`` adopts an fp64 A without copying it (the caller must not modify it).
+        """
+        lam, n = check_hyper(damping, normalizer)
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise ConfigError(f"block {name!r}: Gram must be square, got {tuple(A.shape)}")
+        if not bool(torch.isfinite(A).all()):
+            raise NumericalError(f"block {name!r}: the Gram matrix contains NaN or Inf")
+        A = A.detach().to(F64)
+        A = A.clone() if copy else A
+        L = _factor(A, lam, n, name)
+        return DenseInverse(A=A, L=L, name=name, d_b=A.shape[0], damping=lam, normalizer=n,
+                            rows=torch.arange(int(n_rows)), n_built=int(n_rows))
