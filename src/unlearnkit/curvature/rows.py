@@ -32,7 +32,7 @@ Kinds (registry :data:`ROW_KINDS`):
     ``L = diag(sqrt p) - p sqrt(p)^T`` (check: ``L L^T = diag(p) - 2 p p^T + p (sum p) p^T``).
     C rows per sample, ``sqrt(p_k) * grad(z_k - p . z)`` with p held constant. This equals the
     true Fisher (expectation over all labels) exactly.
-  - any other per-sample loss callable: ``H`` by ``torch.func.hessian`` at the logits and
+  - any other per-sample loss callable: ``H`` by ``torch.func`` (jacrev twice) at the logits and
     ``L = V diag(sqrt(max(w, 0)))`` from ``eigh(H) = V diag(w) V^T`` (C rows per sample).
 
 Each row records its sample (``row_group`` -> ``group_members``) and its output/draw
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.func import hessian, vmap
+from torch.func import jacrev, vmap
 
 from unlearnkit.curvature.gradients import (
     TASK_LOSSES,
@@ -185,10 +185,14 @@ GGN_FACTORS.register("multilabel")(LogitHessianFactor(_sigmoid_aux, _sigmoid_val
 
 
 def generic_factor(loss: Loss) -> LogitHessianFactor:
-    """``H = hessian(loss)(z, y)``, ``L = V diag(sqrt(max(w, 0)))`` from ``eigh(H)``."""
+    """``H = hessian(loss)(z, y)``, ``L = V diag(sqrt(max(w, 0)))`` from ``eigh(H)``.
+
+    The Hessian is ``jacrev(jacrev(loss))``: reverse-over-reverse avoids forward-mode AD, whose
+    first use in a process compiles TorchScript decompositions (seconds).
+    """
 
     def prepare(logits: Tensor, y: Tensor) -> Tensor:
-        h = vmap(hessian(loss))(logits, y)  # (b, C, C)
+        h = vmap(jacrev(jacrev(loss)))(logits, y)  # (b, C, C)
         w, v = torch.linalg.eigh(0.5 * (h + h.transpose(-1, -2)))
         return v * w.clamp(min=0).sqrt().unsqueeze(-2)
 
