@@ -1,0 +1,197 @@
+"""Exact downdates: removing/replacing rows equals a fresh build on the remaining rows."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from unlearnkit.curvature.block_inverse import BlockDiagonalInverse, IndexBlock
+from unlearnkit.curvature.solvers import SOLVERS, BlockInverse
+from unlearnkit.errors import AlreadyErasedError, ConfigError, UnknownIdsError
+
+F64 = torch.float64
+EXACT = ["dense", "sherman_morrison", "woodbury"]
+FEW = settings(max_examples=12, deadline=None, derandomize=True)
+
+
+def rand(seed: int, *shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+def fresh_solve(G: torch.Tensor, lam: float, n: float, V: torch.Tensor) -> torch.Tensor:
+    F = lam * torch.eye(G.shape[1], dtype=F64) + G.T @ G / n
+    return torch.linalg.solve(F, V)
+
+
+def snapshot(inv: BlockInverse) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in inv.state_dict().items()}
+
+
+def unchanged(inv: BlockInverse, snap: dict[str, torch.Tensor]) -> bool:
+    now = inv.state_dict()
+    return now.keys() == snap.keys() and all(torch.equal(now[k], snap[k]) for k in snap)
+
+
+case = st.fixed_dictionaries({
+    "m": st.integers(2, 14),
+    "d": st.integers(1, 9),
+    "log_lam": st.floats(math.log(1e-4), 0.0),
+    "seed": st.integers(0, 2**31 - 1),
+    "solver": st.sampled_from(EXACT),
+})
+
+
+@FEW
+@given(c=case, data=st.data())
+def test_downdate_equals_fresh_build_and_keeps_original(c: dict, data: st.DataObject) -> None:
+    m, d, lam = c["m"], c["d"], math.exp(c["log_lam"])
+    G, V = rand(c["seed"], m, d), rand(c["seed"] + 1, d, 2)
+    k = data.draw(st.integers(1, m))
+    drop = torch.randperm(m, generator=torch.Generator().manual_seed(c["seed"]))[:k]
+    keep = torch.tensor(sorted(set(range(m)) - set(drop.tolist())), dtype=torch.int64)
+    n, n_new = float(m), float(m - k) if k < m else 1.0  # SSSE: N = n, then n − k
+    inv = SOLVERS.get(c["solver"])().build(G, lam, n)
+    snap, before = snapshot(inv), inv.solve(V)
+    down = inv.downdate(drop, n_new, row_values=G[drop])
+    assert rel(down.solve(V), fresh_solve(G[keep], lam, n_new, V)) < 1e-8
+    assert torch.equal(down.rows, keep) and down.normalizer == n_new
+    assert unchanged(inv, snap) and torch.equal(inv.solve(V), before)
+
+
+@FEW
+@given(m=st.integers(3, 10), d=st.integers(1, 8), seed=st.integers(0, 2**31 - 1))
+def test_sherman_morrison_minus_sign_downdate_with_same_normalizer(m: int, d: int,
+                                                                   seed: int) -> None:
+    # the paper's recursion run backwards (normaliser unchanged → no rebuild)
+    G, V = rand(seed, m, d), rand(seed + 1, d)
+    lam, n = 0.05, float(m)
+    inv = SOLVERS.get("sherman_morrison")().build(G, lam, n)
+    down = inv.downdate(torch.tensor([0, m - 1]), n)
+    assert rel(down.solve(V), fresh_solve(G[1:m - 1], lam, n, V)) < 1e-8
+
+
+@FEW
+@given(c=case, same_n=st.booleans())
+def test_replace_rows_equals_fresh_build(c: dict, same_n: bool) -> None:
+    m, d, lam = c["m"], c["d"], math.exp(c["log_lam"])
+    G, V = rand(c["seed"], m, d), rand(c["seed"] + 1, d, 3)
+    rows = torch.tensor([m - 1, 0])
+    new = rand(c["seed"] + 2, 2, d)
+    n, n_new = float(m), float(m) if same_n else m - 0.5
+    inv = SOLVERS.get(c["solver"])().build(G, lam, n)
+    snap = snapshot(inv)
+    out = inv.replace_rows(rows, new, n_new, old_values=G[rows])
+    G2 = G.clone()
+    G2[rows] = new
+    assert rel(out.solve(V), fresh_solve(G2, lam, n_new, V)) < 1e-8
+    assert unchanged(inv, snap)
+
+
+@pytest.mark.parametrize("solver", EXACT)
+def test_grouped_gradient_loses_one_member(solver: str) -> None:
+    """Groups of 4 samples averaged into rows; erasing sample i replaces its group's row by
+    (|b|·g_b − gᵢ)/(|b| − 1) and N goes from n to n − 1 (ssse-engine.md §4.4)."""
+    n, size, d = 12, 4, 6
+    per_sample = rand(7, n, d)
+    groups = per_sample.view(n // size, size, d)
+    G = groups.mean(dim=1)
+    lam = 0.01
+    inv = SOLVERS.get(solver)().build(G, lam, float(n))
+    i, b = 5, 5 // size  # sample 5 is in group 1
+    new_row = (size * G[b] - per_sample[i]) / (size - 1)
+    out = inv.replace_rows(torch.tensor([b]), new_row[None], float(n - 1),
+                           old_values=G[b:b + 1])
+    remaining = torch.cat([per_sample[4:5], per_sample[6:8]])  # group 1 without sample 5
+    G_ref = torch.cat([G[:b], remaining.mean(0, keepdim=True), G[b + 1:]])
+    V = rand(8, d)
+    assert rel(out.solve(V), fresh_solve(G_ref, lam, float(n - 1), V)) < 1e-10
+
+
+@pytest.mark.parametrize("solver", EXACT)
+def test_sequence_of_downdates_keeps_stable_row_ids(solver: str) -> None:
+    m, d, lam = 10, 5, 0.02
+    G, V = rand(3, m, d), rand(4, d)
+    inv = SOLVERS.get(solver)().build(G, lam, float(m))
+    removed: list[int] = []
+    for step in ([7], [0, 3], [9]):
+        t = torch.tensor(step)
+        inv = inv.downdate(t, float(m - len(removed) - len(step)), row_values=G[t])
+        removed += step
+        keep = [r for r in range(m) if r not in removed]
+        assert inv.rows.tolist() == keep
+        assert rel(inv.solve(V), fresh_solve(G[keep], lam, float(len(keep)), V)) < 1e-8
+    with pytest.raises(AlreadyErasedError, match="already removed"):
+        inv.downdate(torch.tensor([3]), 5.0, row_values=G[3:4])
+    with pytest.raises(UnknownIdsError, match="do not exist"):
+        inv.downdate(torch.tensor([10]), 5.0, row_values=G[:1])
+    with pytest.raises(ConfigError, match="duplicates"):
+        inv.downdate(torch.tensor([1, 1]), 5.0, row_values=G[:2])
+
+
+@pytest.mark.parametrize("solver", EXACT)
+def test_downdate_to_no_rows_is_identity_over_damping(solver: str) -> None:
+    G, v = rand(0, 3, 4), rand(1, 4)
+    inv = SOLVERS.get(solver)().build(G, 0.25, 3.0)
+    empty = inv.downdate(torch.arange(3), 1.0, row_values=G)
+    assert empty.m == 0 and rel(empty.solve(v), v / 0.25) < 1e-10
+
+
+def test_dense_needs_the_removed_gradients() -> None:
+    G = rand(0, 5, 3)
+    inv = SOLVERS.get("dense")().build(G, 0.1, 5.0)
+    with pytest.raises(ConfigError, match="does not keep the gradients"):
+        inv.downdate(torch.tensor([1]), 4.0)
+    with pytest.raises(ConfigError, match="got 2"):
+        inv.downdate(torch.tensor([1]), 4.0, row_values=G[:2])
+    with pytest.raises(ConfigError, match="old"):
+        inv.replace_rows(torch.tensor([1]), G[:1], 5.0)
+
+
+def test_block_diagonal_downdate_mixed_solvers_and_failed_update_changes_nothing() -> None:
+    m, lam = 12, 0.05
+    G = rand(11, m, 42)
+    blocks = [IndexBlock("small", torch.arange(0, 42, 21)),  # d_b=2 ≪ m: dense
+              IndexBlock("wide", torch.tensor([i for i in range(42) if i % 21]))]  # woodbury
+    inv = BlockDiagonalInverse.build(G, blocks, lam, float(m))
+    assert [e.inverse.method for e in inv.entries] == ["dense", "woodbury"]
+    V = rand(12, 42, 2)
+    before = inv.solve(V)
+    drop = torch.tensor([2, 5, 11])
+    with pytest.raises(ConfigError, match="does not keep the gradients"):
+        inv.downdate(drop, 9.0)  # dense block needs row_values
+    with pytest.raises(ConfigError, match=r"\(3, 42\)"):
+        inv.downdate(drop, 9.0, row_values=G[drop][:, :5])
+    assert torch.equal(inv.solve(V), before)
+    down = inv.downdate(drop, 9.0, row_values=G[drop])
+    keep = torch.tensor([r for r in range(m) if r not in (2, 5, 11)])
+    fresh = BlockDiagonalInverse.build(G[keep], blocks, lam, 9.0)
+    assert rel(down.solve(V), fresh.solve(V)) < 1e-8
+    assert torch.equal(inv.solve(V), before)
+    new = rand(13, 1, 42)
+    rep = down.replace_rows(torch.tensor([4]), new, 9.0, old_values=G[4:5])
+    G2 = G[keep].clone()
+    G2[3] = new[0]  # row id 4 is the 4th kept row
+    assert rel(rep.solve(V), BlockDiagonalInverse.build(G2, blocks, lam, 9.0).solve(V)) < 1e-8
+
+
+def test_from_grams_matches_build_and_downdates() -> None:
+    # linear multi-attribute model: A_k = Xᵀ diag(r_k²) X for all k in one einsum
+    n, p, k = 20, 3, 2
+    X, R = rand(0, n, p), rand(1, n, k)
+    grams = torch.einsum("ni,nk,nj->kij", X, R**2, X)
+    blocks = [IndexBlock(f"attr{j}", torch.arange(j * p, (j + 1) * p)) for j in range(k)]
+    G = torch.cat([R[:, j:j + 1] * X for j in range(k)], dim=1)  # per-sample gradients r_ik·x_i
+    lam, v = 1e-3, rand(2, k * p)
+    inv = BlockDiagonalInverse.from_grams(grams, blocks, n, lam, float(n))
+    assert rel(inv.solve(v), BlockDiagonalInverse.build(G, blocks, lam, float(n)).solve(v)) < 1e-10
+    down = inv.downdate(torch.tensor([0, 1]), float(n - 2), row_values=G[:2])
+    ref = BlockDiagonalInverse.build(G[2:], blocks, lam, float(n - 2), solver="dense")
+    assert rel(down.solve(v), ref.solve(v)) < 1e-8
