@@ -25,13 +25,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    RandomSampler,
-    SequentialSampler,
-    TensorDataset,
-)
+from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSampler, TensorDataset
 
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import UnsupportedError
@@ -61,6 +55,27 @@ def num_classes(data: UnlearnData) -> int:
     return data.retain.num_outputs
 
 
+class PermutationSampler(Sampler[int]):
+    """Each pass yields ``torch.randperm(n, generator=generator)``: exactly one draw per pass.
+
+    (``RandomSampler`` also draws one extra permutation when a pass ends.) Without a generator,
+    one is seeded from the global torch RNG.
+    """
+
+    def __init__(self, n: int, generator: torch.Generator | None = None) -> None:
+        self.n = n
+        if generator is None:
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
+            generator = torch.Generator().manual_seed(seed)
+        self.generator = generator
+
+    def __iter__(self) -> Iterator[int]:
+        yield from torch.randperm(self.n, generator=self.generator).tolist()
+
+    def __len__(self) -> int:
+        return self.n
+
+
 def make_loader(
     ds: ArrayDataset,
     batch_size: int,
@@ -71,15 +86,37 @@ def make_loader(
     """A DataLoader yielding ``(x, y)`` CPU batches of ``ds``.
 
     Batches are gathered with one tensor index per batch (a ``BatchSampler`` as sampler), not
-    one sample at a time. With ``shuffle=True`` the order is drawn from ``generator`` afresh on
-    every pass, so a seeded generator gives reproducible epochs.
+    one sample at a time. With ``shuffle=True`` every pass reads the samples in the order
+    ``torch.randperm(len(ds), generator=generator)`` (one draw per pass, see
+    :class:`PermutationSampler`), so a seeded generator gives reproducible epochs.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     tds = TensorDataset(ds.x, ds.y)
-    base = RandomSampler(tds, generator=generator) if shuffle else SequentialSampler(tds)
+    base = PermutationSampler(len(tds), generator) if shuffle else SequentialSampler(tds)
     sampler = BatchSampler(base, batch_size=batch_size, drop_last=drop_last)
     return DataLoader(tds, sampler=sampler, batch_size=None)
+
+
+def union_batches(
+    first: ArrayDataset, second: ArrayDataset, batch_size: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """One shuffled pass over ``first ∪ second``: batches ``(x, y, from_second)``.
+
+    The order is ``randperm(n_1 + n_2)`` drawn from ``generator``; ``from_second`` is a bool
+    mask (e.g. "is a forget sample"). Batches are gathered without materialising the
+    concatenation.
+    """
+    n1, n2 = len(first), len(second)
+    perm = torch.randperm(n1 + n2, generator=generator)
+    for start in range(0, n1 + n2, batch_size):
+        idx = perm[start : start + batch_size]
+        sec = idx >= n1
+        x = first.x.new_empty((idx.numel(), *first.x.shape[1:]))
+        y = first.y.new_empty((idx.numel(), *first.y.shape[1:]))
+        x[~sec], y[~sec] = first.x[idx[~sec]], first.y[idx[~sec]]
+        x[sec], y[sec] = second.x[idx[sec] - n1], second.y[idx[sec] - n1]
+        yield x, y, sec
 
 
 def to_device(batch: Iterable[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -195,8 +232,15 @@ def kl_distill(
     """
     log_p_s = F.log_softmax(student_logits / temperature, dim=1)
     log_p_t = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
-    loss = F.kl_div(log_p_s, log_p_t, reduction=reduction, log_target=True)
+    total = F.kl_div(log_p_s, log_p_t, reduction="sum", log_target=True)
+    loss = _reduce(total, student_logits, reduction)
     return loss * temperature**2 if t_squared else loss
+
+
+def _reduce(total: torch.Tensor, logits: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Divide a summed loss by B ("batchmean"), B·C ("mean") or 1 ("sum")."""
+    divisor = {"batchmean": logits.shape[0], "mean": logits.numel(), "sum": 1}[reduction]
+    return total / max(divisor, 1)
 
 
 def kl_to_probs(
@@ -207,7 +251,8 @@ def kl_to_probs(
 ) -> torch.Tensor:
     """KL(q ‖ softmax(z_S/τ)) for given target probabilities ``q`` (detached)."""
     log_p_s = F.log_softmax(student_logits / temperature, dim=1)
-    return F.kl_div(log_p_s, target_probs.detach(), reduction=reduction)
+    total = F.kl_div(log_p_s, target_probs.detach(), reduction="sum")
+    return _reduce(total, student_logits, reduction)
 
 
 # ----------------------------------------------------------------------------- loops
@@ -221,9 +266,11 @@ def run_epoch(
     loss_fn: LossFn,
     optimizer: torch.optim.Optimizer,
     before_step: Callable[[], None] | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> float:
     """One pass: per batch, zero grads, ``loss_fn(model, x, y).backward()``, optional hook
-    (e.g. gradient masking), ``optimizer.step()``. Batches go to the model's device.
+    (e.g. gradient masking), ``optimizer.step()``, optional hook (e.g. projecting the update).
+    Batches go to the model's device.
 
     Returns the mean batch loss (NaN for an empty loader). The model's train/eval mode is
     the caller's choice.
@@ -238,6 +285,8 @@ def run_epoch(
         if before_step is not None:
             before_step()
         optimizer.step()
+        if after_step is not None:
+            after_step()
         total += float(loss.detach())
         count += 1
     return total / count if count else float("nan")
@@ -386,7 +435,8 @@ class ZooUnlearner(Unlearner):
     """An :class:`Unlearner` for multiclass classifiers.
 
     :meth:`check` adds to the base checks: every split in ``uses`` must be multiclass (int64
-    labels) and non-empty, so a method fails with :class:`UnsupportedError` before any work.
+    labels, at least 2 classes) and non-empty, so a method fails with :class:`UnsupportedError`
+    before any work.
     """
 
     def check(self, model: nn.Module, data: UnlearnData) -> None:
@@ -402,3 +452,8 @@ class ZooUnlearner(Unlearner):
                 )
             if len(ds) == 0:
                 raise UnsupportedError(f"{self.abbreviation} needs a non-empty {split} set")
+            if ds.num_outputs < 2:
+                raise UnsupportedError(
+                    f"{self.abbreviation} needs at least 2 classes; {split} set {ds.name!r} "
+                    f"has {ds.num_outputs}"
+                )
