@@ -13,7 +13,8 @@ Definitions. ``x`` is an image with grey values in [0, 1] (pixels / 255), ``r`` 
   central moments ``mu20 = sum x*(c-cx)^2 / ink``, ``mu02 = sum x*(r-cy)^2 / ink``,
   ``mu11 = sum x*(c-cx)*(r-cy) / ink``.
 * ``spread_x = sqrt(mu20)`` and ``spread_y = sqrt(mu02)`` (second-moment width and height).
-* ``slant = -mu11 / mu02``: horizontal shift per row going up; > 0 leans right.
+* ``slant = -mu11 / mu02`` (0 when ``mu02 = 0``): horizontal shift per row going up; > 0
+  leans right.
 * ``stroke = x > 0.5``. ``thickness = 2 * mean over stroke pixels of their Euclidean distance
   to the nearest non-stroke pixel`` (pixels outside the image are non-stroke).
 * ``holes``: the number of 4-connected components of non-stroke pixels, in the image padded
@@ -96,7 +97,7 @@ def image_features(x: np.ndarray) -> dict[str, np.ndarray]:
         "ink": ink,
         "spread_x": np.sqrt(mu20),
         "spread_y": np.sqrt(mu02),
-        "slant": -mu11 / mu02,
+        "slant": np.divide(-mu11, mu02, out=np.zeros_like(mu11), where=mu02 > 0),
         "thickness": _thickness(stroke),
         "holes": _holes(stroke),
         "symmetry_lr": _mirror_similarity(w, cx, axis=2),

@@ -3,7 +3,8 @@
 Risk: ``pickle.load`` on a file someone hands you can run arbitrary code, because a pickle may
 name any importable callable. CIFAR-10 is distributed only as pickles (``cifar-10-batches-py``),
 so we read them with :class:`RestrictedUnpickler`, which refuses every global except the ones
-numpy needs to rebuild an ``ndarray`` (``_reconstruct``/``_frombuffer``, ``ndarray``, ``dtype``).
+numpy needs to rebuild an ``ndarray`` (``_reconstruct``/``_frombuffer``, ``ndarray``, ``dtype``)
+and ``_codecs.encode`` (how Python 3 stores bytes in a protocol-2 pickle).
 Dicts, lists, strings, bytes, ints and floats are built by pickle opcodes and need no global.
 A file that names anything else is refused with :class:`~unlearnkit.errors.DataError`.
 This narrows the attack surface to numpy's array reconstruction; it is not a sandbox, so still
@@ -27,6 +28,9 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(text, "latin1");
+        # a codec only transforms data and codecs are looked up in the encodings package only.
+        ("_codecs", "encode"),
     }
 )
 
