@@ -1,0 +1,206 @@
+"""RNI: head reset + noise on random tensors + partial fine-tuning (challenge solution #7,
+Deep Unlearn's ``kgltop7``; spec/methods.md §2.19). The expansion (Random Noise Injection) is
+the spec author's reading.
+
+Notation: E = ``num_epochs``, E_f = ``fine_num_epochs``, E_reset = ``reset_num_epochs``,
+K = ``num_random_tensors`` (9, fixed in Deep Unlearn), ρ = ``noise_ratio``, σ = ``origin_noise``.
+
+Reset the classifier (``fc``/``head``) with PyTorch's default initialisation. Then for each
+0-based epoch e:
+
+- **noisy phase** (e < E − E_f): the trainable set is every *norm* tensor plus K tensors drawn
+  without replacement from the other tensors. If e ≥ E_reset, ⌊ρ·K⌋ of those K are picked at
+  random and each picked tensor that has **not been noised in an earlier epoch** gets
+  W ← W + σ·ε, ε ~ N(0, I) (we read the spec's "not selected in any earlier epoch" as "not
+  noised before", so every tensor is noised at most once). Everything else is frozen and a new
+  SGD(lr, momentum, wd) over the trainable set is built (momentum buffers reset);
+- **fine phase** (e ≥ E − E_f): every tensor trains, no noise; a new SGD per epoch with
+  ``fine_optimizer``'s settings, whose ``learning_rate`` is a scalar or a per-fine-epoch list
+  (default [2e-4, 2e-4, 2e-4, 1e-3, 1e-3, 1e-4]).
+
+Every epoch is one shuffled pass over retain with CE in train mode. The whole random plan
+(which tensors train and which get noise, per epoch) is drawn up front by :func:`noise_plan`.
+
+Differences from Deep Unlearn (``faithful=False``, the default): their "norm tensors" are the
+tensors whose *name* contains "bn", which misses torchvision's downsample BatchNorm
+(``downsample.1.*``) and treats it as an ordinary tensor that may get noise (spec §2.19). We
+select the parameters of normalisation modules (BatchNorm, LayerNorm, GroupNorm) by type;
+``faithful=True`` uses the name rule. Their per-epoch validation-accuracy logging is omitted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import optuna.distributions as od
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from unlearnkit.methods._common import (
+    DEFAULT_MAX_EPOCHS,
+    G5Config,
+    ce_step_loss,
+    ep_dist,
+    g5_space,
+    make_loader,
+    optim_space,
+    run_epoch,
+    u01_dist,
+)
+from unlearnkit.methods._kaggle_common import (
+    PartBUnlearner,
+    default_reset,
+    find_classifier,
+    frozen_except,
+    is_norm,
+)
+from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+
+DEFAULT_FINE_LRS: tuple[float, ...] = (2e-4, 2e-4, 2e-4, 1e-3, 1e-3, 1e-4)
+
+
+class FineOptimConfig(BaseModel):
+    """SGD settings of the fine phase; ``learning_rate`` is a scalar or one value per fine epoch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float | list[float] = Field(default_factory=lambda: list(DEFAULT_FINE_LRS))
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+
+    def lr(self, fine_epoch: int) -> float:
+        lrs = self.learning_rate
+        return float(lrs[fine_epoch]) if isinstance(lrs, list) else float(lrs)
+
+
+class RNIConfig(G5Config):
+    """Defaults of §2.19: E 9, E_f 4, E_reset 1, lr 2e-4, momentum 0.9, wd 5e-4, ρ 0.7, σ 0.04,
+    batch 64, K 9."""
+
+    learning_rate: float = Field(2e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    batch_size: int = Field(64, ge=1)
+    num_epochs: int = Field(9, ge=0, description="E: all epochs (noisy + fine)")
+    fine_num_epochs: int = Field(4, ge=0, description="E_f: final epochs training everything")
+    reset_num_epochs: int = Field(1, ge=0, description="E_reset: first epoch that may add noise")
+    fine_optimizer: FineOptimConfig = Field(default_factory=FineOptimConfig)
+    noise_ratio: float = Field(0.7, ge=0, le=1, description="ρ: fraction of the K tensors noised")
+    origin_noise: float = Field(0.04, ge=0, description="σ: std of the added noise")
+    num_random_tensors: int = Field(9, ge=0, description="K: random non-norm tensors per epoch")
+    faithful: bool = Field(False, description="norm tensors = names containing 'bn'")
+
+    @model_validator(mode="after")
+    def _enough_fine_lrs(self) -> RNIConfig:
+        lrs = self.fine_optimizer.learning_rate
+        n_fine = min(self.fine_num_epochs, self.num_epochs)
+        if isinstance(lrs, list) and len(lrs) < n_fine:
+            raise ValueError(
+                f"fine_optimizer.learning_rate lists {len(lrs)} values but {n_fine} fine epochs run; "
+                "give one per fine epoch or a scalar"
+            )
+        if any(v < 0 for v in (lrs if isinstance(lrs, list) else [lrs])):
+            raise ValueError("fine_optimizer.learning_rate must be >= 0")
+        return self
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """What one epoch does: ``fine`` (all tensors train) or the trainable and noised names."""
+
+    fine: bool
+    trainable: tuple[str, ...]
+    noised: tuple[str, ...]
+
+
+def norm_param_names(model: nn.Module, faithful: bool) -> set[str]:
+    """Names of the "bn" tensors: by name (faithful) or by normalisation-module type."""
+    if faithful:
+        return {n for n, _ in model.named_parameters() if "bn" in n}
+    out: set[str] = set()
+    for mname, m in model.named_modules():
+        if is_norm(m):
+            out |= {f"{mname}.{p}" if mname else p for p, _ in m.named_parameters(recurse=False)}
+    return out
+
+
+def noise_plan(
+    norm: list[str], others: list[str], cfg: RNIConfig, generator: torch.Generator
+) -> list[EpochPlan]:
+    """The per-epoch plan of §2.19, drawn from ``generator``."""
+    plans: list[EpochPlan] = []
+    noised_before: set[str] = set()
+    n_pick = math.floor(cfg.noise_ratio * cfg.num_random_tensors)
+    first_fine = cfg.num_epochs - cfg.fine_num_epochs
+    for epoch in range(cfg.num_epochs):
+        if epoch >= first_fine:
+            plans.append(EpochPlan(True, (), ()))
+            continue
+        order = torch.randperm(len(others), generator=generator)[: cfg.num_random_tensors]
+        chosen = [others[i] for i in order.tolist()]
+        noised: list[str] = []
+        if epoch >= cfg.reset_num_epochs:
+            pick = torch.randperm(len(chosen), generator=generator)[:n_pick]
+            for i in pick.tolist():
+                if chosen[i] not in noised_before:
+                    noised.append(chosen[i])
+                    noised_before.add(chosen[i])
+        plans.append(EpochPlan(False, tuple(norm + chosen), tuple(noised)))
+    return plans
+
+
+@METHODS.register("rni")
+class RNI(PartBUnlearner):
+    """Reset the head, noise random tensors while training a few, then fine-tune everything."""
+
+    name = "Kaggle #7 (Random Noise Injection)"
+    abbreviation = "RNI"
+    paper = "NeurIPS 2023 Machine Unlearning challenge, solution #7 (via Cadet et al. 2024)"
+    uses = ("retain",)
+    requires = ("fc_or_head",)
+    Config = RNIConfig
+
+    def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, od.BaseDistribution]:
+        return {
+            "fine_num_epochs": ep_dist(max_epochs),
+            "reset_num_epochs": ep_dist(max_epochs),
+            **optim_space("fine_optimizer"),
+            "noise_ratio": u01_dist(),
+            "origin_noise": u01_dist(),
+            **g5_space(max_epochs),
+        }
+
+    def run(
+        self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator
+    ) -> nn.Module:
+        cfg = config if isinstance(config, RNIConfig) else RNIConfig(**config.model_dump())
+        default_reset(find_classifier(model)[1], generator)
+        params = dict(model.named_parameters())
+        norm_set = norm_param_names(model, cfg.faithful)
+        norm = [n for n in params if n in norm_set]
+        others = [n for n in params if n not in norm_set]
+        plans = noise_plan(norm, others, cfg, generator)
+        loader = make_loader(data.retain, cfg.batch_size, shuffle=True, generator=generator)
+        first_fine = max(cfg.num_epochs - cfg.fine_num_epochs, 0)
+        model.train()
+        for epoch, plan in enumerate(plans):
+            if plan.fine:
+                trainable = list(params.values())
+                fo = cfg.fine_optimizer
+                lr, mom, wd = fo.lr(epoch - first_fine), fo.momentum, fo.weight_decay
+            else:
+                with torch.no_grad():
+                    for name in plan.noised:
+                        p = params[name]
+                        noise = torch.randn(p.shape, generator=generator) * cfg.origin_noise
+                        p.add_(noise.to(p.device, p.dtype))
+                trainable = [params[n] for n in plan.trainable]
+                lr, mom, wd = cfg.learning_rate, cfg.momentum, cfg.weight_decay
+            if not trainable:
+                continue
+            opt = torch.optim.SGD(trainable, lr=lr, momentum=mom, weight_decay=wd)
+            with frozen_except(model, trainable):
+                run_epoch(model, loader, ce_step_loss, opt)
+        return model
