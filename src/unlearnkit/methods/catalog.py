@@ -7,3 +7,4 @@ from __future__ import annotations
 
 # Part A of the zoo (spec/methods.md §2.2-§2.10).
 # Part B of the zoo (spec/methods.md §2.11-§2.19) is appended below.
+from unlearnkit.methods import cfk, cfw, ct, euk, fcs, kde, msg, prmq, rni  # noqa: F401,E402
