@@ -142,8 +142,14 @@ class ParamLayout:
             raise ConfigError(f"no trainable parameter named {name!r}") from None
         return slice(self.offsets[i], self.offsets[i] + self.numels[i])
 
-    def flatten(self, tensors: Mapping[str, Tensor], batch_dims: int = 0) -> Tensor:
-        """Concatenate ``tensors[name]`` (shape ``(*batch, *shape)``) into ``(*batch, d)``."""
+    def flatten(
+        self, tensors: Mapping[str, Tensor], batch_dims: int = 0, out: Tensor | None = None
+    ) -> Tensor:
+        """Concatenate ``tensors[name]`` (shape ``(*batch, *shape)``) into ``(*batch, d)``.
+
+        With ``out`` (shape ``(*batch, d)``, any dtype/device) the parts are copied into it,
+        which saves one temporary the size of the result.
+        """
         parts = []
         for name, shape in zip(self.names, self.shapes, strict=True):
             t = tensors[name]
@@ -151,7 +157,11 @@ class ParamLayout:
             if tuple(t.shape[batch_dims:]) != shape:
                 raise ConfigError(f"{name}: expected shape {shape}, got {tuple(t.shape)}")
             parts.append(t.reshape(*batch, -1))
-        return torch.cat(parts, dim=-1)
+        if out is None:
+            return torch.cat(parts, dim=-1)
+        for part, off, k in zip(parts, self.offsets, self.numels, strict=True):
+            out[..., off : off + k].copy_(part)
+        return out
 
     def unflatten(self, vec: Tensor) -> dict[str, Tensor]:
         """Split a ``(*batch, d)`` tensor into ``{name: (*batch, *shape)}`` views."""
@@ -419,12 +429,13 @@ def _func_rows(
     yb: Tensor,
     auxb: Tensor,
     wb: Tensor,
+    out: Tensor | None = None,
 ) -> Tensor:
     """(B, r, d) rows of B groups: vmap over groups of jacrev of the weighted group values."""
     jac = vmap(jacrev(_unit_values_fn(state, program)), in_dims=(None, 0, 0, 0, 0))(
         state.params, xb, yb, auxb, wb
     )
-    return layout.flatten(jac, batch_dims=2)
+    return layout.flatten(jac, batch_dims=2, out=out)
 
 
 def _linear_modules(model: nn.Module, layout: ParamLayout) -> dict[str, nn.Linear]:
@@ -446,12 +457,21 @@ def _linear_modules(model: nn.Module, layout: ParamLayout) -> dict[str, nn.Linea
 
 
 def _hooks_rows(
-    state: _State, program: RowProgram, layout: ParamLayout, xs: Tensor, ys: Tensor, auxs: Tensor
+    state: _State,
+    program: RowProgram,
+    layout: ParamLayout,
+    xs: Tensor,
+    ys: Tensor,
+    auxs: Tensor,
+    wb: Tensor,
+    out: Tensor | None = None,
 ) -> Tensor:
-    """(b, r, d) per-sample rows via saved activations A and backprops B: ``grad W = B^T A``.
+    """(B, r, d) group rows via saved activations A and backprops B of each nn.Linear.
 
-    For a Linear layer used on inputs (b, ..., in) the per-sample weight gradient is
-    ``einsum('b...o,b...i->boi', B, A)`` and the bias gradient ``B`` summed over ``...``.
+    ``xs`` holds the B*g members group-major and ``wb`` (B, g) their weights. Backpropagating
+    ``sum_i w_i values_k(i)`` gives each member's backprop already weighted, so the group's
+    weight gradient is ``einsum('bg...o,bg...i->boi', B, A)`` (``...``: positions a Linear is
+    applied to) and its bias gradient is B summed over members and positions.
     """
     owners = _linear_modules(state.model, layout)
     saved: dict[str, list[tuple[Tensor, Tensor]]] = {m: [] for m in owners}
@@ -466,28 +486,36 @@ def _hooks_rows(
     try:
         with torch.enable_grad():
             logits = state.call(params, xs)
-            vals = vmap(program.values)(logits, ys, auxs)  # (b, r)
+            vals = vmap(program.values)(logits, ys, auxs)  # (B*g, r)
+            vals = vals * wb.reshape(-1, 1).to(vals.dtype)
     finally:
         for h in handles:
             h.remove()
     keys = [(m, j) for m in owners for j in range(len(saved[m]))]
     outs = [saved[m][j][1] for m, j in keys]
-    b, r = vals.shape
-    rows = torch.zeros(b, r, layout.d, dtype=vals.dtype, device=vals.device)
+    bsz, g = wb.shape
+    r = int(vals.shape[1])
+    rows = []
     for k in range(r):
         gouts = torch.autograd.grad(vals[:, k].sum(), outs, retain_graph=k < r - 1)
         grads: dict[str, Tensor] = {}
         for (mname, j), gout in zip(keys, gouts, strict=True):
             act = saved[mname][j][0]
             prefix = f"{mname}." if mname else ""
-            gw = torch.einsum("b...o,b...i->boi", gout, act)
-            gb = gout.reshape(b, -1, gout.shape[-1]).sum(1)
-            for pname, g in (("weight", gw), ("bias", gb)):
+            bo = gout.reshape(bsz, -1, gout.shape[-1])  # (B, g*positions, out)
+            ai = act.reshape(bsz, -1, act.shape[-1])  # (B, g*positions, in)
+            for pname, grad_fn in (
+                ("weight", lambda bo=bo, ai=ai: torch.bmm(bo.transpose(1, 2), ai)),
+                ("bias", lambda bo=bo: bo.sum(1)),
+            ):
                 full = prefix + pname
                 if full in layout.names:
-                    grads[full] = grads[full] + g if full in grads else g
-        rows[:, k, :] = layout.flatten(grads, batch_dims=1)
-    return rows
+                    gp = grad_fn()
+                    grads[full] = grads[full] + gp if full in grads else gp
+        rows.append(layout.flatten(grads, batch_dims=1, out=None if out is None else out[:, k]))
+    if out is not None:
+        return out
+    return rows[0].unsqueeze(1) if r == 1 else torch.stack(rows, dim=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -598,6 +626,7 @@ def collect_rows(
         else:
             auxs = torch.zeros(flat.numel(), device=dev)
         wb = weights[start:stop].to(dev, compute_dtype or torch.float32)
+        out = None if G is None else G[start * r : stop * r].view(bsz, r, layout.d)
         if backend == "func":
             rows = _func_rows(
                 state,
@@ -607,12 +636,12 @@ def collect_rows(
                 ys.reshape(bsz, g, *ys.shape[1:]),
                 auxs.reshape(bsz, g, *auxs.shape[1:]),
                 wb,
+                out,
             )
         else:
-            per = _hooks_rows(state, program, layout, xs, ys, auxs)  # (B*g, r, d)
-            per = per.reshape(bsz, g, *per.shape[1:])
-            rows = (wb.to(per.dtype)[:, :, None, None] * per).sum(1)
-        bad = ~torch.isfinite(rows).reshape(bsz, -1).all(dim=1)
+            rows = _hooks_rows(state, program, layout, xs, ys, auxs, wb, out)
+        # one pass, no (B, r, d) mask: a sum is non-finite iff a term is (barring overflow)
+        bad = ~torch.isfinite(rows.sum(dim=-1)).all(dim=-1)
         if bool(bad.any()):
             groups = start + torch.nonzero(bad.cpu()).reshape(-1)
             offending = ids[members_pos[groups][members_pos[groups] >= 0]]
@@ -628,7 +657,7 @@ def collect_rows(
             chunk = _chunk_units(
                 chunk_size, max_bytes, d=layout.d, r=r, g=g, x_numel=x_numel, itemsize=itemsize
             )
-        G[start * r : stop * r] = rows.reshape(bsz * r, layout.d).to(store, out_dtype)
+            G[start * r : stop * r] = rows.reshape(bsz * r, layout.d)
         start = stop
 
     assert G is not None
