@@ -141,6 +141,16 @@ def rmatmul64(G: Tensor, Z: Tensor, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> T
     return out
 
 
+def chol_solve(B: Tensor, L: Tensor) -> Tensor:
+    """X = (L·Lᵀ)⁻¹B by two triangular solves.
+
+    Same result as ``torch.cholesky_solve(B, L)``, which measured ~100× slower on CPU for a
+    single right-hand side in torch 2.13 (20 ms vs 0.2 ms at n = 1024).
+    """
+    y = torch.linalg.solve_triangular(L, B, upper=False)
+    return torch.linalg.solve_triangular(L.mT, y, upper=True)
+
+
 def cholesky_or_raise(M: Tensor, name: str, what: str) -> Tensor:
     """Lower Cholesky factor of the fp64 matrix M; not PD or non-finite -> NumericalError."""
     if not bool(torch.isfinite(M).all()):

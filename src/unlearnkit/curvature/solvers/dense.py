@@ -1,6 +1,6 @@
 """Dense solver: form the Fisher with one streaming GEMM, then Cholesky (ssse-engine.md §4.2).
 
-    A = GᵀG  (fp64, accumulated over row chunks),   F = λI + A/N = L·Lᵀ,   F⁻¹V = cholesky_solve(V, L).
+    A = GᵀG  (fp64, accumulated over row chunks),   F = λI + A/N = L·Lᵀ,   F⁻¹V = L⁻ᵀ(L⁻¹V).
 
 Cost O(m·d_b² + d_b³/3), memory 2·d_b² fp64 (A and L). Best when m ≳ d_b (linear heads,
 small layer blocks). The unnormalised A is kept so that downdates are exact without a pass
@@ -23,6 +23,7 @@ from unlearnkit.curvature.solvers.base import (
     as_row_ids,
     check_hyper,
     check_rows_matrix,
+    chol_solve,
     cholesky_or_raise,
     gram_cols64,
     keep_mask,
@@ -52,7 +53,7 @@ class DenseInverse(BlockInverse):
         return self.A.device
 
     def _solve64(self, V: Tensor) -> Tensor:
-        return torch.cholesky_solve(V, self.L)
+        return chol_solve(V, self.L)
 
     def _with(self, A: Tensor, rows: Tensor, normalizer: float) -> DenseInverse:
         _, normalizer = check_hyper(self.damping, normalizer)

@@ -28,6 +28,7 @@ from unlearnkit.curvature.solvers.base import (
     as_row_ids,
     check_hyper,
     check_rows_matrix,
+    chol_solve,
     cholesky_or_raise,
     gram_rows64,
     keep_mask,
@@ -70,7 +71,7 @@ class WoodburyInverse(BlockInverse):
         if self.m == 0:
             return V / self.damping
         G = self._active_G()
-        z = torch.cholesky_solve(matmul64(G, V, self.chunk_bytes), self.L)
+        z = chol_solve(matmul64(G, V, self.chunk_bytes), self.L)
         return (V - rmatmul64(G, z, self.chunk_bytes)) / self.damping
 
     def _with(self, G: Tensor, K: Tensor, rows: Tensor, normalizer: float) -> WoodburyInverse:
