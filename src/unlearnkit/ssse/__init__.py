@@ -1,0 +1,10 @@
+"""SSSE: single-step sample erasure (Peste, Alistarh & Lampert 2021), exact and fast.
+
+See :mod:`unlearnkit.ssse.state` for the erasure state and :mod:`unlearnkit.ssse.config`
+for its configuration.
+"""
+
+from unlearnkit.ssse.config import ErasureConfig
+from unlearnkit.ssse.state import ErasureRequest, ErasureState
+
+__all__ = ["ErasureConfig", "ErasureRequest", "ErasureState"]

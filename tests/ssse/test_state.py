@@ -1,0 +1,195 @@
+"""The SSSE erasure state against brute force: a loop of single-sample gradients and a dense
+fp64 inverse of λI + (1/N)ΣggT, for the paper's step and for exact leave-S-out sequences."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from unlearnkit.data.base import ArrayDataset
+from unlearnkit.errors import (
+    AlreadyErasedError,
+    ConfigError,
+    NumericalError,
+    StateMismatchError,
+    UnknownIdsError,
+)
+from unlearnkit.io import model_fingerprint
+from unlearnkit.ssse import ErasureConfig, ErasureState
+from unlearnkit.ssse.state import flat_params
+
+
+def loop_grads(model: nn.Module, data: ArrayDataset) -> torch.Tensor:
+    """(n, d) fp64 gradients, one backward pass per sample (the reference)."""
+    m = model.double()
+    rows = []
+    for i in range(len(data)):
+        m.zero_grad()
+        out = m(data.x[i : i + 1].double())
+        torch.nn.functional.cross_entropy(out, data.y[i : i + 1], reduction="sum").backward()
+        rows.append(torch.cat([p.grad.reshape(-1) for p in m.parameters()]))
+    m.float()
+    return torch.stack(rows)
+
+
+def reference_step(model, data, forget_ids, lam, normalizer, eps, remaining_ids=None):
+    """θ + ε/(n−k)·(λI + GᵀG/N)⁻¹ Σ_S g, all by brute force in fp64."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    G = loop_grads(ref, data)
+    fisher_ids = data.ids if remaining_ids is None else remaining_ids
+    rows = G[torch.isin(data.ids, fisher_ids)]
+    F = lam * torch.eye(G.shape[1], dtype=torch.float64) + rows.T @ rows / normalizer
+    v = G[torch.isin(data.ids, forget_ids)].sum(0)
+    n_after = len(data) - len(forget_ids)
+    theta = torch.cat([p.detach().reshape(-1).double() for p in model.parameters()])
+    return theta + eps / n_after * torch.linalg.solve(F, v)
+
+
+@pytest.mark.parametrize("solver", ["dense", "woodbury", "sherman_morrison"])
+def test_paper_step_matches_brute_force(blobs, mlp, solver):
+    cfg = ErasureConfig(blocks="full", solver=solver, damping=1e-2)
+    state = ErasureState.prepare(mlp, blobs, cfg)
+    forget = blobs.subset(blobs.ids[[3, 7, 20]])
+    new_model, new_state = state.erase(mlp, forget, eps=2.0)
+    want = reference_step(mlp, blobs, forget.ids, 1e-2, len(blobs), 2.0)
+    got = flat_params(new_model, state.layout).double()
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert new_state.ledger[-1]["k"] == 3 and new_state.n_remaining == len(blobs) - 3
+    # input model and input state unchanged
+    assert state.n_remaining == len(blobs) and not state.ledger
+
+
+def test_exact_mode_uses_fisher_of_remaining_data(blobs, mlp):
+    cfg = ErasureConfig(blocks="per_layer", solver="dense", damping=1e-2, mode="exact")
+    state = ErasureState.prepare(mlp, blobs, cfg)
+    forget = blobs.subset(blobs.ids[[1, 2, 30, 41]])
+    new_model, _ = state.erase(mlp, forget, eps=1.0)
+    remaining = blobs.ids[~torch.isin(blobs.ids, forget.ids)]
+    # block-diagonal reference: per parameter tensor
+    G = loop_grads(mlp, blobs)
+    keep = torch.isin(blobs.ids, remaining)
+    v = G[~keep].sum(0)
+    delta = torch.zeros_like(v)
+    off = 0
+    for p in mlp.parameters():
+        sl = slice(off, off + p.numel())
+        R = G[keep][:, sl]
+        F = 1e-2 * torch.eye(p.numel(), dtype=torch.float64) + R.T @ R / len(remaining)
+        delta[sl] = torch.linalg.solve(F, v[sl])
+        off += p.numel()
+    theta = flat_params(mlp, state.layout).double()
+    want = theta + delta / len(remaining)
+    got = flat_params(new_model, state.layout).double()
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["dense", "woodbury"])
+def test_exact_sequence_equals_fresh_leave_out(blobs, mlp, solver):
+    """Two requests in exact mode: the second uses the Fisher of D∖(S1∪S2) at θ_F and the
+    gradients at θ_1, exactly as a fresh computation."""
+    cfg = ErasureConfig(blocks="full", solver=solver, damping=5e-2, mode="exact")
+    state = ErasureState.prepare(mlp, blobs, cfg)
+    s1 = blobs.subset(blobs.ids[[0, 5]])
+    s2 = blobs.subset(blobs.ids[[9, 10, 11]])
+    m1, st1 = state.erase(mlp, s1, eps=1.0)
+    m2, st2 = st1.erase(m1, s2, eps=1.0)
+    G0 = loop_grads(mlp, blobs)  # rows at θ_F = θ_0
+    gone = torch.cat([s1.ids, s2.ids])
+    keep = ~torch.isin(blobs.ids, gone)
+    F = 5e-2 * torch.eye(G0.shape[1], dtype=torch.float64) + G0[keep].T @ G0[keep] / int(keep.sum())
+    v = loop_grads(m1, s2).sum(0)  # gradients at θ_1
+    want = flat_params(m1, state.layout).double() + torch.linalg.solve(F, v) / int(keep.sum())
+    got = flat_params(m2, state.layout).double()
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert [e["request"] for e in st2.ledger] == [1, 2]
+    assert set(st2.erased_ids.tolist()) == set(gone.tolist())
+
+
+def test_grouped_exact_leave_out_reaverages_groups(blobs, mlp):
+    cfg = ErasureConfig(blocks="full", solver="woodbury", damping=5e-2, mode="exact", group_size=4)
+    state = ErasureState.prepare(mlp, blobs, cfg)
+    forget = blobs.subset(blobs.ids[[2, 3, 17]])
+    new_model, new_state = state.erase(mlp, forget, eps=1.0)
+    # brute force: group means over the members that remain, N = number of non-empty groups
+    G = loop_grads(mlp, blobs)
+    pos = {int(i): k for k, i in enumerate(blobs.ids)}
+    rows = []
+    for members in state.group_members.tolist():
+        keep = [pos[i] for i in members if i >= 0 and i not in set(forget.ids.tolist())]
+        if keep:
+            rows.append(G[keep].mean(0))
+    R = torch.stack(rows)
+    F = 5e-2 * torch.eye(G.shape[1], dtype=torch.float64) + R.T @ R / R.shape[0]
+    v = G[torch.isin(blobs.ids, forget.ids)].sum(0)
+    n_after = len(blobs) - 3
+    want = flat_params(mlp, state.layout).double() + torch.linalg.solve(F, v) / n_after
+    got = flat_params(new_model, state.layout).double()
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert int(new_state.group_sizes.sum()) == n_after
+
+
+def test_solvers_give_identical_erasures(blobs, mlp):
+    forget = blobs.subset(blobs.ids[[4, 8]])
+    outs = []
+    for solver in ("dense", "woodbury", "sherman_morrison", "auto"):
+        st = ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="per_layer", solver=solver))
+        outs.append(flat_params(st.erase(mlp, forget, eps=1.0)[0], st.layout).double())
+    for o in outs[1:]:
+        assert torch.allclose(o, outs[0], rtol=1e-4, atol=1e-7)
+
+
+def test_bad_requests_are_refused_and_nothing_changes(blobs, mlp):
+    state = ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="full", mode="exact"))
+    before = model_fingerprint(mlp)
+    unknown = ArrayDataset("x", blobs.x[:1], blobs.y[:1], torch.tensor([5]), "multiclass", blobs.classes)
+    with pytest.raises(UnknownIdsError):
+        state.erase(mlp, unknown)
+    s1 = blobs.subset(blobs.ids[[1]])
+    m1, st1 = state.erase(mlp, s1)
+    with pytest.raises(AlreadyErasedError):
+        st1.erase(m1, s1)
+    with pytest.raises(StateMismatchError):
+        st1.erase(mlp, blobs.subset(blobs.ids[[2]]))  # the old model, not the one st1 applies to
+    nan = blobs.subset(blobs.ids[[3]])
+    nan = ArrayDataset("nan", torch.full_like(nan.x, float("nan")), nan.y, nan.ids, "multiclass", nan.classes)
+    with pytest.raises(NumericalError):
+        st1.erase(m1, nan)
+    with pytest.raises(ConfigError):
+        st1.request(m1, blobs.subset(blobs.ids[[4]])).apply(float("nan"))
+    assert model_fingerprint(mlp) == before
+    assert st1.n_remaining == len(blobs) - 1 and len(st1.ledger) == 1
+
+
+def test_save_load_round_trip_and_tampering(tmp_path, blobs, mlp):
+    cfg = ErasureConfig(blocks="per_layer", mode="exact", group_size=3)
+    state = ErasureState.prepare(mlp, blobs, cfg)
+    m1, st1 = state.erase(mlp, blobs.subset(blobs.ids[[0, 1]]))
+    st1.save(tmp_path / "st")
+    loaded = ErasureState.load(tmp_path / "st", m1)
+    s2 = blobs.subset(blobs.ids[[6, 7, 8]])
+    a, sa = st1.erase(m1, s2)
+    b, sb = loaded.erase(m1, s2)
+    assert torch.equal(flat_params(a, st1.layout), flat_params(b, st1.layout))
+    assert sa.ledger[-1]["model_after"] == sb.ledger[-1]["model_after"]
+    with pytest.raises(StateMismatchError):
+        ErasureState.load(tmp_path / "st", mlp)  # not the model the state applies to
+    other = torch.nn.Sequential(torch.nn.Linear(5, 3))
+    with pytest.raises(StateMismatchError):
+        ErasureState.load(tmp_path / "st", other)
+    manifest = json.loads((tmp_path / "st" / "manifest.json").read_text())
+    raw = (tmp_path / "st" / "state.safetensors").read_bytes()
+    mid = len(raw) // 2
+    (tmp_path / "st" / "state.safetensors").write_bytes(raw[:mid] + bytes([raw[mid] ^ 0xFF]) + raw[mid + 1 :])
+    with pytest.raises(StateMismatchError, match="checksum"):
+        ErasureState.load(tmp_path / "st")
+    assert manifest["n_remaining"] == len(blobs) - 2
+
+
+def test_true_fisher_exact_mode_refused():
+    with pytest.raises(ValueError, match="exact"):
+        ErasureConfig(curvature="true", mode="exact")
