@@ -90,3 +90,21 @@ def test_gradient_pass_bn_side_effect_only_when_faithful(faithful: bool, bn_chan
 def test_triangular_schedule() -> None:
     assert [triangular_factor(e, 5) for e in range(1, 6)] == pytest.approx([1 / 3, 2 / 3, 1, 2 / 3, 1 / 3])
     assert [triangular_factor(e, 2) for e in (1, 2)] == pytest.approx([1.0, 0.5])
+
+
+class _Conv1dNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(2, 3, 5, padding=2, bias=False)
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.tanh(self.conv1(x.flatten(2)[:, :2])).mean(dim=2))
+
+
+def test_conv1d_layers_are_handled_too() -> None:
+    m = _Conv1dNet()
+    before = state(m)
+    out = MSG().unlearn(m, data(), {"num_epochs": 0, "init_rate": 0.3}).model.state_dict()
+    assert int((out["conv1.weight"] != before["conv1.weight"]).sum()) == 9  # round(0.3·30)
+    assert torch.equal(out["fc.weight"], before["fc.weight"])

@@ -42,6 +42,9 @@ from unlearnkit.registry import Registry
 CLASSIFIER_NAMES: tuple[str, ...] = ("fc", "head")
 """Attribute names under which a classifier is looked up, in order (ResNet, TinyViT)."""
 
+CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+"""Plain convolutions (weight shape C_out × C_in/groups × kernel), not transposed ones."""
+
 NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase,
     nn.LayerNorm,
@@ -319,6 +322,11 @@ def _check_conv2d(model: nn.Module, who: str) -> None:
         raise UnsupportedError(f"{who} needs a model with Conv2d layers")
 
 
+def _check_convnd(model: nn.Module, who: str) -> None:
+    if not conv_layers(model, CONV_TYPES):
+        raise UnsupportedError(f"{who} needs a model with Conv1d/Conv2d/Conv3d layers")
+
+
 def _check_square_conv2d(model: nn.Module, who: str) -> None:
     _check_conv2d(model, who)
     for name, m in conv_layers(model):
@@ -340,6 +348,7 @@ def _check_fc_or_head(model: nn.Module, who: str) -> None:
 
 REQUIREMENT_CHECKS: Registry[Callable[[nn.Module, str], None]] = Registry("model requirement")
 REQUIREMENT_CHECKS.register("conv2d")(_check_conv2d)
+REQUIREMENT_CHECKS.register("convnd")(_check_convnd)
 REQUIREMENT_CHECKS.register("square_conv2d")(_check_square_conv2d)
 REQUIREMENT_CHECKS.register("fc_or_head")(_check_fc_or_head)
 REQUIREMENT_CHECKS.register("conv_or_linear")(_check_conv_or_linear)
@@ -348,7 +357,8 @@ REQUIREMENT_CHECKS.register("conv_or_linear")(_check_conv_or_linear)
 class PartBUnlearner(ZooUnlearner):
     """:class:`ZooUnlearner` plus the model requirements of part B, declared in ``requires``:
 
-    ``"conv2d"`` (at least one Conv2d), ``"square_conv2d"`` (and every kernel square),
+    ``"conv2d"`` (at least one Conv2d), ``"convnd"`` (at least one Conv1d/2d/3d),
+    ``"square_conv2d"`` (and every kernel square),
     ``"fc_or_head"`` (a classifier named ``fc`` or ``head``), ``"conv_or_linear"`` (at least one
     Conv or Linear layer). Failing ones raise :class:`UnsupportedError` before any work.
 

@@ -15,7 +15,7 @@ Differences from Deep Unlearn (``faithful=False``, the default):
 - *Noise placement.* Their confuse step walks the model's **top-level children** whose attribute
   name contains "conv", which on a torchvision ResNet-18 is only the stem ``conv1`` and on
   TinyViT nothing (spec §5.6). We add the noise to **every** convolution weight in the network
-  (any ``_ConvNd``), which is what walking the modules by "conv" evidently intended;
+  (Conv1d/2d/3d), which is what walking the modules by "conv" evidently intended;
   ``faithful=True`` restores the stem-only behaviour (top-level children named ``*conv*`` with a
   ``weight``).
 - *Class weighting.* Their loss is (mean CE over the batch) × (mean of w_{y_i} over the batch),
@@ -48,7 +48,7 @@ from unlearnkit.methods._common import (
     set_lr,
     u01_dist,
 )
-from unlearnkit.methods._kaggle_common import PartBUnlearner, conv_layers
+from unlearnkit.methods._kaggle_common import CONV_TYPES, PartBUnlearner, conv_layers
 from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
 
 
@@ -73,8 +73,7 @@ def confused_weights(model: nn.Module, faithful: bool) -> list[torch.Tensor]:
             for name, m in model.named_children()
             if "conv" in name and isinstance(getattr(m, "weight", None), torch.Tensor)
         ]
-    kinds = (nn.modules.conv._ConvNd,)
-    return [m.weight for _, m in conv_layers(model, kinds)]
+    return [m.weight for _, m in conv_layers(model, CONV_TYPES)]
 
 
 @torch.no_grad()
@@ -102,7 +101,7 @@ class CFW(PartBUnlearner):
     abbreviation = "CFW"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #3 (via Cadet et al. 2024)"
     uses = ("retain",)
-    requires = ("conv",)  # without convs the faithful mode would do nothing but fine-tune
+    requires = ("convnd",)  # without convs the faithful mode would do nothing but fine-tune
     Config = CFWConfig
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, od.BaseDistribution]:

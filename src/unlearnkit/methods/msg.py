@@ -7,9 +7,11 @@
    where R′ is a random subset of retain with |R′| = |forget| (min with |retain|) passed in
    shuffled batches of ``subset_batch_size`` (64, hard-coded in Deep Unlearn) and F_b are the
    shuffled forget batches of ``batch_size``; each term is a batch-mean CE.
-2. **Re-initialise** each Conv2d independently: with n = weight.numel(), k = round(init_rate·n)
-   (Python rounding), S = the k entries with the smallest |G| (stable order on ties) get fresh
-   Kaiming-normal values N(0, 2/fan_out), fan_out = C_out·k_h·k_w; the other entries are kept.
+2. **Re-initialise** each convolution independently: with n = weight.numel(),
+   k = round(init_rate·n) (Python rounding), S = the k entries with the smallest |G| (stable
+   order on ties) get fresh Kaiming-normal values N(0, 2/fan_out), fan_out = C_out·k_h·k_w;
+   the other entries are kept. Deep Unlearn's models only have Conv2d; we treat Conv1d/Conv3d
+   the same way (fan_out = C_out·kernel size), so MSG also runs on 1-D conv nets.
    A conv bias, if any, is redrawn with PyTorch's default U(±1/√fan_in). A gradient multiplier
    M (1 on S, ``kept_grad_scale`` = 0.1 elsewhere) scales the weight's *loss* gradient for the
    rest of the method (weight decay and momentum are not scaled). BN and Linear layers are
@@ -49,6 +51,7 @@ from unlearnkit.methods._common import (
     u01_dist,
 )
 from unlearnkit.methods._kaggle_common import (
+    CONV_TYPES,
     PartBUnlearner,
     conv_layers,
     fan_in,
@@ -83,7 +86,7 @@ def triangular_factor(epoch: int, num_epochs: int) -> float:
 def collect_gradient(
     model: nn.Module, data: UnlearnData, cfg: MSGConfig, generator: torch.Generator
 ) -> dict[nn.Module, torch.Tensor]:
-    """G for every Conv2d weight (zeros where a conv got no gradient); grads are cleared after."""
+    """G for every conv weight (zeros where a conv got no gradient); grads are cleared after."""
     device = model_device(model)
     retain = data.retain
     n_sub = min(len(data.forget), len(retain))
@@ -100,7 +103,7 @@ def collect_gradient(
         conv: conv.weight.grad.detach().clone()
         if conv.weight.grad is not None
         else torch.zeros_like(conv.weight)
-        for _, conv in conv_layers(model)
+        for _, conv in conv_layers(model, CONV_TYPES)
     }
     model.zero_grad(set_to_none=True)
     return grads
@@ -134,7 +137,7 @@ class MSG(PartBUnlearner):
     abbreviation = "MSG"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #2 (via Cadet et al. 2024)"
     uses = ("retain", "forget")
-    requires = ("conv2d",)
+    requires = ("convnd",)
     Config = MSGConfig
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, od.BaseDistribution]:
