@@ -6,5 +6,8 @@
 from __future__ import annotations
 
 # Part A of the zoo (spec/methods.md §2.2-§2.10).
-# Part B of the zoo (spec/methods.md §2.11-§2.19) is appended below.
-from unlearnkit.methods import cfk, cfw, ct, euk, fcs, kde, msg, prmq, rni  # noqa: F401,E402
+from unlearnkit.methods import bt, ff, ft, ga, iu, ngplus, salun, scrub, srl  # noqa: F401
+
+# isort: split
+# Part B of the zoo (spec/methods.md §2.11-§2.19).
+from unlearnkit.methods import cfk, cfw, ct, euk, fcs, kde, msg, prmq, rni  # noqa: F401
