@@ -338,7 +338,7 @@ def _check_square_conv2d(model: nn.Module, who: str) -> None:
 
 
 def _check_conv_or_linear(model: nn.Module, who: str) -> None:
-    if not any(isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) for m in model.modules()):
+    if not any(isinstance(m, (*CONV_TYPES, nn.Linear)) for m in model.modules()):
         raise UnsupportedError(f"{who} needs a model with Conv or Linear layers")
 
 

@@ -17,8 +17,7 @@ never reads; they are left out here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
 
 import optuna.distributions as od
 import torch
@@ -75,7 +74,7 @@ def unique_params(modules: Iterable[nn.Module]) -> list[nn.Parameter]:
 def train_last_blocks(
     model: nn.Module,
     params: list[nn.Parameter],
-    batches: Any,
+    batches: Callable[[], Iterable[Batch]],
     cfg: CFkConfig,
 ) -> None:
     """The CF-k/EU-k training loop on ``params`` (everything else frozen).

@@ -48,10 +48,10 @@ from unlearnkit.methods._common import (
     u01_dist,
     wd_dist,
 )
-from unlearnkit.methods._kaggle_common import PartBUnlearner, fan_in, uniform_fill_
+from unlearnkit.methods._kaggle_common import CONV_TYPES, PartBUnlearner, fan_in, uniform_fill_
 from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
 
-PRUNABLE: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
+PRUNABLE: tuple[type[nn.Module], ...] = (*CONV_TYPES, nn.Linear)
 
 
 class PRMQConfig(MethodConfig):
