@@ -13,8 +13,8 @@ Differences from Deep Unlearn:
 - ``faithful=False`` (default): the whole update is masked: after every step the entries outside
   the mask are put back to their original values, so momentum and weight decay cannot move
   them (they stay bit-identical); random labels exclude the true label, as in the SalUn paper.
-- ``faithful=True``: only the gradient is masked, so with weight decay (or momentum carrying
-  earlier masked gradients, which cannot happen here) non-salient weights still move; random
+- ``faithful=True``: only the gradient is masked; weight decay is added by the optimiser after
+  the masking (and then carried by momentum), so with wd > 0 non-salient weights still move; random
   labels are uniform over all classes (the true label can be drawn) and the label RNG is
   re-seeded every epoch (see :mod:`unlearnkit.methods.srl`).
 - ``mask_optimizer.*`` is not a hyper-parameter: the released code searches it but the mask
