@@ -89,3 +89,22 @@ class ArrayDataset:
         if self.task != "multiclass":
             raise DataError(f"{self.name} is multi-label; it has no single class per sample")
         return self.y
+
+
+def concat(datasets: list[ArrayDataset], name: str | None = None) -> ArrayDataset:
+    """The samples of several datasets of the same task and classes, in order (ids stay unique)."""
+    if not datasets:
+        raise DataError("concat needs at least one dataset")
+    first = datasets[0]
+    for d in datasets[1:]:
+        if d.task != first.task or d.classes != first.classes:
+            raise DataError(f"cannot concatenate {d.name!r} with {first.name!r}: task or classes differ")
+    return ArrayDataset(
+        name=name or first.name,
+        x=torch.cat([d.x for d in datasets]),
+        y=torch.cat([d.y for d in datasets]),
+        ids=torch.cat([d.ids for d in datasets]),
+        task=first.task,
+        classes=first.classes,
+        meta=first.meta,
+    )

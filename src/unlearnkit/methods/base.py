@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.errors import UnsupportedError
+from unlearnkit.errors import ConfigError, UnsupportedError
 from unlearnkit.registry import Registry
 from unlearnkit.seeding import seed_everything
 
@@ -58,9 +58,23 @@ class Unlearner(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     Config: ClassVar[type[MethodConfig]] = MethodConfig
 
-    def search_space(self) -> dict[str, Any]:
-        """Optuna distributions for the hyper-parameters that change behaviour."""
+    def search_space(self, max_epochs: int = 10) -> dict[str, Any]:
+        """Optuna distributions for the hyper-parameters that change behaviour.
+
+        ``max_epochs`` is E* = ceil(0.2 · training epochs) (spec methods.md §2.0).
+        """
         return {}
+
+    def make_config(self, config: MethodConfig | dict[str, Any] | None = None) -> MethodConfig:
+        """Validate ``config`` into this method's ``Config``; bad values raise ConfigError."""
+        if isinstance(config, self.Config):
+            return config
+        if isinstance(config, MethodConfig):
+            config = config.model_dump()
+        try:
+            return self.Config(**(config or {}))
+        except ValidationError as e:
+            raise ConfigError(f"bad configuration for {self.abbreviation}: {e}") from None
 
     def check(self, model: torch.nn.Module, data: UnlearnData) -> None:
         """Raise :class:`UnsupportedError` if the method cannot handle ``model``/``data``."""
@@ -90,7 +104,7 @@ class Unlearner(ABC):
         device: str | torch.device = "cpu",
     ) -> UnlearnResult:
         """Validate, copy, seed, time and run. The input model is left unchanged."""
-        cfg = config if isinstance(config, MethodConfig) else self.Config(**(config or {}))
+        cfg = self.make_config(config)
         self.check(model, data)
         device = torch.device(device)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -98,10 +112,12 @@ class Unlearner(ABC):
         t0 = time.perf_counter()
         work = copy.deepcopy(model).to(device)
         gen = seed_everything(seed)
+        self.run_info: dict[str, Any] = {}
         out = self.run(work, data, cfg, gen)
         sync()
         seconds = time.perf_counter() - t0
-        return UnlearnResult(model=out, seconds=seconds, info={"config": cfg.model_dump()})
+        info = {"config": cfg.model_dump(), **self.run_info}
+        return UnlearnResult(model=out, seconds=seconds, info=info)
 
 
 METHODS: Registry[type[Unlearner]] = Registry("unlearning method")

@@ -1,0 +1,17 @@
+"""The ``unlearnkit`` command line (typer). Each sub-module adds one group of commands.
+
+Errors raised on purpose (:class:`~unlearnkit.errors.UnlearnkitError`) are printed without a
+traceback and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from unlearnkit.cli import data as _data  # noqa: F401  (registers `data list`)
+from unlearnkit.cli.app import app, main
+
+__all__ = ["app", "main"]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

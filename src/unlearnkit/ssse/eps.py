@@ -1,0 +1,131 @@
+"""Choosing SSSE's scale ε: an oracle rule that needs a retrained model, and rules that don't.
+
+The direction Δ = F⁻¹v does not depend on ε (SSSE eq. 4), so every rule evaluates the whole
+grid from one :class:`~unlearnkit.ssse.state.ErasureRequest` with forward passes only.
+
+Rules (registry :data:`EPS_RULES`):
+
+* ``gamma`` (oracle; SSSE paper §3): ε* = argmax_ε γ_S(θ̂_ε; θ*, θ*_{−S}), the AUC similarity
+  ratio of eq. 5 on S. Needs the retrained model θ*_{−S}: a benchmark tool, not something a
+  user facing a deletion request can run.
+* ``accuracy_gap`` (oracle, multiclass): ε* = argmin_ε Σ_split |Acc(θ̂_ε) − Acc(θ*_{−S})| over
+  the given splits (the paper's Figure 2 quantity).
+* ``loss_matching`` (**no retrained model**): after a perfect erasure S is unseen data, so its
+  per-sample losses should be distributed like those of held-out samples of the same kind
+  (test samples of the same classes / having the same attribute). ε* = argmin_ε of the
+  two-sample Kolmogorov–Smirnov statistic between the losses of θ̂_ε on S and on the
+  held-out set (scipy.stats.ks_2samp). This is exactly the signal a population membership
+  attack uses (spec evaluation.md §3.2), so minimising it targets an attack at chance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import ks_2samp
+from torch import nn
+
+from unlearnkit.data.base import ArrayDataset
+from unlearnkit.errors import ConfigError
+from unlearnkit.evaluation.similarity import similarity_ratio
+from unlearnkit.losses import per_sample_loss
+from unlearnkit.registry import Registry
+from unlearnkit.ssse.state import ErasureRequest
+from unlearnkit.training import evaluate_accuracy, predict_logits
+
+DEFAULT_GRID: tuple[float, ...] = tuple(float(x) for x in np.round(np.logspace(-2, 2, 17), 6))
+
+
+@dataclass
+class EpsChoice:
+    """The chosen ε, the rule's score for every grid point (lower is better for argmin rules)."""
+
+    rule: str
+    eps: float
+    grid: list[float]
+    scores: list[float]
+    maximise: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+EpsRule = Callable[..., EpsChoice]
+EPS_RULES: Registry[EpsRule] = Registry("ε selection rule")
+
+
+def _pick(rule: str, grid: Sequence[float], scores: Sequence[float], maximise: bool, **extra: Any) -> EpsChoice:
+    arr = np.asarray(scores, dtype=float)
+    if not np.isfinite(arr).any():
+        raise ConfigError(f"ε rule {rule!r}: no grid point gave a finite score")
+    arr = np.where(np.isfinite(arr), arr, -np.inf if maximise else np.inf)
+    i = int(np.argmax(arr) if maximise else np.argmin(arr))
+    return EpsChoice(rule, float(grid[i]), [float(g) for g in grid], [float(s) for s in scores], maximise, extra)
+
+
+def _losses(model: nn.Module, data: ArrayDataset) -> np.ndarray:
+    logits = predict_logits(model, data)
+    return per_sample_loss(data.task, logits, data.y).double().numpy()
+
+
+@EPS_RULES.register("gamma")
+def gamma_rule(
+    request: ErasureRequest,
+    forget: ArrayDataset,
+    original: nn.Module,
+    retrained: nn.Module,
+    grid: Sequence[float] = DEFAULT_GRID,
+) -> EpsChoice:
+    """argmax_ε γ_S (SSSE eq. 5) on the forget set (multilabel scores = logits)."""
+    s_o = predict_logits(original, forget).numpy()
+    s_r = predict_logits(retrained, forget).numpy()
+    labels = forget.y.numpy()
+    scores = [similarity_ratio(predict_logits(request.apply(e), forget).numpy(), s_o, s_r, labels) for e in grid]
+    return _pick("gamma", grid, scores, maximise=True)
+
+
+@EPS_RULES.register("accuracy_gap")
+def accuracy_gap_rule(
+    request: ErasureRequest,
+    splits: dict[str, ArrayDataset],
+    retrained: nn.Module,
+    grid: Sequence[float] = DEFAULT_GRID,
+) -> EpsChoice:
+    """argmin_ε Σ_split |Acc(θ̂_ε) − Acc(θ*_{−S})| over ``splits``."""
+    ref = {k: evaluate_accuracy(retrained, d) for k, d in splits.items()}
+    scores = []
+    for e in grid:
+        m = request.apply(e)
+        scores.append(sum(abs(evaluate_accuracy(m, d) - ref[k]) for k, d in splits.items()))
+    return _pick("accuracy_gap", grid, scores, maximise=False)
+
+
+@EPS_RULES.register("loss_matching")
+def loss_matching_rule(
+    request: ErasureRequest,
+    forget: ArrayDataset,
+    holdout: ArrayDataset,
+    grid: Sequence[float] = DEFAULT_GRID,
+) -> EpsChoice:
+    """argmin_ε KS(losses of θ̂_ε on S, losses of θ̂_ε on held-out data); no retrained model."""
+    if len(holdout) == 0:
+        raise ConfigError("loss_matching needs a non-empty held-out set")
+    scores = []
+    for e in grid:
+        m = request.apply(e)
+        scores.append(float(ks_2samp(_losses(m, forget), _losses(m, holdout)).statistic))
+    return _pick("loss_matching", grid, scores, maximise=False)
+
+
+def matched_holdout(forget: ArrayDataset, holdout: ArrayDataset, attribute: int | None = None) -> ArrayDataset:
+    """Held-out samples of the same kind as S: same classes (multiclass) or having
+    ``attribute`` (multilabel); all of ``holdout`` when neither applies."""
+    if forget.task == "multiclass":
+        keep = torch.isin(holdout.y, torch.unique(forget.y))
+    elif attribute is not None:
+        keep = holdout.y[:, attribute] > 0.5
+    else:
+        return holdout
+    return holdout.subset(holdout.ids[keep])
