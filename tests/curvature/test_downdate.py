@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 
 from unlearnkit.curvature.block_inverse import BlockDiagonalInverse, IndexBlock
 from unlearnkit.curvature.solvers import SOLVERS, BlockInverse
-from unlearnkit.errors import AlreadyErasedError, ConfigError, UnknownIdsError
+from unlearnkit.errors import (
+    AlreadyErasedError,
+    ConfigError,
+    StateMismatchError,
+    UnknownIdsError,
+)
 
 F64 = torch.float64
 EXACT = ["dense", "sherman_morrison", "woodbury"]
@@ -147,6 +152,10 @@ def test_downdate_to_no_rows_is_identity_over_damping(solver: str) -> None:
 def test_dense_needs_the_removed_gradients() -> None:
     G = rand(0, 5, 3)
     inv = SOLVERS.get("dense")().build(G, 0.1, 5.0)
+    with pytest.raises(StateMismatchError, match=r"rows \[1\]"):
+        inv.downdate(torch.tensor([1]), 4.0, row_values=G[2:3])  # wrong row's gradient
+    with pytest.raises(StateMismatchError):
+        inv.replace_rows(torch.tensor([1]), G[:1], 5.0, old_values=2 * G[1:2])
     with pytest.raises(ConfigError, match="does not keep the gradients"):
         inv.downdate(torch.tensor([1]), 4.0)
     with pytest.raises(ConfigError, match="got 2"):

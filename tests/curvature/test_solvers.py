@@ -186,7 +186,7 @@ def test_memory_estimates_match_what_is_kept() -> None:
         inv = SOLVERS.get(name)().build(G, 0.1, 6.0)
         # persistent estimate + the int64 row ids == the bytes actually held
         assert inv.memory_bytes() == estimate(name, m, d_b, torch.float32).persistent + 8 * m
-    assert estimate("dense", 10, 1000).persistent == 2 * 8 * 1000**2
+    assert estimate("dense", 10, 1000).persistent == 2 * 8 * 1000**2 + 8 * 10
     assert estimate("woodbury", 10, 1000).persistent == 10 * 1000 * 4 + 2 * 8 * 100
     assert format_bytes(1536) == "1.5 KiB"
     with pytest.raises(ConfigError):

@@ -41,6 +41,7 @@ from unlearnkit.curvature.solvers.base import (
     decode_str,
     encode_str,
     gram_cols64,
+    row_sq_norms64,
 )
 from unlearnkit.errors import ConfigError, MemoryBudgetError, NumericalError
 
@@ -388,8 +389,9 @@ def _build_block(G: Tensor, sel: slice | Tensor, method: str, damping: float,
     """Build one block without copying G more than the solver needs."""
     if method == "dense":  # stream row chunks straight into the fp64 Gram
         A = gram_cols64(G, chunk_bytes=chunk_bytes, cols=sel)
-        return DenseSolver(chunk_bytes).from_gram(A, G.shape[0], damping, normalizer,
-                                                  name=name, copy=False)
+        return DenseSolver(chunk_bytes).from_gram(
+            A, G.shape[0], damping, normalizer, name=name, copy=False,
+            row_sq_norms=row_sq_norms64(G, chunk_bytes, cols=sel))
     block = G[:, sel] if isinstance(sel, slice) else G.index_select(1, sel.to(G.device))
     if method == "woodbury":
         owned = not isinstance(sel, slice)  # index_select already made a private copy

@@ -3,7 +3,8 @@
 Per block, F = λI + (1/N)·GᵀG with G of shape (m, d_b). What each solver keeps
 (ssse-engine.md §4.2; all factors are fp64, G keeps its own dtype):
 
-* ``dense``            — A = GᵀG and the Cholesky factor of λI + A/N: 2·d_b² fp64.
+* ``dense``            — A = GᵀG and the Cholesky factor of λI + A/N: 2·d_b² fp64, plus
+  the rows' squared norms (m fp64, to check rows passed to downdates).
   Build workspace: the shifted matrix (d_b² fp64) and one fp64 chunk of rows.
 * ``woodbury``         — G (m·d_b, input dtype), K = GGᵀ and the Cholesky factor of
   NλI + K: 2·m² fp64. Build workspace: the shifted matrix (m² fp64) and one fp64 column chunk.
@@ -55,7 +56,7 @@ def _chunk(elements_per_line: int) -> int:
 
 @ESTIMATORS.register("dense")
 def _dense(m: int, d_b: int, itemsize: int) -> MemoryEstimate:
-    return MemoryEstimate(persistent=2 * d_b * d_b * FP64,
+    return MemoryEstimate(persistent=2 * d_b * d_b * FP64 + m * FP64,
                           workspace=d_b * d_b * FP64 + min(m * d_b * FP64, _chunk(d_b)))
 
 

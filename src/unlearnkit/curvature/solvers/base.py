@@ -112,6 +112,18 @@ def gram_cols64(G: Tensor, out: Tensor | None = None, alpha: float = 1.0,
     return A
 
 
+def row_sq_norms64(G: Tensor, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                   cols: Tensor | slice | None = None) -> Tensor:
+    """‖G[i, cols]‖² for every row, in fp64 (streaming over row chunks)."""
+    sel = slice(None) if cols is None else cols
+    out = torch.empty(G.shape[0], dtype=F64, device=G.device)
+    step = _lines_per_chunk(G[:0, sel].shape[1], chunk_bytes)
+    for s in range(0, G.shape[0], step):
+        c = G[s:s + step][:, sel].to(F64)
+        out[s:s + step] = (c * c).sum(dim=1)
+    return out
+
+
 def gram_rows64(G: Tensor, H: Tensor | None = None,
                 chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Tensor:
     """K = G·Hᵀ (H defaults to G) accumulated in fp64, streaming over column chunks."""

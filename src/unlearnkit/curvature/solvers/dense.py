@@ -28,8 +28,12 @@ from unlearnkit.curvature.solvers.base import (
     gram_cols64,
     keep_mask,
     positions_of,
+    row_sq_norms64,
 )
-from unlearnkit.errors import ConfigError, NumericalError
+from unlearnkit.errors import ConfigError, NumericalError, StateMismatchError
+
+#: Relative tolerance when checking passed-in rows against the squared norms kept at build.
+ROW_CHECK_RTOL = 1e-4
 
 
 def _factor(A: Tensor, damping: float, normalizer: float, name: str) -> Tensor:
@@ -40,13 +44,17 @@ def _factor(A: Tensor, damping: float, normalizer: float, name: str) -> Tensor:
 
 @INVERSES.register("dense")
 class DenseInverse(BlockInverse):
-    """F⁻¹ through the Cholesky factor of the dense block Fisher; keeps A = Σ gᵢgᵢᵀ (fp64)."""
+    """F⁻¹ through the Cholesky factor of the dense block Fisher; keeps A = Σ gᵢgᵢᵀ (fp64).
+
+    Also keeps each row's squared norm ‖gᵢ‖² (fp64, NaN when unknown) to check that the rows
+    passed to ``downdate`` / ``replace_rows`` are the ones the Fisher was built from.
+    """
 
     method = "dense"
 
-    def __init__(self, *, A: Tensor, L: Tensor, **common: object) -> None:
+    def __init__(self, *, A: Tensor, L: Tensor, sq_norms: Tensor, **common: object) -> None:
         super().__init__(**common)  # type: ignore[arg-type]
-        self.A, self.L = A, L
+        self.A, self.L, self.sq_norms = A, L, sq_norms
 
     @property
     def device(self) -> torch.device:
@@ -55,11 +63,26 @@ class DenseInverse(BlockInverse):
     def _solve64(self, V: Tensor) -> Tensor:
         return chol_solve(V, self.L)
 
-    def _with(self, A: Tensor, rows: Tensor, normalizer: float) -> DenseInverse:
+    def _with(self, A: Tensor, rows: Tensor, normalizer: float,
+              sq_norms: Tensor | None = None) -> DenseInverse:
         _, normalizer = check_hyper(self.damping, normalizer)
         L = _factor(A, self.damping, normalizer, self.name)
-        return DenseInverse(A=A, L=L, name=self.name, d_b=self.d_b, damping=self.damping,
+        return DenseInverse(A=A, L=L, sq_norms=self.sq_norms if sq_norms is None else sq_norms,
+                            name=self.name, d_b=self.d_b, damping=self.damping,
                             normalizer=normalizer, rows=rows, n_built=self.n_built)
+
+    def _check_known(self, rows: Tensor, U: Tensor, what: str) -> None:
+        """‖uᵢ‖² must match the stored ‖gᵢ‖² (rows of unknown norm are not checked)."""
+        known = self.sq_norms[rows]
+        got = (U * U).sum(dim=1).cpu()
+        ok = torch.isnan(known) | ((got - known).abs() <= ROW_CHECK_RTOL * known + 1e-30)
+        if not bool(ok.all()):
+            bad = rows[~ok].tolist()[:10]
+            raise StateMismatchError(
+                f"block {self.name!r}: the {what} rows' gradients for rows {bad} do not match "
+                "the gradients this Fisher was built from (different squared norms); pass the "
+                "rows at the same parameters and in the same row order"
+            )
 
     def _values(self, values: Tensor | None, k: int, what: str) -> Tensor:
         if values is None:
@@ -79,6 +102,7 @@ class DenseInverse(BlockInverse):
         rows = as_row_ids(remove_rows, self.name)
         pos = positions_of(rows, self.rows, self.n_built, self.name)
         U = self._values(row_values, rows.numel(), "removed")
+        self._check_known(rows, U, "removed")
         A = self.A.clone().addmm_(U.T, U, alpha=-1.0)
         return self._with(A, self.rows[keep_mask(self.m, pos)], normalizer)
 
@@ -88,20 +112,25 @@ class DenseInverse(BlockInverse):
         r = as_row_ids(rows, self.name)
         positions_of(r, self.rows, self.n_built, self.name)
         U = self._values(old_values, r.numel(), "old")
+        self._check_known(r, U, "old")
         W = self._values(new_values, r.numel(), "new")
         A = self.A.clone().addmm_(U.T, U, alpha=-1.0).addmm_(W.T, W)
-        return self._with(A, self.rows.clone(), normalizer)
+        sq = self.sq_norms.clone()
+        sq[r] = (W * W).sum(dim=1).cpu()
+        return self._with(A, self.rows.clone(), normalizer, sq)
 
     def memory_bytes(self) -> int:
-        return (self.A.numel() + self.L.numel()) * 8 + self.rows.numel() * 8
+        return (self.A.numel() + self.L.numel() + self.sq_norms.numel()
+                + self.rows.numel()) * 8
 
     def _tensors(self) -> dict[str, Tensor]:
-        return {"A": self.A, "L": self.L}
+        return {"A": self.A, "L": self.L, "sq_norms": self.sq_norms}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Tensor]) -> DenseInverse:
         common = cls._common(state)
-        return cls(A=state["A"].to(F64), L=state["L"].to(F64), **common)
+        return cls(A=state["A"].to(F64), L=state["L"].to(F64),
+                   sq_norms=state["sq_norms"].to(F64), **common)
 
 
 @SOLVERS.register("dense")
@@ -115,15 +144,18 @@ class DenseSolver(Solver):
         lam, n = check_hyper(damping, normalizer)
         check_rows_matrix(G, name)
         A = gram_cols64(G.detach(), chunk_bytes=self.chunk_bytes)
-        return self.from_gram(A, G.shape[0], lam, n, name=name, copy=False)
+        return self.from_gram(A, G.shape[0], lam, n, name=name, copy=False,
+                              row_sq_norms=row_sq_norms64(G.detach(), self.chunk_bytes))
 
     def from_gram(self, A: Tensor, n_rows: int, damping: float, normalizer: float, *,
-                  name: str = "block", copy: bool = True) -> DenseInverse:
+                  name: str = "block", copy: bool = True,
+                  row_sq_norms: Tensor | None = None) -> DenseInverse:
         """From a precomputed unnormalised Gram A = Σ gᵢgᵢᵀ over ``n_rows`` rows.
 
         For the linear multi-attribute model A_k = Xᵀdiag(r_k²)X for all k is one batched
         einsum (ssse-engine.md §4.2); the rows are then the samples 0..n_rows−1.
         ``copy=False`` adopts an fp64 A without copying it (the caller must not modify it).
+        ``row_sq_norms`` (n_rows,) = ‖gᵢ‖², used to check rows passed to later downdates.
         """
         lam, n = check_hyper(damping, normalizer)
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
@@ -133,5 +165,9 @@ class DenseSolver(Solver):
         A = A.detach().to(F64)
         A = A.clone() if copy else A
         L = _factor(A, lam, n, name)
-        return DenseInverse(A=A, L=L, name=name, d_b=A.shape[0], damping=lam, normalizer=n,
-                            rows=torch.arange(int(n_rows)), n_built=int(n_rows))
+        sq = (torch.full((int(n_rows),), float("nan"), dtype=F64) if row_sq_norms is None
+              else row_sq_norms.detach().to(device="cpu", dtype=F64).clone())
+        if sq.shape != (int(n_rows),):
+            raise ConfigError(f"block {name!r}: row_sq_norms must have shape ({n_rows},)")
+        return DenseInverse(A=A, L=L, sq_norms=sq, name=name, d_b=A.shape[0], damping=lam,
+                            normalizer=n, rows=torch.arange(int(n_rows)), n_built=int(n_rows))
