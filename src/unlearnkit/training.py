@@ -264,6 +264,7 @@ class SGDRecipe(Recipe):
         )
         augs = [AUGMENTATIONS.get(a) for a in self.augment]
         has_bn = _has(model, (nn.modules.batchnorm._BatchNorm,))
+        dtype = _param_dtype(model)
         n, history = len(data), []
         for epoch in range(self.epochs):
             model.train()
@@ -276,10 +277,11 @@ class SGDRecipe(Recipe):
                 idx = perm[start : start + self.batch_size]
                 if len(idx) < self.batch_size and (self.drop_last or (has_bn and len(idx) == 1)):
                     continue
-                xb = data.x[idx].to(device)
+                xb = data.x[idx].to(device=device, dtype=dtype)
                 for aug in augs:
                     xb = aug(xb, gen)
                 yb = data.y[idx].to(device)
+                yb = yb.to(dtype) if yb.is_floating_point() else yb
                 loss = per_sample_loss(data.task, model(xb), yb).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
