@@ -35,16 +35,44 @@ from unlearnkit.models import build_model
 from unlearnkit.training import SGDRecipe, train
 
 EXPECTED = {
-    "ft", "ga", "srl", "ngplus", "bt", "scrub", "salun", "ff", "iu", "cfk", "euk",
-    "fcs", "msg", "cfw", "prmq", "ct", "kde", "rni", "ssse", "retrain", "original",
+    "ft",
+    "ga",
+    "srl",
+    "ngplus",
+    "bt",
+    "scrub",
+    "salun",
+    "ff",
+    "iu",
+    "cfk",
+    "euk",
+    "fcs",
+    "msg",
+    "cfw",
+    "prmq",
+    "ct",
+    "kde",
+    "rni",
+    "ssse",
+    "retrain",
+    "original",
 }
 CONV_REQUIREMENTS = {"conv", "conv2d", "convnd", "square_conv2d"}
 
 # Cut every epoch/step count (and IU's sample and CG budgets) to keep the whole file fast.
 FAST = {
-    "num_epochs": 1, "epochs": 1, "sgda_num_epochs": 1, "retain_num_epochs": 1,
-    "fine_num_epochs": 1, "reset_num_epochs": 0, "msteps": 1, "num_samples": 16,
-    "cg_max_iter": 100, "batch_size": 32, "retain_batch_size": 32, "forget_batch_size": 16,
+    "num_epochs": 1,
+    "epochs": 1,
+    "sgda_num_epochs": 1,
+    "retain_num_epochs": 1,
+    "fine_num_epochs": 1,
+    "reset_num_epochs": 0,
+    "msteps": 1,
+    "num_samples": 16,
+    "cg_max_iter": 100,
+    "batch_size": 32,
+    "retain_batch_size": 32,
+    "forget_batch_size": 16,
 }
 
 

@@ -64,7 +64,9 @@ def list_methods(
     for r in rows:
         table.add_row(
             f"[bold]{escape(r.abbreviation)}[/] {escape(r.name)}\n[dim]{r.key} · {r.family}[/]",
-            escape(r.paper), escape(r.uses_text), escape(r.requires_text),
+            escape(r.paper),
+            escape(r.uses_text),
+            escape(r.requires_text),
             escape(r.defaults_text.replace(", ", "\n")),
         )
     console.print(table)
@@ -114,20 +116,20 @@ def data_from_manifest(manifest: dict[str, Any]) -> ModelData:
         name, params = record["name"], dict(record.get("params") or {})
     else:
         raise StateMismatchError(
-            "the model manifest does not name its dataset (expected \"dataset\": NAME or "
-            "{\"name\": NAME, \"params\": {...}}); save the model with `unlearnkit train` or "
-            "artifacts.save_model(..., manifest={\"dataset\": ..., \"split\": {...}})"
+            'the model manifest does not name its dataset (expected "dataset": NAME or '
+            '{"name": NAME, "params": {...}}); save the model with `unlearnkit train` or '
+            'artifacts.save_model(..., manifest={"dataset": ..., "split": {...}})'
         )
     split_raw = manifest.get("split")
     if not isinstance(split_raw, dict):
         raise StateMismatchError(
-            "the model manifest has no \"split\" entry (train_val_test_split's arguments: "
+            'the model manifest has no "split" entry (train_val_test_split\'s arguments: '
             "val_fraction, test_fraction, seed, ...)"
         )
     try:
         split = SplitRecord(**split_raw)
     except ValidationError as e:
-        raise StateMismatchError(f"malformed \"split\" entry in the model manifest: {e}") from None
+        raise StateMismatchError(f'malformed "split" entry in the model manifest: {e}') from None
     dataset = load_dataset(name, **params)
     splits = train_val_test_split(
         dataset,
@@ -159,8 +161,8 @@ def parse_config(text: str | None) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
     body, where = text, "--config"
-    if not text.lstrip().startswith("{"):
-        path = Path(text)
+    path = Path(text)
+    if not text.lstrip().startswith(("{", "[")):
         if not path.is_file():
             raise ConfigError(
                 f"--config {text!r} is neither inline JSON (starting with '{{') nor a file"
@@ -248,7 +250,8 @@ def unlearn(
     src_weights, src_manifest = artifact_paths(model)
     out_weights, out_manifest = artifact_paths(out)
     if {out_weights.resolve(), out_manifest.resolve()} & {
-        src_weights.resolve(), src_manifest.resolve()
+        src_weights.resolve(),
+        src_manifest.resolve(),
     }:
         raise ConfigError("--out names the input model; write the unlearned model elsewhere")
     if not overwrite and (out_weights.exists() or out_manifest.exists()):
@@ -262,8 +265,9 @@ def unlearn(
     cfg = unlearner.make_config({**base_cfg, **user_cfg})  # ConfigError before any work
     data = data_from_manifest(manifest)
     split = spec.select(data.train, seed=forget_seed)
-    udata = UnlearnData(retain=split.retain(data.train), forget=split.forget(data.train),
-                        val=data.val)
+    udata = UnlearnData(
+        retain=split.retain(data.train), forget=split.forget(data.train), val=data.val
+    )
     with console.status(f"unlearning {len(udata.forget)} samples with {unlearner.abbreviation}"):
         result = unlearner.unlearn(net, udata, cfg, seed=seed, device=dev)
     parts = {"retain": udata.retain, "forget": udata.forget, "val": data.val, "test": data.test}
@@ -286,11 +290,17 @@ def unlearn(
     written = save_model(
         out,
         result.model.cpu(),
-        manifest={"dataset": data.dataset_record, "split": data.split_record, "unlearn": record,
-                  "accuracy": acc},
+        manifest={
+            "dataset": data.dataset_record,
+            "split": data.split_record,
+            "unlearn": record,
+            "accuracy": acc,
+        },
     )
-    table = Table(title=f"{unlearner.abbreviation} unlearned {len(udata.forget)} samples "
-                        f"in {result.seconds:.2f} s")
+    table = Table(
+        title=f"{unlearner.abbreviation} unlearned {len(udata.forget)} samples "
+        f"in {result.seconds:.2f} s"
+    )
     table.add_column("split")
     table.add_column("samples", justify="right")
     table.add_column("accuracy", justify="right")

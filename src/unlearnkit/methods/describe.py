@@ -44,7 +44,12 @@ FAMILIES: dict[str, str] = {
 """Deep Unlearn's families (spec/methods.md §2.1); unknown keys show as ``"other"``."""
 
 FAMILY_ORDER: tuple[str, ...] = (
-    "reference", "closed form", "baseline", "literature", "kaggle", "other"
+    "reference",
+    "closed form",
+    "baseline",
+    "literature",
+    "kaggle",
+    "other",
 )
 
 REFERENCE_NOTES: dict[str, str] = {
