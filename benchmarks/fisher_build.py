@@ -27,7 +27,7 @@ import torch
 
 from unlearnkit.curvature.solvers import SOLVERS
 
-FULL = [(1000, 512), (4000, 1024), (8000, 256), (500, 4096)]
+FULL = [(1000, 512), (4000, 1024), (4000, 2048), (8000, 256), (500, 4096)]
 QUICK = [(200, 128), (400, 256)]
 METHODS = ["sherman_morrison", "dense", "woodbury"]
 FLOPS: dict[str, Callable[[int, int], float]] = {
@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--budget-s", type=float, default=30.0,
                     help="stop repeating a method once its builds took this long in total")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cases", type=str, default=None,
+                    help="comma-separated MxD sizes, e.g. 4000x1024,500x4096 (overrides the set)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     gemm_n = 512 if args.quick else 2048
@@ -159,7 +161,10 @@ def main(argv: list[str] | None = None) -> dict:
                         "fp64": gemm_rate(gemm_n, torch.float64, args.repeats)},
         "cases": [],
     }
-    for m, d in QUICK if args.quick else FULL:
+    cases = QUICK if args.quick else FULL
+    if args.cases:
+        cases = [(int(a), int(b)) for a, b in (c.split("x") for c in args.cases.split(","))]
+    for m, d in cases:
         sm_rows = args.sm_rows or (m if m * d * d <= 4.3e9 else 500)
         case = run_case(m, d, args.damping, sm_rows, args.repeats, args.seed, gemm_n,
                         args.budget_s)
