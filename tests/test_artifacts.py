@@ -39,11 +39,6 @@ def test_round_trip_restores_weights_spec_and_manifest(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded(x), model.eval()(x))
 
 
-@pytest.mark.xfail(
-    raises=RuntimeError,
-    reason="io.tensors_fingerprint cannot byte-view 0-dim tensors (BatchNorm's "
-    "num_batches_tracked); fix in io.py: t.reshape(-1).view(torch.uint8)",
-)
 def test_round_trip_restores_batchnorm_buffers(tmp_path: Path) -> None:
     model = build_model("resnet20", (3, 8, 8), 4, seed=3, shortcut="B")
     with torch.no_grad():
