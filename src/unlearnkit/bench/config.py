@@ -1,0 +1,348 @@
+"""The experiment file: what a benchmark runs, validated by pydantic.
+
+An experiment is a YAML or TOML file (or a preset shipped with the package, see
+:mod:`unlearnkit.bench.presets`) with these sections; everything but ``name``, ``datasets``,
+``models`` and ``methods`` has a default (Deep Unlearn's protocol, spec/methods.md §1 and §3.7):
+
+* ``datasets``: registry names with loader ``params``, split fractions and split seed; an
+  optional ``training`` block overrides the experiment's recipe for that dataset.
+* ``models``: registry names with ``options``.
+* ``training``: the recipe of Original and Retrain (:mod:`unlearnkit.training`, default SGD).
+* ``forget``: the forget-set spec (``"random:0.1"``, a dict, see :mod:`unlearnkit.data.forget`)
+  applied to the training split, drawn with ``forget_seed``; ``vary_forget`` draws a new forget
+  set per model seed (``forget_seed + seed``) instead of Deep Unlearn's single fixed set.
+* ``methods``: method names (or ``{name, config, search}`` entries); ``"all"`` means every
+  registered method. Original and Retrain are always evaluated: they are the reference rows.
+* ``seeds``: the model-initialisation seeds (a list, or a count ``n`` meaning ``0..n-1``).
+* ``search``: the hyper-parameter search (Optuna, NSGA-III, ``trials`` per study, one study per
+  search seed; ``trials: 0`` uses each method's defaults).
+* ``metrics``: the evaluation metrics (:data:`unlearnkit.bench.evaluate.METRICS`).
+* ``ulira``: optional U-LiRA stage (shadow splits per dataset x model).
+* ``executor``: ``local`` (process pool) or ``ray``; workers; torch threads per worker.
+
+Bad files raise :class:`~unlearnkit.errors.ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from unlearnkit.errors import ConfigError
+
+#: Rows that every report carries; they are not unlearning methods the harness runs.
+REFERENCE_ROWS: tuple[str, ...] = ("original", "retrain")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(_Strict):
+    """One dataset: registry name, loader parameters, split, optional recipe overrides."""
+
+    name: str
+    label: str | None = Field(None, description="name in tables; default: name")
+    params: dict[str, Any] = Field(default_factory=dict)
+    val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    split_seed: int = 123
+    stratify: bool = True
+    use_official: bool = True
+    training: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of the experiment's training recipe"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from unlearnkit.data import DATASETS
+
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset {v!r}; known: {', '.join(DATASETS.names())}")
+        return v
+
+    @property
+    def tag(self) -> str:
+        return self.label or self.name
+
+
+class ModelConfig(_Strict):
+    """One architecture: registry name and options."""
+
+    name: str
+    label: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from unlearnkit.models.registry import MODELS
+
+        if v not in MODELS:
+            raise ValueError(f"unknown model {v!r}; known: {', '.join(MODELS.names())}")
+        return v
+
+    @property
+    def tag(self) -> str:
+        return self.label or self.name
+
+
+class MethodEntry(_Strict):
+    """A method: fixed ``config`` overrides, and whether its hyper-parameters are searched."""
+
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    search: bool = True
+
+
+class SearchConfig(_Strict):
+    """Deep Unlearn's search (spec methods.md §3.7): one study per (setting, method, seed).
+
+    Objectives (all minimised, on validation data against the retrain reference):
+    ``(⅓|RA_U − RA_R|, ⅓|FA_U − FA_R|, ⅓|VA_U − VA_R|, 1 − Indisc(ValMIA_U))``. Selection: the
+    first ``trials`` COMPLETE trials of each study, minimum L2 norm of the objective vector in
+    each study, then the best over the studies; its parameters serve every seed.
+    """
+
+    trials: int = Field(100, ge=0, description="COMPLETE trials per study; 0: defaults only")
+    seeds: list[int] | None = Field(None, description="search seeds; default: first 3 seeds")
+    sampler: Literal["nsga3", "random"] = "nsga3"
+    population_size: int = Field(50, ge=2, description="NSGA-III population")
+    storage: str | None = Field(None, description="Optuna storage URL; default sqlite in DIR")
+    max_epochs: int | None = Field(
+        None, ge=1, description="E* of the epoch distributions; default ceil(0.2 * epochs)"
+    )
+    max_failed: int = Field(
+        10, ge=0, description="failed trials tolerated per study before it gives up"
+    )
+
+
+class ULiraConfig(_Strict):
+    """U-LiRA (Hayes et al. 2024) per dataset x model: ``splits`` shadow splits.
+
+    Split ``s``: a random half of the training split is "in" (``default_rng(seed_base + s)``);
+    a random ``forget_fraction`` of it is forgotten. O_s is trained on the half, R_s on the
+    half minus its forget set, each method unlearns O_s. The statistic is LiRA's
+    φ = log(p_y / (1 − p_y)); IN = forgotten, OUT = never in the half. The last ``targets``
+    splits are the held-out target models.
+    """
+
+    methods: list[str] = Field(default_factory=list, description="beside original, retrain")
+    splits: int = Field(16, ge=3)
+    targets: int = Field(2, ge=1)
+    forget_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    model_seed: int = 0
+    seed_base: int = 0
+    std_floor: float = Field(1e-3, gt=0.0)
+
+    @model_validator(mode="after")
+    def _targets_fit(self) -> ULiraConfig:
+        if self.targets >= self.splits - 1:
+            raise ValueError("ulira.targets must leave at least 2 shadow splits")
+        return self
+
+
+class ExecutorConfig(_Strict):
+    kind: Literal["local", "ray"] = "local"
+    workers: int | None = Field(None, ge=0, description="0: run inline; default: CPU count")
+    threads: int = Field(1, ge=1, description="torch threads per worker (1: deterministic)")
+    ray_address: str | None = None
+
+
+class Experiment(_Strict):
+    """A whole benchmark (see the module docstring)."""
+
+    name: str
+    description: str = ""
+    datasets: list[DatasetConfig] = Field(min_length=1)
+    models: list[ModelConfig] = Field(min_length=1)
+    training: dict[str, Any] = Field(default_factory=lambda: {"name": "sgd"})
+    forget: str | dict[str, Any] = "random:0.1"
+    forget_seed: int = 123
+    vary_forget: bool = False
+    methods: list[MethodEntry] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: list(range(10)), min_length=1)
+    train_seed: int = 123
+    unlearn_seed: int = 123
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy", "mia"])
+    ulira: ULiraConfig | None = None
+    device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:N' or 'auto'")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_count(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            if v < 1:
+                raise ValueError("seeds must be a positive count or a list of seeds")
+            return list(range(v))
+        return v
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _method_entries(cls, v: Any) -> Any:
+        import unlearnkit.methods.catalog  # noqa: F401  (register every method)
+        from unlearnkit.methods import METHODS
+
+        if isinstance(v, str):
+            v = [v]
+        out: list[Any] = []
+        for item in v:
+            if item == "all":
+                out.extend({"name": n} for n in METHODS.names())
+            elif isinstance(item, str):
+                out.append({"name": item})
+            else:
+                out.append(item)
+        return out
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, v: list[MethodEntry]) -> list[MethodEntry]:
+        from unlearnkit.methods import METHODS
+
+        seen: dict[str, MethodEntry] = {}
+        for entry in v:
+            if entry.name not in METHODS:
+                raise ValueError(
+                    f"unknown method {entry.name!r}; known: {', '.join(METHODS.names())}, all"
+                )
+            if entry.name in seen:
+                raise ValueError(f"method {entry.name!r} is listed twice")
+            seen[entry.name] = entry
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[str]) -> list[str]:
+        from unlearnkit.bench.evaluate import METRICS
+
+        for m in v:
+            if m not in METRICS:
+                raise ValueError(f"unknown metric {m!r}; known: {', '.join(METRICS.names())}")
+        return sorted(set(v), key=v.index)
+
+    @field_validator("training")
+    @classmethod
+    def _recipe(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from unlearnkit.training import make_recipe
+
+        return make_recipe({"name": "sgd", **v}).model_dump()
+
+    @field_validator("forget")
+    @classmethod
+    def _forget(cls, v: str | dict[str, Any]) -> str | dict[str, Any]:
+        from unlearnkit.data.forget import make_forget_spec
+
+        make_forget_spec(v)  # raises ConfigError on a bad spec
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Experiment:
+        for what, tags in (
+            ("dataset", [d.tag for d in self.datasets]),
+            ("model", [m.tag for m in self.models]),
+        ):
+            dup = sorted({t for t in tags if tags.count(t) > 1})
+            if dup:
+                raise ValueError(f"{what} labels must be unique; give 'label's to {dup}")
+        for d in self.datasets:
+            if d.val_fraction + d.test_fraction >= 1.0:
+                raise ValueError(f"dataset {d.tag}: val_fraction + test_fraction must be < 1")
+            self.recipe_for(d)  # validates the per-dataset overrides
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds must be distinct")
+        if self.ulira is not None:
+            unknown = [m for m in self.ulira.methods if m not in self.method_names()]
+            if unknown:
+                raise ValueError(f"ulira.methods {unknown} are not among the experiment's methods")
+        return self
+
+    # ----------------------------------------------------------------- derived settings
+
+    def method_names(self) -> list[str]:
+        """Unlearning methods to run (the reference rows excluded), in file order."""
+        return [m.name for m in self.methods if m.name not in REFERENCE_ROWS]
+
+    def method(self, name: str) -> MethodEntry:
+        for m in self.methods:
+            if m.name == name:
+                return m
+        return MethodEntry(name=name)
+
+    def recipe_for(self, dataset: DatasetConfig) -> dict[str, Any]:
+        """The training recipe (a dict) for ``dataset``: experiment recipe + overrides."""
+        from unlearnkit.training import make_recipe
+
+        return make_recipe({**self.training, **dataset.training}).model_dump()
+
+    def max_epochs_for(self, dataset: DatasetConfig) -> int:
+        """E* = ceil(0.2 · training epochs) (spec methods.md §2.0), unless set in ``search``."""
+        if self.search.max_epochs is not None:
+            return self.search.max_epochs
+        return max(1, math.ceil(0.2 * int(self.recipe_for(dataset).get("epochs", 10))))
+
+    def search_seeds(self) -> list[int]:
+        return list(self.search.seeds) if self.search.seeds is not None else self.seeds[:3]
+
+    def forget_seed_for(self, seed: int) -> int:
+        return self.forget_seed + seed if self.vary_forget else self.forget_seed
+
+    def model_seeds(self) -> list[int]:
+        """Seeds needing an Original and a Retrain: evaluation seeds, then search seeds."""
+        extra = [s for s in self.search_seeds() if s not in self.seeds]
+        if self.search.trials == 0:
+            extra = []
+        return list(self.seeds) + extra
+
+
+def _parse_text(text: str, suffix: str, where: str) -> dict[str, Any]:
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except Exception as err:  # yaml.YAMLError, tomllib.TOMLDecodeError
+        raise ConfigError(f"{where} is not valid {suffix.lstrip('.').upper()}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: an experiment file must hold a mapping at the top level")
+    return data
+
+
+def parse_experiment(data: dict[str, Any], where: str = "experiment") -> Experiment:
+    """Validate a mapping into an :class:`Experiment`; errors name the offending fields."""
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as err:
+        lines = [
+            f"  {'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors()
+        ]
+        raise ConfigError(f"{where} is invalid:\n" + "\n".join(lines)) from None
+
+
+def load_experiment(source: str | Path) -> Experiment:
+    """A preset name (``smoke``, ``cpu``, ``cifar10-resnet18``) or a YAML/TOML file path."""
+    from unlearnkit.bench.presets import PRESETS, preset_text
+
+    src = str(source)
+    path = Path(src)
+    if path.suffix.lower() in (".yaml", ".yml", ".toml", ".json") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"experiment file {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+        suffix = ".toml" if path.suffix.lower() == ".toml" else ".yaml"
+        return parse_experiment(_parse_text(text, suffix, str(path)), str(path))
+    if src in PRESETS:
+        return parse_experiment(_parse_text(preset_text(src), ".yaml", f"preset {src}"), src)
+    raise ConfigError(
+        f"{src!r} is neither a preset ({', '.join(PRESETS)}) nor an experiment file "
+        "(.yaml, .yml or .toml)"
+    )

@@ -1,0 +1,343 @@
+"""``unlearnkit report DIR``: Deep Unlearn's tables and plots, as Markdown and one HTML page.
+
+Writes ``DIR/report.md`` (PNG files referenced from ``DIR/plots/``) and ``DIR/report.html``
+(self-contained: every PNG embedded as base64). Contents (spec/evaluation.md, "Deep Unlearn's
+own evaluation" §3.6):
+
+1. ranking by RetDev (ascending) then Indisc (descending), mean ± 95 % CI over seeds;
+2. run-time efficiency RTE = mean T_R / mean T_U per setting, and T_U in seconds;
+3. per setting: RA, FA, TA, RR, FR, TR, RetDev, Indisc, T-MIA, RTE;
+4. the chosen hyper-parameters per setting and method (search provenance and score);
+5. U-LiRA (where run): AUC, balanced accuracy and TPR at low FPR per row, log-log ROC plots;
+6. run status counts, failures, and the environments that produced the runs.
+
+Intervals use Student's t over seeds (:mod:`unlearnkit.bench.stats`).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unlearnkit.bench.plots import plot_accuracy_time, plot_ranking
+from unlearnkit.bench.results import Results, collect
+from unlearnkit.io import atomic_write_bytes
+
+PER_SETTING = ("RA", "FA", "TA", "RR", "FR", "TR", "RetDev", "Indisc", "test_mia")
+HEADER_NAMES = {"test_mia": "T-MIA", "val_mia": "V-MIA"}
+
+
+@dataclass
+class Table:
+    """A titled table rendered to Markdown and HTML alike."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+@dataclass
+class Figure:
+    title: str
+    path: Path
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def ranking_table(res: Results) -> Table:
+    rows = []
+    for o in res.ranking():
+        rows.append(
+            [
+                "ref" if o["rank"] is None else str(o["rank"]),
+                o["row"],
+                o["RetDev"].fmt(),
+                o["Indisc"].fmt(),
+                f"{o['covered']}/{o['settings']}",
+            ]
+        )
+    return Table(
+        "Table 1. Ranking by RetDev (lower is better), then Indisc (higher is better)",
+        ["rank", "method", "RetDev", "Indisc", "settings"],
+        rows,
+        "Each seed's value is averaged over the settings the method ran in; mean ± 95% CI "
+        "(t) over seeds. RetDev = |RR−1|+|FR−1|+|TR−1| against Retrain of the same seed; "
+        "Indisc = 1 − |2·T-MIA − 1|. A method that ran in fewer settings is not directly "
+        "comparable.",
+    )
+
+
+def rte_table(res: Results) -> Table:
+    settings = res.settings()
+    headers = ["method"] + [f"RTE {s}" for s in settings] + [f"T_U (s) {s}" for s in settings]
+    rows = []
+    for row in res.rows():
+        if row == "original":
+            continue
+        cells = [row]
+        cells += [_fmt(res.rte(s, row), 1) for s in settings]
+        cells += [res.seconds(s, row).fmt(2) if res.select(s, row) else "n/a" for s in settings]
+        rows.append(cells)
+    return Table(
+        "Table 2. Run-time efficiency RTE = mean T_R / mean T_U (higher is faster)",
+        headers,
+        rows,
+        "T_R: Retrain's training time; T_U: the method's timed region (unlearning only, "
+        "evaluation excluded), mean ± 95% CI over seeds.",
+    )
+
+
+def setting_table(res: Results, setting: str) -> Table:
+    headers = ["method"] + [HEADER_NAMES.get(k, k) for k in PER_SETTING] + ["RTE"]
+    rows = []
+    for row in res.rows():
+        status = res.status(setting, row)
+        if status != "done":
+            rows.append([row] + [status] * (len(PER_SETTING) + 1))
+            continue
+        cells = [row] + [res.estimate(setting, row, k).fmt() for k in PER_SETTING]
+        cells.append(_fmt(res.rte(setting, row), 1))
+        rows.append(cells)
+    return Table(f"Table 3. {setting}", headers, rows, "mean ± 95% CI over seeds")
+
+
+def selection_table(res: Results) -> Table:
+    rows = []
+    for (setting, method), sel in res.selections.items():
+        if sel.get("status") != "done":
+            rows.append([setting, method, sel.get("status", "missing"), "", ""])
+            continue
+        searched = sel.get("searched") or {}
+        params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(searched.items()))
+        score = _fmt(sel.get("score"), 4) if sel.get("source") == "search" else ""
+        rows.append([setting, method, str(sel.get("source")), score, params or "(defaults)"])
+    return Table(
+        "Table 4. Chosen hyper-parameters",
+        ["setting", "method", "source", "‖o‖₂", "parameters"],
+        rows,
+        "source 'search': the minimum-L2 trial of Deep Unlearn's four objectives (NSGA-III) "
+        "over the search seeds' studies; 'defaults': the method's defaults (no search).",
+    )
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def ulira_tables(res: Results) -> list[Table]:
+    tables = []
+    for setting, info in res.ulira.items():
+        m = info["metrics"]
+        rows_ = sorted({k.split(".", 1)[0] for k in m if "." in k})
+        fprs = sorted(
+            {k.split("tpr@", 1)[1] for k in m if "tpr@" in k and not k.endswith("_supported")},
+            key=float,
+        )
+        rows = []
+        for r in rows_:
+            rows.append(
+                [r, _fmt(m.get(f"{r}.auc")), _fmt(m.get(f"{r}.balanced_accuracy"))]
+                + [_fmt(m.get(f"{r}.tpr@{a}"), 4) for a in fprs]
+            )
+        tables.append(
+            Table(
+                f"U-LiRA, {setting}",
+                ["row", "AUC", "balanced acc."] + [f"TPR@{a}" for a in fprs],
+                rows,
+                f"{int(m.get('examples', 0))} examples with at least 2 IN and 2 OUT shadow "
+                "models; held-out target models; closer to 0.5 (AUC, accuracy) is better.",
+            )
+        )
+    return tables
+
+
+def status_table(res: Results) -> Table:
+    stages = sorted({s for s, _ in res.counts})
+    statuses = sorted({st for _, st in res.counts})
+    rows = [[s] + [str(res.counts.get((s, st), 0)) for st in statuses] for s in stages]
+    return Table("Runs in the store, by stage and status", ["stage"] + statuses, rows)
+
+
+def environment_table(res: Results) -> Table:
+    rows = []
+    for env in res.environments:
+        pk = env.get("packages", {})
+        rows.append(
+            [
+                str(env.get("host")),
+                str(env.get("device")) + (f" ({env['gpu']})" if "gpu" in env else ""),
+                str(env.get("torch_threads")),
+                str(env.get("python")),
+                ", ".join(f"{k} {v}" for k, v in sorted(pk.items()) if v),
+            ]
+        )
+    return Table("Environments", ["host", "device", "threads", "python", "packages"], rows)
+
+
+def build_sections(res: Results, plots: Path) -> list[Section]:
+    plots.mkdir(parents=True, exist_ok=True)
+    exp = res.exp
+    sections = []
+    intro = (
+        f"{exp.description}\n\n" if exp.description else ""
+    ) + (
+        f"Datasets: {', '.join(d.tag for d in exp.datasets)}. Models: "
+        f"{', '.join(m.tag for m in exp.models)}. Seeds: {exp.seeds}. Forget set: "
+        f"{exp.forget if isinstance(exp.forget, str) else json.dumps(exp.forget)} "
+        f"(seed {exp.forget_seed}{', varied per seed' if exp.vary_forget else ''}). "
+        f"Training: {json.dumps({k: v for k, v in exp.training.items() if v is not None})}. "
+        f"Search: {exp.search.trials} trials per study on seeds {exp.search_seeds()} "
+        f"({exp.search.sampler})."
+    )
+    ranked = Section("Ranking", intro, [ranking_table(res)])
+    if res.select():
+        ranked.figures.append(
+            Figure("Ranking", plot_ranking(res, plots / "ranking.png"), "mean ± 95% CI")
+        )
+    sections.append(ranked)
+    eff = Section("Run-time efficiency", tables=[rte_table(res)])
+    if res.select():
+        eff.figures.append(
+            Figure(
+                "Accuracy against time",
+                plot_accuracy_time(res, plots / "accuracy_time.png"),
+                "test accuracy against the method's time",
+            )
+        )
+    sections.append(eff)
+    sections.append(
+        Section("Per-setting results", tables=[setting_table(res, s) for s in res.settings()])
+    )
+    sections.append(Section("Hyper-parameters", tables=[selection_table(res)]))
+    if res.ulira:
+        from unlearnkit.evaluation import plot_roc_loglog
+
+        ul = Section("U-LiRA", tables=ulira_tables(res))
+        for i, (setting, info) in enumerate(res.ulira.items()):
+            curves = json.loads(Path(info["curves"]).read_text())
+            path = plot_roc_loglog(
+                {k: (v["fpr"], v["tpr"]) for k, v in curves.items()},
+                plots / f"ulira_roc_{i}.png",
+                title=f"U-LiRA ROC, {setting}",
+            )
+            ul.figures.append(Figure(f"U-LiRA ROC, {setting}", path))
+        sections.append(ul)
+    runs = Section("Runs", tables=[status_table(res), environment_table(res)])
+    if res.failures:
+        runs.tables.append(
+            Table(
+                "Failed runs",
+                ["stage", "key", "error"],
+                [[s, k, e[:200]] for s, k, e in res.failures[:50]],
+            )
+        )
+    sections.append(runs)
+    return sections
+
+
+# ---------------------------------------------------------------------- rendering
+
+
+def _md_cell(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(title: str, sections: list[Section], root: Path) -> str:
+    lines = [f"# {title}", "", f"_Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}._", ""]
+    for sec in sections:
+        lines += [f"## {sec.title}", ""]
+        if sec.text:
+            lines += [sec.text, ""]
+        for t in sec.tables:
+            lines += [f"**{t.title}**", ""]
+            lines.append("| " + " | ".join(_md_cell(h) for h in t.headers) + " |")
+            lines.append("|" + "---|" * len(t.headers))
+            lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in t.rows]
+            lines.append("")
+            if t.note:
+                lines += [f"_{t.note}_", ""]
+        for f in sec.figures:
+            lines += [f"![{f.title}]({f.path.relative_to(root).as_posix()})", ""]
+            if f.caption:
+                lines += [f"_{f.caption}_", ""]
+    return "\n".join(lines)
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
+       color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 0.3em; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
+th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
+caption { font-weight: bold; text-align: left; padding: 4px 0; }
+.note { font-size: 0.8em; color: #555; margin-bottom: 1.2em; }
+img { max-width: 100%; border: 1px solid #eee; }
+"""
+
+
+def to_html(title: str, sections: list[Section]) -> str:
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1><p class='note'>Generated {e(time.strftime('%Y-%m-%d %H:%M:%S %Z'))}"
+        "</p>",
+    ]
+    for sec in sections:
+        parts.append(f"<h2>{e(sec.title)}</h2>")
+        if sec.text:
+            parts += [f"<p>{e(p)}</p>" for p in sec.text.split("\n\n")]
+        for t in sec.tables:
+            parts.append(f"<table><caption>{e(t.title)}</caption><tr>")
+            parts += [f"<th>{e(h)}</th>" for h in t.headers]
+            parts.append("</tr>")
+            for r in t.rows:
+                parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>")
+            parts.append("</table>")
+            if t.note:
+                parts.append(f"<div class='note'>{e(t.note)}</div>")
+        for f in sec.figures:
+            data = base64.b64encode(f.path.read_bytes()).decode("ascii")
+            parts.append(
+                f"<figure><img alt='{e(f.title)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption class='note'>{e(f.caption or f.title)}</figcaption></figure>"
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(root: str | Path, level: float = 0.95) -> Path:
+    """Write ``report.md``, ``report.html`` and ``plots/*.png`` (+ ``.json``) in ``root``.
+
+    Returns the HTML path.
+    """
+    root = Path(root)
+    res = collect(root, level)
+    sections = build_sections(res, root / "plots")
+    title = f"unlearnkit benchmark: {res.exp.name}"
+    atomic_write_bytes(root / "report.md", to_markdown(title, sections, root).encode())
+    out = root / "report.html"
+    atomic_write_bytes(out, to_html(title, sections).encode())
+    return out

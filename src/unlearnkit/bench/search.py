@@ -1,0 +1,159 @@
+"""Hyper-parameter search against the retrain reference (Deep Unlearn, spec/methods.md §3.7).
+
+One Optuna study per (dataset, model, method, search seed), stored in any Optuna storage
+(default ``sqlite:///DIR/optuna.db``). Trials run one at a time through Optuna's ask/tell
+interface, with the method's declared search space (``Unlearner.search_space(E*)``) as fixed
+distributions, until the study holds ``trials`` COMPLETE trials; the same command resumes a
+study where it stopped (trials left RUNNING by a crash are marked FAIL first).
+
+Objective of a trial (all four minimised; R = the retrained model of the same seed, on
+validation data only, never test):
+
+    o = (⅓|RA_U − RA_R|, ⅓|FA_U − FA_R|, ⅓|VA_U − VA_R|, 1 − Indisc(ValMIA_U))
+
+(:func:`unlearnkit.evaluation.deep_unlearn_objectives`). A trial whose method raises
+:class:`~unlearnkit.errors.NumericalError` (diverged) is marked FAIL and the search goes on,
+up to ``max_failed`` failures; any other error stops the study and fails the run.
+
+Selection (:func:`select_best`): in each study the first ``trials`` COMPLETE trials by
+number, score ‖o‖₂, the minimum per study (ties: lowest trial number), then the minimum over
+the studies (ties: first study); its parameters are used for every seed of the final runs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from unlearnkit.bench.config import SearchConfig
+from unlearnkit.errors import NumericalError
+from unlearnkit.methods._common import nest_params
+from unlearnkit.registry import Registry
+
+SAMPLERS: Registry[Callable[[SearchConfig, int], optuna.samplers.BaseSampler]] = Registry(
+    "search sampler"
+)
+SAMPLERS.register("nsga3")(
+    lambda cfg, seed: optuna.samplers.NSGAIIISampler(population_size=cfg.population_size, seed=seed)
+)
+SAMPLERS.register("random")(lambda cfg, seed: optuna.samplers.RandomSampler(seed=seed))
+
+DIRECTIONS = ["minimize"] * 4
+OBJECTIVE_NAMES = ("o_ra", "o_fa", "o_va", "o_indisc")
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage; SQLite URLs get a 60 s lock timeout (several workers share it)."""
+    if url.startswith("sqlite"):
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": {"timeout": 60.0}}
+        )
+    return optuna.storages.RDBStorage(url)
+
+
+def merge_config(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: ``override``'s leaves replace ``base``'s; nested dicts merge."""
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge_config(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def trial_config(fixed: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A method config: the experiment's fixed values, then the sampled (dotted) params."""
+    return merge_config(fixed, nest_params(params))
+
+
+def score(values: Sequence[float]) -> float:
+    """Deep Unlearn's selection score ‖o‖₂ (infinite if any objective is)."""
+    return math.sqrt(sum(float(v) ** 2 for v in values))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen trial: its parameters, objective vector, score and provenance."""
+
+    params: dict[str, Any]
+    values: tuple[float, ...]
+    score: float
+    study: int
+    trial: int
+
+
+def first_complete(trials: Sequence[FrozenTrial], n: int) -> list[FrozenTrial]:
+    """The first ``n`` COMPLETE trials by trial number."""
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.number)
+    return done[:n]
+
+
+def select_best(studies: Sequence[Sequence[FrozenTrial]], n: int) -> Selection | None:
+    """Min-L2 selection (module docstring); ``None`` if no study has a COMPLETE trial."""
+    best: Selection | None = None
+    for i, trials in enumerate(studies):
+        for t in first_complete(trials, n):
+            assert t.values is not None
+            s = score(t.values)
+            if best is None or s < best.score:
+                best = Selection(dict(t.params), tuple(t.values), s, i, t.number)
+    return best
+
+
+def fail_stale(study: optuna.Study) -> int:
+    """Mark trials left RUNNING (by a crash) as FAIL; one process owns a study at a time."""
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        study.tell(t.number, state=TrialState.FAIL)
+    return len(stale)
+
+
+def run_study(
+    study: optuna.Study,
+    space: dict[str, BaseDistribution],
+    objective: Callable[[dict[str, Any]], tuple[tuple[float, ...], dict[str, float]]],
+    trials: int,
+    max_failed: int,
+) -> dict[str, int]:
+    """Ask/tell until ``trials`` COMPLETE trials exist (see the module docstring).
+
+    ``objective(params) -> (values, extra)``; ``extra`` numbers are stored as user attributes.
+    Returns counts: complete, failed (this call), stale (marked FAIL), run (this call).
+    """
+    stale = fail_stale(study)
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    failed = ran = 0
+    while complete < trials:
+        trial = study.ask(space)
+        t0 = time.perf_counter()
+        try:
+            values, extra = objective(dict(trial.params))
+        except NumericalError as err:
+            trial.set_user_attr("error", str(err))
+            study.tell(trial, state=TrialState.FAIL)
+            failed += 1
+            ran += 1
+            if failed > max_failed:
+                raise NumericalError(
+                    f"{failed} trials failed (last: {err}); raise search.max_failed or "
+                    "narrow the method's search space"
+                ) from None
+            continue
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        for k, v in extra.items():
+            trial.set_user_attr(k, v)
+        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        study.tell(trial, list(values))
+        complete += 1
+        ran += 1
+    return {"complete": complete, "failed": failed, "stale": stale, "ran": ran}

@@ -1,0 +1,314 @@
+"""Worker side: one function per stage, in the registry :data:`TASKS`.
+
+A :class:`Task` is plain data (picklable for process pools and Ray): the stage, the run key,
+labels for the store, a payload, and the benchmark directory. :func:`execute` runs it in the
+worker: it sets the torch thread count, records the environment, times the work and maps
+errors to a status (``unsupported`` for :class:`~unlearnkit.errors.UnsupportedError`,
+``failed`` with the traceback otherwise). Artifacts are written atomically under the benchmark
+directory before the result is returned, and the driver marks the run done only after that.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unlearnkit.artifacts import load_model, save_model
+from unlearnkit.bench.config import DatasetConfig, ModelConfig, SearchConfig
+from unlearnkit.bench.environment import environment, resolve_device
+from unlearnkit.bench.evaluate import evaluate_model
+from unlearnkit.bench.search import SAMPLERS, make_storage, run_study, trial_config
+from unlearnkit.bench.splits import make_split, read_split, write_split
+from unlearnkit.bench.store import RunResult
+from unlearnkit.errors import UnsupportedError
+from unlearnkit.registry import Registry
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run to execute: ``stage`` names the worker function in :data:`TASKS`."""
+
+    stage: str
+    key: str
+    labels: dict[str, Any]
+    payload: dict[str, Any]
+    root: str
+    deps: tuple[str, ...] = ()
+    threads: int = 1
+
+    def path(self, rel: str) -> Path:
+        return Path(self.root) / rel
+
+
+@dataclass
+class Output:
+    """What a stage function returns (the store fills in status, times and environment)."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    artifact: str | None = None
+
+
+TASKS: Registry[Callable[[Task], Output]] = Registry("benchmark stage")
+
+
+def execute(task: Task) -> RunResult:
+    """Run ``task`` here (a worker process, a Ray worker, or inline) and report the result."""
+    torch.set_num_threads(task.threads)
+    device = resolve_device(str(task.payload.get("device", "cpu")))
+    started = time.time()
+    result = RunResult(key=task.key, started=started)
+    result.worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        out = TASKS.get(task.stage)(task)
+    except UnsupportedError as err:
+        result.status, result.error = "unsupported", str(err)
+    except Exception as err:  # a failed run is recorded, the benchmark goes on
+        result.status = "failed"
+        result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"
+    else:
+        result.params, result.metrics = out.params, out.metrics
+        result.timings, result.artifact = out.timings, out.artifact
+    result.env = environment(device)
+    result.finished = time.time()
+    result.timings.setdefault("wall", result.finished - started)
+    return result
+
+
+def _device(task: Task) -> str:
+    return resolve_device(str(task.payload.get("device", "cpu")))
+
+
+def _load(task: Task, rel: str) -> torch.nn.Module:
+    model, _ = load_model(task.path(rel))
+    return model
+
+
+# ----------------------------------------------------------------------- stages
+
+
+@TASKS.register("split")
+def split_stage(task: Task) -> Output:
+    """Split the dataset, select the forget set, write the ids (and small arrays)."""
+    p = task.payload
+    cfg = DatasetConfig.model_validate(p["dataset"])
+    split = make_split(cfg, p["forget"], int(p["forget_seed"]))
+    rel = f"splits/{task.key}"
+    info = write_split(task.path(rel), split, cfg)
+    params = {k: info[k] for k in ("task", "input_shape", "num_outputs", "sizes", "classes")}
+    return Output(params=params, artifact=rel)
+
+
+@TASKS.register("init")
+def init_stage(task: Task) -> Output:
+    """Build the seeded initial weights of one architecture for one seed."""
+    from unlearnkit.models import build_model
+
+    p = task.payload
+    mcfg = ModelConfig.model_validate(p["model"])
+    model = build_model(
+        mcfg.name, tuple(p["input_shape"]), int(p["num_outputs"]), int(p["seed"]), **mcfg.options
+    )
+    rel = f"models/{task.key}"
+    save_model(task.path(rel), model, {"stage": "init", "key": task.key})
+    n_params = sum(t.numel() for t in model.parameters())
+    return Output(params={"parameters": n_params}, artifact=rel)
+
+
+@TASKS.register("train")
+def train_stage(task: Task) -> Output:
+    """Train Original (train split) or Retrain (retain split) from the initial weights."""
+    from unlearnkit.training import train
+
+    p = task.payload
+    split = read_split(str(task.path(p["split"])))
+    data = split.train if p["role"] == "original" else split.retain
+    init = _load(task, p["init"])
+    recipe = {**p["recipe"], "device": _device(task)}
+    result = train(init, data, recipe, seed=int(p["train_seed"]))
+    rel = f"models/{task.key}"
+    save_model(task.path(rel), result.model.cpu(), {"stage": p["role"], "key": task.key})
+    last = result.history[-1] if result.history else {}
+    return Output(
+        params={"role": p["role"], "n": len(data)},
+        metrics={"final_loss": float(last.get("loss", float("nan")))},
+        timings={"train": result.seconds},
+        artifact=rel,
+    )
+
+
+def _reference_accuracies(task: Task, split: Any, retrain: torch.nn.Module) -> dict[str, float]:
+    return evaluate_model(retrain, split, ["accuracy"], device=_device(task))
+
+
+@TASKS.register("search")
+def search_stage(task: Task) -> Output:
+    """Run (or resume) one Optuna study for one method on one seed's Original."""
+    import optuna
+
+    import unlearnkit.methods.catalog  # noqa: F401
+    from unlearnkit.evaluation import deep_unlearn_objectives, indiscernibility
+    from unlearnkit.methods import METHODS, UnlearnData
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    p = task.payload
+    device = _device(task)
+    split = read_split(str(task.path(p["split"])))
+    original = _load(task, p["original"])
+    ref = _reference_accuracies(task, split, _load(task, p["retrain"]))
+    method = METHODS.get(p["method"])()
+    space = method.search_space(int(p["max_epochs"]))
+    data = UnlearnData(split.retain, split.forget, split.val)
+    method.check(original, data)  # unsupported combinations fail before any trial
+
+    def objective(params: dict[str, Any]) -> tuple[tuple[float, ...], dict[str, float]]:
+        config = trial_config(p["fixed"], params)
+        res = method.unlearn(original, data, config, seed=int(p["unlearn_seed"]), device=device)
+        m = evaluate_model(res.model, split, ["accuracy", "mia"], device=device)
+        values = deep_unlearn_objectives(m, ref, indiscernibility(m["val_mia"]))
+        extra = {k: m[k] for k in ("RA", "FA", "VA", "val_mia")} | {"unlearn": res.seconds}
+        return values, extra
+
+    scfg = SearchConfig.model_validate(p["search"])
+    storage = make_storage(p["storage"])
+    study = optuna.create_study(
+        study_name=p["study"],
+        storage=storage,
+        sampler=SAMPLERS.get(scfg.sampler)(scfg, int(p["seed"])),
+        directions=["minimize"] * 4,
+        load_if_exists=True,
+    )
+    study.set_metric_names(["o_ra", "o_fa", "o_va", "o_indisc"])
+    t0 = time.perf_counter()
+    counts = run_study(study, space, objective, scfg.trials, scfg.max_failed)
+    return Output(
+        params={"study": p["study"], "space": sorted(space), **counts},
+        timings={"search": time.perf_counter() - t0},
+    )
+
+
+@TASKS.register("unlearn")
+def unlearn_stage(task: Task) -> Output:
+    """Run one method with its chosen configuration on one seed's Original; save the model."""
+    import unlearnkit.methods.catalog  # noqa: F401
+    from unlearnkit.methods import METHODS, UnlearnData
+
+    p = task.payload
+    split = read_split(str(task.path(p["split"])))
+    original = _load(task, p["original"])
+    method = METHODS.get(p["method"])()
+    data = UnlearnData(split.retain, split.forget, split.val)
+    res = method.unlearn(
+        original, data, p["config"], seed=int(p["unlearn_seed"]), device=_device(task)
+    )
+    rel = f"models/{task.key}"
+    save_model(task.path(rel), res.model.cpu(), {"stage": "unlearn", "key": task.key})
+    info = {
+        k: v for k, v in res.info.items() if k != "config" and isinstance(v, (int, float, str))
+    }
+    timings = {"unlearn": res.seconds}
+    timings.update({k: float(v) for k, v in info.items() if k.endswith("_seconds")})
+    return Output(
+        params={"config": res.info.get("config", {}), "info": info},
+        timings=timings,
+        artifact=rel,
+    )
+
+
+@TASKS.register("evaluate")
+def evaluate_stage(task: Task) -> Output:
+    """Deep Unlearn's metrics for one model (:mod:`unlearnkit.bench.evaluate`)."""
+    p = task.payload
+    split = read_split(str(task.path(p["split"])))
+    model = _load(task, p["model"])
+    metrics = evaluate_model(
+        model,
+        split,
+        list(p["metrics"]),
+        original=_load(task, p["original"]),
+        retrain=_load(task, p["retrain"]),
+        device=_device(task),
+    )
+    return Output(metrics=metrics)
+
+
+@TASKS.register("ulira")
+def ulira_stage(task: Task) -> Output:
+    """One U-LiRA shadow split: train O_s and R_s, unlearn with every method, store φ.
+
+    Pool = the training split (n samples). With ``rng = default_rng(seed_base + s)``:
+    ``half = rng.permutation(n)[: n // 2]`` is "in", and
+    ``forget = half[rng.permutation(len(half))[:k]]`` with ``k = round(fraction · len(half))``.
+    φ = log(p_y / (1 − p_y)) of every pool sample under every row's model.
+    """
+    import unlearnkit.methods.catalog  # noqa: F401
+    from unlearnkit.evaluation import logit_scaled_confidence
+    from unlearnkit.io import save_tensors
+    from unlearnkit.methods import METHODS, UnlearnData
+    from unlearnkit.models import build_model
+    from unlearnkit.training import predict_logits, train
+
+    p = task.payload
+    device = _device(task)
+    split = read_split(str(task.path(p["split"])))
+    pool = split.train
+    n = len(pool)
+    rng = np.random.default_rng(int(p["seed_base"]) + int(p["split_index"]))
+    half = np.sort(rng.permutation(n)[: n // 2])
+    k = max(1, round(float(p["forget_fraction"]) * len(half)))
+    forget_pos = np.sort(half[rng.permutation(len(half))[:k]])
+    in_mask = np.zeros(n, dtype=bool)
+    in_mask[half] = True
+    forget_mask = np.zeros(n, dtype=bool)
+    forget_mask[forget_pos] = True
+    half_ds = pool.subset(pool.ids[torch.from_numpy(half)])
+    retain = pool.subset(pool.ids[torch.from_numpy(np.setdiff1d(half, forget_pos))])
+    forget = pool.subset(pool.ids[torch.from_numpy(forget_pos)])
+    mcfg = ModelConfig.model_validate(p["model"])
+    init = build_model(
+        mcfg.name, tuple(p["input_shape"]), int(p["num_outputs"]), int(p["model_seed"]),
+        **mcfg.options,
+    )
+    recipe = {**p["recipe"], "device": device}
+    t0 = time.perf_counter()
+    original = train(init, half_ds, recipe, seed=int(p["train_seed"])).model
+    models = {"original": original, "retrain": train(init, retain, recipe, seed=int(p["train_seed"])).model}
+    train_seconds = time.perf_counter() - t0
+    data = UnlearnData(retain, forget, split.val)
+    unsupported = []
+    for name, config in p["rows"].items():
+        try:
+            res = METHODS.get(name)().unlearn(
+                original, data, config, seed=int(p["unlearn_seed"]), device=device
+            )
+        except UnsupportedError:
+            unsupported.append(name)
+            continue
+        models[name] = res.model
+    tensors: dict[str, torch.Tensor] = {
+        "in_mask": torch.from_numpy(forget_mask),
+        "out_mask": torch.from_numpy(~in_mask),
+    }
+    for name, model in models.items():
+        z = predict_logits(model, pool, device=device).double()
+        z = torch.nan_to_num(z, nan=0.0, posinf=1e4, neginf=-1e4)
+        tensors[f"phi.{name}"] = torch.from_numpy(logit_scaled_confidence(z, pool.y))
+    rel = f"ulira/{task.key}.safetensors"
+    save_tensors(task.path(rel), tensors)
+    return Output(
+        params={"rows": sorted(models), "unsupported": unsupported, "n_forget": k},
+        timings={"train": train_seconds},
+        artifact=rel,
+    )
