@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from unlearnkit.cli import bench as _bench  # noqa: F401
 from unlearnkit.cli import data as _data  # noqa: F401  (registers `data list`)
 from unlearnkit.cli import evaluate as _evaluate  # noqa: F401
 from unlearnkit.cli import methods as _methods  # noqa: F401
