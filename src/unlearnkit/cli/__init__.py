@@ -12,6 +12,8 @@ from unlearnkit.cli import bench as _bench  # noqa: F401
 from unlearnkit.cli import data as _data  # noqa: F401  (registers `data list`)
 from unlearnkit.cli import evaluate as _evaluate  # noqa: F401
 from unlearnkit.cli import methods as _methods  # noqa: F401
+from unlearnkit.cli import ssse as _ssse  # noqa: F401  (prepare, erase, reproduce)
+from unlearnkit.cli import train as _train  # noqa: F401  (train)
 from unlearnkit.cli.app import app, main
 
 __all__ = ["app", "main"]
