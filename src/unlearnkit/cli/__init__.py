@@ -10,6 +10,7 @@ import sys
 
 from unlearnkit.cli import bench as _bench  # noqa: F401
 from unlearnkit.cli import data as _data  # noqa: F401  (registers `data list`)
+from unlearnkit.cli import demo as _demo  # noqa: F401  (demo)
 from unlearnkit.cli import evaluate as _evaluate  # noqa: F401
 from unlearnkit.cli import methods as _methods  # noqa: F401
 from unlearnkit.cli import ssse as _ssse  # noqa: F401  (prepare, erase, reproduce)

@@ -37,7 +37,7 @@ from unlearnkit.registry import Registry
 from unlearnkit.ssse.state import ErasureRequest
 from unlearnkit.training import evaluate_accuracy, predict_logits
 
-DEFAULT_GRID: tuple[float, ...] = tuple(float(x) for x in np.round(np.logspace(-2, 2, 17), 6))
+DEFAULT_GRID: tuple[float, ...] = tuple(float(x) for x in np.round(np.logspace(-4, 2, 25), 7))
 
 
 @dataclass
