@@ -109,12 +109,14 @@ def reproduce_convex_cmd(
     l2: float = typer.Option(1e-3, help="ℓ2 coefficient = damping λ"),
     max_attributes: int | None = typer.Option(None, help="limit the number of attributes (quick runs)"),
     fraction: list[float] = typer.Option([0.1, 0.25, 0.5, 1.0], help="removal fractions"),
+    pool: int = typer.Option(2, help="average-pool the images by this factor (features)"),
     seed: int = typer.Option(0),
 ) -> None:
     """The paper's §3: linear multi-attribute classifier, γ_S and distance over ε (Figure 1)."""
     from unlearnkit.ssse.reproduce_convex import run_convex
 
-    res = run_convex(out, l2=l2, fractions=tuple(fraction), max_attributes=max_attributes, seed=seed)
+    res = run_convex(out, l2=l2, fractions=tuple(fraction), max_attributes=max_attributes, seed=seed, pool=pool,
+                     log=console.print)
     _print_summary(res["summary"], ("best_eps", "best_gamma_mean", "distance_at_best_eps", "loss_matching_gamma_mean"))
     console.print(f"wrote {out}/results.json and Figure 1 PNGs in {res['total_seconds']:.0f} s")
 
