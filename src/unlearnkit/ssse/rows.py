@@ -77,7 +77,7 @@ def build_rows(
         return linear_multilabel_rows(model, x, y, ids, cfg.curvature)
     return curvature_rows(
         cfg.curvature, model, x, y, cfg.task, ids=ids, group_size=g, seed=cfg.seed,
-        chunk_size=cfg.chunk_size,
+        chunk_size=cfg.chunk_size, compute_dtype=next(model.parameters()).dtype,
     )
 
 

@@ -208,7 +208,8 @@ class ErasureState:
         pos = self.positions(forget.ids)
         k = int(pos.numel())
         model = copy.deepcopy(model).eval()
-        gm = per_sample_gradients(model, forget.x, forget.y, self.config.task, ids=forget.ids)
+        dtype = next(model.parameters()).dtype
+        gm = per_sample_gradients(model, forget.x, forget.y, self.config.task, ids=forget.ids, compute_dtype=dtype)
         v = gm.G.double().sum(0)
         theta = flat_params(model, self.layout).double()
         if self.config.regularized_step:
