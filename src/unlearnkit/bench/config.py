@@ -123,28 +123,23 @@ class SearchConfig(_Strict):
 
 
 class ULiraConfig(_Strict):
-    """U-LiRA (Hayes et al. 2024) per dataset x model: ``splits`` shadow splits.
+    """U-LiRA audits (Hayes et al. 2024) per dataset x model, run by
+    :class:`unlearnkit.evaluation.audit.Auditor` with each method's chosen configuration.
 
-    Split ``s``: a random half of the training split is "in" (``default_rng(seed_base + s)``);
-    a random ``forget_fraction`` of it is forgotten. O_s is trained on the half, R_s on the
-    half minus its forget set, each method unlearns O_s. The statistic is LiRA's
-    φ = log(p_y / (1 − p_y)); IN = forgotten, OUT = never in the half. The last ``targets``
-    splits are the held-out target models.
+    ``scheme="hayes"``: ``shadows`` random halves of the training split, a fixed target set
+    (``target_fraction``) forgotten where it falls in a half, per-example Gaussians on LiRA's
+    φ fitted on the other splits and scored on held-out ones; ``"deepunlearn"``: Deep
+    Unlearn's released variant. Shadow pools are cached by content under ``DIR/ulira``.
+    Original and Retrain are always audited.
     """
 
     methods: list[str] = Field(default_factory=list, description="beside original, retrain")
-    splits: int = Field(16, ge=3)
-    targets: int = Field(2, ge=1)
-    forget_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    model_seed: int = 0
-    seed_base: int = 0
-    std_floor: float = Field(1e-3, gt=0.0)
-
-    @model_validator(mode="after")
-    def _targets_fit(self) -> ULiraConfig:
-        if self.targets >= self.splits - 1:
-            raise ValueError("ulira.targets must leave at least 2 shadow splits")
-        return self
+    scheme: Literal["hayes", "deepunlearn"] = "hayes"
+    shadows: int = Field(16, ge=2)
+    seed: int = 0
+    target_fraction: float = Field(0.1, gt=0.0, le=1.0)
+    forget_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="deepunlearn scheme")
+    workers: int = Field(1, ge=1, description="processes inside the U-LiRA task")
 
 
 class ExecutorConfig(_Strict):
@@ -233,7 +228,7 @@ class Experiment(_Strict):
     def _recipe(cls, v: dict[str, Any]) -> dict[str, Any]:
         from unlearnkit.training import make_recipe
 
-        return make_recipe({"name": "sgd", **v}).model_dump()
+        return make_recipe({"name": "sgd", **v}).model_dump(mode="json")
 
     @field_validator("forget")
     @classmethod
@@ -280,7 +275,7 @@ class Experiment(_Strict):
         """The training recipe (a dict) for ``dataset``: experiment recipe + overrides."""
         from unlearnkit.training import make_recipe
 
-        return make_recipe({**self.training, **dataset.training}).model_dump()
+        return make_recipe({**self.training, **dataset.training}).model_dump(mode="json")
 
     def max_epochs_for(self, dataset: DatasetConfig) -> int:
         """E* = ceil(0.2 · training epochs) (spec methods.md §2.0), unless set in ``search``."""

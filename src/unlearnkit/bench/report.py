@@ -76,6 +76,11 @@ def ranking_table(res: Results) -> Table:
                 f"{o['covered']}/{o['settings']}",
             ]
         )
+    ranked = {o["row"] for o in res.ranking()}
+    for row in res.rows():
+        if row not in ranked:
+            status = res.status(res.settings()[0], row) if res.settings() else "missing"
+            rows.append(["—", row, status, status, f"0/{len(res.settings())}"])
     return Table(
         "Table 1. Ranking by RetDev (lower is better), then Indisc (higher is better)",
         ["rank", "method", "RetDev", "Indisc", "settings"],
@@ -95,8 +100,14 @@ def rte_table(res: Results) -> Table:
         if row == "original":
             continue
         cells = [row]
-        cells += [_fmt(res.rte(s, row), 1) for s in settings]
-        cells += [res.seconds(s, row).fmt(2) if res.select(s, row) else "n/a" for s in settings]
+        cells += [
+            _fmt(res.rte(s, row), 1) if res.select(s, row) else res.status(s, row)
+            for s in settings
+        ]
+        cells += [
+            res.seconds(s, row).fmt(2) if res.select(s, row) else res.status(s, row)
+            for s in settings
+        ]
         rows.append(cells)
     return Table(
         "Table 2. Run-time efficiency RTE = mean T_R / mean T_U (higher is faster)",
@@ -150,7 +161,10 @@ def ulira_tables(res: Results) -> list[Table]:
     tables = []
     for setting, info in res.ulira.items():
         m = info["metrics"]
-        rows_ = sorted({k.split(".", 1)[0] for k in m if "." in k})
+        found = {k.split(".", 1)[0] for k in m if "." in k}
+        rows_ = [r for r in ("original", "retrain") if r in found] + sorted(
+            found - {"original", "retrain"}
+        )
         fprs = sorted(
             {k.split("tpr@", 1)[1] for k in m if "tpr@" in k and not k.endswith("_supported")},
             key=float,
@@ -160,14 +174,18 @@ def ulira_tables(res: Results) -> list[Table]:
             rows.append(
                 [r, _fmt(m.get(f"{r}.auc")), _fmt(m.get(f"{r}.balanced_accuracy"))]
                 + [_fmt(m.get(f"{r}.tpr@{a}"), 4) for a in fprs]
+                + [_fmt(m.get(f"{r}.FA")), _fmt(m.get(f"{r}.TA"))]
             )
+        u = res.exp.ulira
+        assert u is not None
         tables.append(
             Table(
                 f"U-LiRA, {setting}",
-                ["row", "AUC", "balanced acc."] + [f"TPR@{a}" for a in fprs],
+                ["row", "AUC", "balanced acc."] + [f"TPR@{a}" for a in fprs] + ["FA", "TA"],
                 rows,
-                f"{int(m.get('examples', 0))} examples with at least 2 IN and 2 OUT shadow "
-                "models; held-out target models; closer to 0.5 (AUC, accuracy) is better.",
+                f"{u.scheme} scheme, {u.shadows} shadow splits, {int(m.get('targets', 0))} "
+                "target examples; AUC and balanced accuracy closer to 0.5 are better, "
+                "TPR@α closer to α. FA/TA: mean accuracy of the audited models.",
             )
         )
     return tables

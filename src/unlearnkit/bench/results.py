@@ -178,7 +178,7 @@ def collect(root: str | Path, level: float = 0.95) -> Results:
         ulira: dict[str, dict[str, Any]] = {}
         if exp.ulira is not None:
             for d, m in ctx.settings():
-                key = ctx.ulira_eval_key(d, m)
+                key = ctx.ulira_key(d, m)
                 run = store.run(key)
                 if run is not None and run.status == "done" and run.artifact:
                     ulira[f"{d.tag} / {m.tag}"] = {

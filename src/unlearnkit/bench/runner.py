@@ -117,6 +117,8 @@ class _Driver:
             self.progress.update(bar, completed=len(tasks) - len(todo))
         if not todo:
             return
+        if stage.prepare is not None:
+            stage.prepare(self.ctx)
         for t in todo:
             store.start(t.key, stage.name, t.labels)
         if stage.inline:

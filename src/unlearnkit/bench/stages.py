@@ -10,8 +10,7 @@ stage          one run per                                     key covers
 ``select``     dataset x model x method (in the driver)        the search keys (or the defaults)
 ``unlearn``    dataset x model x method x seed                 O key, chosen config, seed, device
 ``evaluate``   every model above (O, R, each method, seed)     model key, O/R keys, metric names
-``ulira``      dataset x model x shadow split (optional)       split, model, recipe, method configs
-``ulira_eval`` dataset x model (in the driver)                 the ulira keys, fit options
+``ulira``      dataset x model (optional)                      audit config, chosen method configs
 =============  ==============================================  ====================================
 
 Keys chain: a stage's key contains its inputs' keys, so changing anything upstream (a recipe,
@@ -163,35 +162,43 @@ class Context:
         """Report rows: the references, then the methods in experiment order."""
         return list(REFERENCE_ROWS) + self.exp.method_names()
 
-    def ulira_rows(self, d: DatasetConfig, m: ModelConfig) -> dict[str, dict[str, Any] | None]:
+    def ulira_rows(self, d: DatasetConfig, m: ModelConfig) -> dict[str, dict[str, Any]]:
+        """Audited rows and configs: O, R, then each U-LiRA method whose select is done."""
         assert self.exp.ulira is not None
-        return {name: self.chosen_config(d, m, name) for name in self.exp.ulira.methods}
+        rows: dict[str, dict[str, Any]] = {"original": {}, "retrain": {}}
+        for name in self.exp.ulira.methods:
+            config = self.chosen_config(d, m, name)
+            if config is not None:
+                rows[name] = config
+        return rows
 
-    def ulira_key(self, d: DatasetConfig, m: ModelConfig, index: int) -> str:
+    def audit_config(self, d: DatasetConfig, m: ModelConfig) -> dict[str, Any]:
+        """The :class:`~unlearnkit.evaluation.audit.AuditConfig` of one setting (as a dict)."""
         u = self.exp.ulira
         assert u is not None
-        return content_key(
-            "ulira",
-            split=self.split_key(d, u.model_seed),
-            model={"name": m.name, "options": m.options},
-            recipe=self.exp.recipe_for(d),
-            train_seed=self.exp.train_seed,
-            unlearn_seed=self.exp.unlearn_seed,
-            rows=self.ulira_rows(d, m),
-            index=index,
-            ulira=u.model_dump(exclude={"methods", "targets", "splits", "std_floor"}),
-            device=self.exp.device,
-        )
+        recipe = {k: v for k, v in self.exp.recipe_for(d).items() if k != "device"}
+        return {
+            "dataset": d.name,
+            "dataset_params": d.params,
+            "val_fraction": d.val_fraction,
+            "test_fraction": d.test_fraction,
+            "split_seed": d.split_seed,
+            "model": m.name,
+            "model_options": m.options,
+            "recipe": {**recipe, "device": None if self.exp.device == "auto" else self.exp.device},
+            "scheme": u.scheme,
+            "shadows": u.shadows,
+            "seed": u.seed,
+            "target_fraction": u.target_fraction,
+            "forget_fraction": u.forget_fraction,
+            "unlearn_seed": self.exp.unlearn_seed,
+            "workers": u.workers,
+            "threads": self.threads,
+        }
 
-    def ulira_eval_key(self, d: DatasetConfig, m: ModelConfig) -> str:
-        u = self.exp.ulira
-        assert u is not None
-        return content_key(
-            "ulira_eval",
-            runs=[self.ulira_key(d, m, i) for i in range(u.splits)],
-            targets=u.targets,
-            std_floor=u.std_floor,
-        )
+    def ulira_key(self, d: DatasetConfig, m: ModelConfig) -> str:
+        audit = {k: v for k, v in self.audit_config(d, m).items() if k not in ("workers", "threads")}
+        return content_key("ulira", audit=audit, rows=self.ulira_rows(d, m))
 
     # ------------------------------------------------------------------ helpers
 
@@ -371,50 +378,15 @@ def plan_ulira(ctx: Context) -> list[Task]:
     tasks = []
     for d, m in ctx.settings():
         rows = ctx.ulira_rows(d, m)
-        split = ctx.split_key(d, u.model_seed)
-        facts = ctx.split_facts(d, u.model_seed)
-        # methods unsupported in this setting simply drop out of the U-LiRA rows
-        selects = [
+        # methods unsupported in this setting drop out of the rows; failed selects block
+        deps = [
             k
-            for k in (ctx.select_key(d, m, name) for name in rows)
+            for k in (ctx.select_key(d, m, name) for name in u.methods)
             if ctx.store.status(k) != "unsupported"
         ]
-        for i in range(u.splits):
-            payload = {
-                "split": f"splits/{split}",
-                "model": m.model_dump(mode="json"),
-                "input_shape": facts.get("input_shape"),
-                "num_outputs": facts.get("num_outputs"),
-                "model_seed": u.model_seed,
-                "recipe": ctx.exp.recipe_for(d),
-                "train_seed": ctx.exp.train_seed,
-                "unlearn_seed": ctx.exp.unlearn_seed,
-                "rows": {k: v for k, v in rows.items() if v is not None},
-                "split_index": i,
-                "seed_base": u.seed_base,
-                "forget_fraction": u.forget_fraction,
-            }
-            key = ctx.ulira_key(d, m, i)
-            tasks.append(
-                ctx.task("ulira", key, _labels(d, m, None, i), payload, [split, *selects])
-            )
-    return tasks
-
-
-def plan_ulira_eval(ctx: Context) -> list[Task]:
-    u = ctx.exp.ulira
-    if u is None:
-        return []
-    tasks = []
-    for d, m in ctx.settings():
-        runs = [ctx.ulira_key(d, m, i) for i in range(u.splits)]
-        payload = {
-            "runs": [f"ulira/{k}.safetensors" for k in runs],
-            "targets": u.targets,
-            "std_floor": u.std_floor,
-        }
-        key = ctx.ulira_eval_key(d, m)
-        tasks.append(ctx.task("ulira_eval", key, _labels(d, m), payload, runs))
+        payload = {"audit": ctx.audit_config(d, m), "rows": rows, "cache": "ulira"}
+        key = ctx.ulira_key(d, m)
+        tasks.append(ctx.task("ulira", key, _labels(d, m), payload, deps))
     return tasks
 
 
@@ -457,63 +429,32 @@ def select_inline(task: Task, ctx: Context) -> Output:
     )
 
 
-@INLINE.register("ulira_eval")
-def ulira_eval_inline(task: Task, ctx: Context) -> Output:
-    """Hayes-style U-LiRA over the shadow splits (:func:`unlearnkit.evaluation.evaluate_ulira`).
+def prepare_search(ctx: Context) -> None:
+    """Create the Optuna storage's schema once, in the driver: workers creating it at the
+    same time race (``table studies already exists``)."""
+    from unlearnkit.bench.search import make_storage
 
-    Fit on the first ``splits - targets`` splits, attack the last ``targets`` (held out);
-    only examples with at least 2 IN and 2 OUT shadow models are scored. Online
-    likelihood-ratio test, per-example or global σ (LiRA's ``auto`` rule), σ floored.
-    """
-    import numpy as np
-
-    from unlearnkit.evaluation import LiraFitConfig, evaluate_ulira
-    from unlearnkit.evaluation.ulira import examples_with_support
-    from unlearnkit.io import atomic_write_json, load_tensors
-
-    p = task.payload
-    runs = [load_tensors(ctx.root / rel) for rel in p["runs"]]
-    in_mask = np.stack([r["in_mask"].numpy() for r in runs])
-    out_mask = np.stack([r["out_mask"].numpy() for r in runs])
-    n_models = len(runs)
-    targets = list(range(n_models - int(p["targets"]), n_models))
-    shadow = np.setdiff1d(np.arange(n_models), targets)
-    support = examples_with_support(in_mask[shadow], out_mask[shadow], 2)
-    rows = sorted(set.intersection(*(set(k[4:] for k in r if k.startswith("phi.")) for r in runs)))
-    metrics: dict[str, float] = {"examples": float(support.sum())}
-    curves: dict[str, dict[str, list[float]]] = {}
-    cfg = LiraFitConfig(std_floor=float(p["std_floor"]))
-    for row in rows:
-        stat = np.stack([r[f"phi.{row}"].numpy() for r in runs])[:, support]
-        res = evaluate_ulira(
-            stat, in_mask[:, support], out_mask[:, support], target_models=targets, config=cfg
-        )
-        for name, value in res.metrics.as_dict().items():
-            if not isinstance(value, bool):
-                metrics[f"{row}.{name}"] = float(value)
-        curves[row] = {"fpr": res.metrics.fpr.tolist(), "tpr": res.metrics.tpr.tolist()}
-    rel = f"ulira/{task.key}.json"
-    atomic_write_json(ctx.root / rel, curves)
-    return Output(params={"rows": rows}, metrics=metrics, artifact=rel)
+    make_storage(ctx.storage)
 
 
 @dataclass(frozen=True)
 class Stage:
-    """A pipeline stage: its planner, and whether it runs in the driver."""
+    """A pipeline stage: its planner, whether it runs in the driver, and a hook the driver
+    calls before running any of its tasks."""
 
     name: str
     plan: Callable[[Context], list[Task]]
     inline: bool = False
+    prepare: Callable[[Context], None] | None = None
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("split", plan_split),
     Stage("init", plan_init),
     Stage("train", plan_train),
-    Stage("search", plan_search),
+    Stage("search", plan_search, prepare=prepare_search),
     Stage("select", plan_select, inline=True),
     Stage("unlearn", plan_unlearn),
     Stage("evaluate", plan_evaluate),
     Stage("ulira", plan_ulira),
-    Stage("ulira_eval", plan_ulira_eval, inline=True),
 )

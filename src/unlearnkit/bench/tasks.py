@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from unlearnkit.artifacts import load_model, save_model
@@ -246,69 +245,42 @@ def evaluate_stage(task: Task) -> Output:
 
 @TASKS.register("ulira")
 def ulira_stage(task: Task) -> Output:
-    """One U-LiRA shadow split: train O_s and R_s, unlearn with every method, store φ.
+    """U-LiRA audits of one setting (:class:`unlearnkit.evaluation.audit.Auditor`).
 
-    Pool = the training split (n samples). With ``rng = default_rng(seed_base + s)``:
-    ``half = rng.permutation(n)[: n // 2]`` is "in", and
-    ``forget = half[rng.permutation(len(half))[:k]]`` with ``k = round(fraction · len(half))``.
-    φ = log(p_y / (1 − p_y)) of every pool sample under every row's model.
+    Shadow pools are cached by content under ``DIR/<cache>`` (shared by every row, reused
+    after a crash). Stores, per row, the attack metrics (AUC, balanced accuracy, TPR at low
+    FPR) and the pooled ROC curve (``ulira/<key>.json``).
     """
-    import unlearnkit.methods.catalog  # noqa: F401
-    from unlearnkit.evaluation import logit_scaled_confidence
-    from unlearnkit.io import save_tensors
-    from unlearnkit.methods import METHODS, UnlearnData
-    from unlearnkit.models import build_model
-    from unlearnkit.training import predict_logits, train
+    from unlearnkit.evaluation.audit import AuditConfig, Auditor
+    from unlearnkit.io import atomic_write_json
 
     p = task.payload
-    device = _device(task)
-    split = read_split(str(task.path(p["split"])))
-    pool = split.train
-    n = len(pool)
-    rng = np.random.default_rng(int(p["seed_base"]) + int(p["split_index"]))
-    half = np.sort(rng.permutation(n)[: n // 2])
-    k = max(1, round(float(p["forget_fraction"]) * len(half)))
-    forget_pos = np.sort(half[rng.permutation(len(half))[:k]])
-    in_mask = np.zeros(n, dtype=bool)
-    in_mask[half] = True
-    forget_mask = np.zeros(n, dtype=bool)
-    forget_mask[forget_pos] = True
-    half_ds = pool.subset(pool.ids[torch.from_numpy(half)])
-    retain = pool.subset(pool.ids[torch.from_numpy(np.setdiff1d(half, forget_pos))])
-    forget = pool.subset(pool.ids[torch.from_numpy(forget_pos)])
-    mcfg = ModelConfig.model_validate(p["model"])
-    init = build_model(
-        mcfg.name, tuple(p["input_shape"]), int(p["num_outputs"]), int(p["model_seed"]),
-        **mcfg.options,
-    )
-    recipe = {**p["recipe"], "device": device}
+    auditor = Auditor(AuditConfig.model_validate(p["audit"]), task.path(p["cache"]))
+    metrics: dict[str, float] = {}
+    curves: dict[str, dict[str, list[float]]] = {}
+    unsupported: list[str] = []
     t0 = time.perf_counter()
-    original = train(init, half_ds, recipe, seed=int(p["train_seed"])).model
-    models = {"original": original, "retrain": train(init, retain, recipe, seed=int(p["train_seed"])).model}
-    train_seconds = time.perf_counter() - t0
-    data = UnlearnData(retain, forget, split.val)
-    unsupported = []
-    for name, config in p["rows"].items():
+    for row, config in p["rows"].items():
         try:
-            res = METHODS.get(name)().unlearn(
-                original, data, config, seed=int(p["unlearn_seed"]), device=device
-            )
+            res = auditor.audit(row, config or None)
         except UnsupportedError:
-            unsupported.append(name)
+            unsupported.append(row)
             continue
-        models[name] = res.model
-    tensors: dict[str, torch.Tensor] = {
-        "in_mask": torch.from_numpy(forget_mask),
-        "out_mask": torch.from_numpy(~in_mask),
-    }
-    for name, model in models.items():
-        z = predict_logits(model, pool, device=device).double()
-        z = torch.nan_to_num(z, nan=0.0, posinf=1e4, neginf=-1e4)
-        tensors[f"phi.{name}"] = torch.from_numpy(logit_scaled_confidence(z, pool.y))
-    rel = f"ulira/{task.key}.safetensors"
-    save_tensors(task.path(rel), tensors)
+        for name, value in res.outcome.metrics.as_dict().items():
+            if not isinstance(value, bool):
+                metrics[f"{row}.{name}"] = float(value)
+        metrics[f"{row}.FA"] = res.accuracy["forget"]
+        metrics[f"{row}.TA"] = res.accuracy["test"]
+        curves[row] = {
+            "fpr": res.outcome.metrics.fpr.tolist(),
+            "tpr": res.outcome.metrics.tpr.tolist(),
+        }
+        metrics["targets"] = float(res.target_ids.size)
+    rel = f"ulira/{task.key}.json"
+    atomic_write_json(task.path(rel), curves)
     return Output(
-        params={"rows": sorted(models), "unsupported": unsupported, "n_forget": k},
-        timings={"train": train_seconds},
+        params={"rows": sorted(curves), "unsupported": unsupported},
+        metrics=metrics,
+        timings={"audit": time.perf_counter() - t0},
         artifact=rel,
     )

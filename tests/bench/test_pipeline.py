@@ -1,0 +1,107 @@
+"""The whole pipeline in-process (inline executor): stages, unsupported methods, U-LiRA,
+the report, resumption and key chaining."""
+
+from pathlib import Path
+
+import pytest
+from _bench_helpers import db_rows, tiny_config
+
+from unlearnkit.bench import Store, parse_experiment, run_benchmark
+from unlearnkit.bench.results import collect
+
+ULIRA = {"methods": ["ft", "ct"], "shadows": 4, "target_fraction": 0.2}
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pipeline")
+    exp = parse_experiment(tiny_config(methods=["ft", "ct"], ulira=ULIRA))
+    summary = run_benchmark(exp, out, show_progress=False)
+    assert summary.failed == 0
+    return out
+
+
+def test_every_stage_finishes_and_ct_is_unsupported_on_an_mlp(bench_dir: Path):
+    rows = db_rows(bench_dir)
+    by_stage: dict[str, set[str]] = {}
+    for r in rows.values():
+        by_stage.setdefault(r["stage"], set()).add(r["status"])
+    assert set(by_stage) == {
+        "split", "init", "train", "search", "select", "unlearn", "evaluate", "ulira",
+    }  # fmt: skip
+    ct = [r for r in rows.values() if r["method"] == "ct"]
+    assert ct and {r["status"] for r in ct} == {"unsupported"}
+    assert all(r["status"] == "done" for r in rows.values() if r["method"] != "ct")
+    # 2 seeds x (O, R) trained once each; evaluations of O, R, FT (CT unsupported) x 2 seeds
+    assert sum(r["stage"] == "train" for r in rows.values()) == 4
+    assert sum(r["stage"] == "evaluate" and r["status"] == "done" for r in rows.values()) == 6
+
+
+def test_reference_rows_and_artifacts(bench_dir: Path):
+    res = collect(bench_dir)
+    for rec in res.select(row="retrain"):
+        assert rec.values["RetDev"] == 0.0 and rec.values["dist_to_retrain"] == 0.0
+        assert rec.values["RR"] == rec.values["FR"] == rec.values["TR"] == 1.0
+    for rec in res.select(row="original"):
+        assert rec.values["dist_to_retrain"] == pytest.approx(1.0)
+        assert rec.seconds is None
+    ft = res.select(row="ft")
+    assert len(ft) == 2 and all(r.seconds and r.seconds > 0 for r in ft)
+    with Store(bench_dir, create=False) as store:
+        for run in store.runs():
+            if run.status == "done" and run.stage in ("train", "unlearn", "init"):
+                assert (bench_dir / f"{run.artifact}.safetensors").is_file()
+                assert (bench_dir / f"{run.artifact}.json").is_file()
+            if run.status == "done":
+                env = store.environment(run.env)
+                assert env["packages"]["torch"] and env["device"] == "cpu"
+    assert set(res.ulira) == {"digits / mlp"}
+    m = res.ulira["digits / mlp"]["metrics"]
+    assert {"original.auc", "retrain.auc", "ft.auc"} <= set(m)
+    assert "ct.auc" not in m  # unsupported rows drop out of the audit
+
+
+def test_report_is_self_contained(bench_dir: Path):
+    html = (bench_dir / "report.html").read_text()
+    md = (bench_dir / "report.md").read_text()
+    assert html.count("data:image/png;base64,") == 3  # ranking, accuracy-time, U-LiRA ROC
+    assert "src='plots" not in html and 'src="plots' not in html
+    for name in ("ranking", "accuracy_time", "ulira_roc_0"):
+        assert f"](plots/{name}.png)" in md
+        assert (bench_dir / "plots" / f"{name}.png").stat().st_size > 1000
+        assert (bench_dir / "plots" / f"{name}.json").is_file()
+    for table in ("Table 1. Ranking", "Table 2. Run-time", "Table 3. digits / mlp", "U-LiRA"):
+        assert table in md and table in html
+    ct_lines = [ln for ln in md.splitlines() if ln.startswith(("| ct |", "| — | ct |"))]
+    assert len(ct_lines) == 3  # ranking, RTE, per-setting table
+    assert all("unsupported" in ln for ln in ct_lines)
+
+
+def test_rerun_recomputes_nothing_and_a_changed_method_only_its_runs(bench_dir: Path):
+    before = db_rows(bench_dir)
+    exp = parse_experiment(tiny_config(methods=["ft", "ct"], ulira=ULIRA))
+    again = run_benchmark(exp, bench_dir, show_progress=False, report=False)
+    assert not again.ran and sum(again.reused.values()) == len(before)
+    assert db_rows(bench_dir) == before
+
+    # a fixed value the search overrides: new studies, the same chosen config, nothing else
+    shadowed = parse_experiment(
+        tiny_config(methods=[{"name": "ft", "config": {"momentum": 0.5}}, "ct"], ulira=ULIRA)
+    )
+    third = run_benchmark(shadowed, bench_dir, show_progress=False, report=False)
+    assert dict(third.ran) == {("search", "done"): 1, ("select", "done"): 1}
+    # FT without search: its defaults, so new final runs, evaluations and U-LiRA audit only
+    unsearched = parse_experiment(
+        tiny_config(methods=[{"name": "ft", "search": False}, "ct"], ulira=ULIRA)
+    )
+    fourth = run_benchmark(unsearched, bench_dir, show_progress=False, report=False)
+    assert dict(fourth.ran) == {
+        ("select", "done"): 1, ("unlearn", "done"): 2, ("evaluate", "done"): 2,
+        ("ulira", "done"): 1,
+    }  # fmt: skip
+    assert fourth.reused["train"] == 4 and fourth.reused["split"] == 1
+    assert fourth.reused["evaluate"] == 6  # O, R (done) and CT (unsupported) x 2 seeds
+    after = db_rows(bench_dir)
+    for key, row in before.items():  # nothing finished was run again
+        assert after[key]["attempts"] == row["attempts"]
+        assert after[key]["finished"] == row["finished"]
