@@ -1,0 +1,101 @@
+"""`unlearnkit train / prepare / erase / demo` end to end on scikit-learn's digits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from unlearnkit.artifacts import load_model
+from unlearnkit.cli import app
+from unlearnkit.ssse import ErasureState
+from unlearnkit.workflow import data_from_manifest
+
+runner = CliRunner()
+
+
+def train_ids(manifest: dict) -> list[int]:
+    return data_from_manifest(manifest)[1].fit_on.ids.tolist()
+
+
+def _labels(manifest: dict):
+    fit = data_from_manifest(manifest)[1].fit_on
+    return fit.ids.tolist(), fit.y.tolist()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("cli")
+    r = invoke("train", "--dataset", "digits", "--model", "logreg", "--out", d / "m0", "--epochs", "3")
+    assert r.exit_code == 0, r.output
+    r = invoke("prepare", "--model", d / "m0", "--out", d / "st", "--group-size", "4", "--solver", "woodbury")
+    assert r.exit_code == 0, r.output
+    return d
+
+
+def test_erase_then_refuse_repeats_unknown_ids_and_wrong_models(trained: Path):
+    d = trained
+    _, manifest = load_model(d / "m0")
+    ids = train_ids(manifest)
+    before = (d / "st" / "manifest.json").read_bytes()
+    r = invoke("erase", "--model", d / "m0", "--state", d / "st", "--out", d / "m1", "--ids", ",".join(map(str, ids[:3])), "--state-out", d / "st1")
+    assert r.exit_code == 0, r.output
+    assert (d / "st" / "manifest.json").read_bytes() == before  # --state-out left the old state alone
+    st1 = ErasureState.load(d / "st1", load_model(d / "m1")[0])
+    assert sorted(st1.erased_ids.tolist()) == sorted(ids[:3])
+    assert json.loads((d / "m1.json").read_text())["ssse"]["k"] == 3
+
+    for args, message in (
+        (["--model", d / "m1", "--state", d / "st1", "--ids", str(ids[1])], "already erased"),
+        (["--model", d / "m1", "--state", d / "st1", "--ids", "999999"], "not in"),
+        (["--model", d / "m0", "--state", d / "st1", "--ids", str(ids[7])], "not the one"),
+        (["--model", d / "m1", "--state", d / "st1"], "exactly one"),
+    ):
+        snapshot = (d / "st1" / "manifest.json").read_bytes()
+        r = invoke("erase", *args, "--out", d / "bad")
+        assert r.exit_code == 2, r.output
+        assert message in r.output
+        assert "Traceback" not in r.output
+        assert (d / "st1" / "manifest.json").read_bytes() == snapshot
+        assert not (d / "bad.json").exists()
+
+
+def test_sequence_of_requests_through_the_cli(trained: Path):
+    d = trained
+    r = invoke("erase", "--model", d / "m0", "--state", d / "st", "--out", d / "a1", "--forget", "class:2", "--state-out", d / "sa")
+    assert r.exit_code == 0, r.output
+    ids = train_ids(load_model(d / "a1")[1])
+    y = {int(i): int(c) for i, c in zip(*_labels(load_model(d / "a1")[1]), strict=True)}
+    other = next(i for i in ids if y[i] != 2)
+    r = invoke("erase", "--model", d / "a1", "--state", d / "sa", "--out", d / "a2", "--ids", str(other))
+    assert r.exit_code == 0, r.output
+    st = ErasureState.load(d / "sa", load_model(d / "a2")[0])
+    assert [e["request"] for e in st.ledger] == [1, 2]
+    a1, _ = load_model(d / "a1")
+    a2, _ = load_model(d / "a2")
+    assert not torch.equal(a1.fc.weight, a2.fc.weight)
+
+
+def test_malformed_state_is_refused(trained: Path, tmp_path: Path):
+    (tmp_path / "st").mkdir()
+    (tmp_path / "st" / "manifest.json").write_text("{not json")
+    r = invoke("erase", "--model", trained / "m0", "--state", tmp_path / "st", "--out", tmp_path / "x", "--ids", "1")
+    assert r.exit_code == 2 and "not valid JSON" in r.output
+
+
+def test_demo_runs_end_to_end_on_digits(tmp_path: Path):
+    r = invoke("demo", "--out", tmp_path, "--dataset", "digits", "--model", "logreg", "--epochs", "3")
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert set(res["rows"]) == {"Original", "SSSE", "Retrain"}
+    assert res["rows"]["Retrain"]["distance"] == 0.0
+    assert res["rows"]["Original"]["distance"] == pytest.approx(1.0)
+    assert (tmp_path / "eps_curve.png").stat().st_size > 1000
+    assert "| SSSE |" in (tmp_path / "report.md").read_text()
