@@ -27,9 +27,10 @@ import unlearnkit.training as training
 from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.evaluation.audit import AuditConfig, Auditor
 from unlearnkit.evaluation.audit_attack import AttackData, per_example_summary, run_attack
-from unlearnkit.evaluation.audit_report import results_table, write_audit_results
+from unlearnkit.evaluation.audit_report import plot_curve, results_table, write_audit_results
 from unlearnkit.evaluation.audit_splits import SchemeOptions, deepunlearn_plan, hayes_plan
 from unlearnkit.evaluation.pools import TrainJob, WorkerContext, content_key, run_pool
+from unlearnkit.evaluation.roc import tpr_at_fpr
 
 TINY = {
     "dataset": "digits",
@@ -252,6 +253,12 @@ def test_write_results_and_table(tmp_path: Path, hayes_results: dict) -> None:
     r = hayes_results["ft"]
     lines = (tmp_path / "ft" / "per_example.csv").read_text().splitlines()
     assert len(lines) == r.target_ids.size + 1 and lines[0].startswith("id,label,n_in")
+    # the plotted curve is the ROC thinned to a log grid, exact at every grid point
+    m = r.outcome.metrics
+    grid, tpr_g = plot_curve(m.fpr, m.tpr, points=50)
+    assert grid.size <= 51 and grid[0] == 0.0 and grid[-1] == 1.0
+    for g, v in zip(grid, tpr_g, strict=True):
+        assert v == tpr_at_fpr(m.fpr, m.tpr, g)
     t = load_file(str(tmp_path / "ft" / "scores.safetensors"))
     np.testing.assert_array_equal(t["target_ids"].numpy(), r.target_ids)
     np.testing.assert_array_equal(t["trials"].numpy().astype(bool), r.outcome.trials)

@@ -210,16 +210,20 @@ def _print_audit(results: list[Any]) -> None:
     table = Table(title="U-LiRA (%): closer to chance is better (50, TPR@α ≈ α)")
     fprs = results[0].config.fprs
     for col in ("method", "bal. acc", "AUC", *[f"TPR@{100 * a:g}%" for a in fprs],
-                "trials +/−", "trained / reused"):
+                "trials +/−"):
         table.add_column(col, justify="right" if col != "method" else "left")
+    pools: dict[str, Any] = {}
     for r in results:
         m = r.outcome.metrics
-        pools = ", ".join(f"{p.name}: {p.trained}/{p.reused}" for p in r.pools)
         tprs = [_num(m.tpr_at_fpr[a], pct=True) + ("" if m.supported[a] else "†") for a in fprs]
         table.add_row(r.method, _num(m.balanced_accuracy, pct=True), _num(m.auc, pct=True),
-                      *tprs, f"{m.n_pos}/{m.n_neg}", pools)
+                      *tprs, f"{m.n_pos}/{m.n_neg}")
+        pools.update({p.folder: p for p in r.pools})
     console.print(table)
     console.print("† fewer than 1/α negatives: the rate is not resolved.")
+    for p in pools.values():
+        console.print(f"pool {p.name}: {p.trained} trained, {p.reused} reused "
+                      f"({p.seconds:.1f} s) in {escape(p.folder)}")
 
 
 @app.command("audit")

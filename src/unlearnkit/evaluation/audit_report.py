@@ -105,6 +105,24 @@ def write_result(result: AuditResult, folder: str | Path) -> Path:
     return folder
 
 
+def plot_curve(
+    fpr: np.ndarray, tpr: np.ndarray, points: int = 400
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC on a log-spaced FPR grid (for plots and their JSON): at each grid value g,
+    max{TPR_k : FPR_k ≤ g}, the rule of :func:`~unlearnkit.evaluation.roc.tpr_at_fpr`.
+
+    The grid runs from the smallest positive FPR to 1 (plus 0), so the plotted staircase is
+    exact at its points while tens of thousands of ROC points shrink to ``points``.
+    """
+    f, t = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
+    positive = f[f > 0]
+    if positive.size == 0:
+        return f, t
+    grid = np.unique(np.concatenate([[0.0], np.logspace(np.log10(positive.min()), 0.0, points)]))
+    idx = np.searchsorted(f, grid, side="right") - 1
+    return grid, np.maximum.accumulate(t)[idx]
+
+
 def write_audit_results(
     results: Sequence[AuditResult],
     out: str | Path,
@@ -124,7 +142,9 @@ def write_audit_results(
     )
     atomic_write_bytes(out / "table.md", results_table(results).encode())
     if results:
-        curves = {r.method: (r.outcome.metrics.fpr, r.outcome.metrics.tpr) for r in results}
+        curves = {
+            r.method: plot_curve(r.outcome.metrics.fpr, r.outcome.metrics.tpr) for r in results
+        }
         cfg = results[0].config
         title = f"U-LiRA ({cfg.scheme}), {cfg.dataset}/{cfg.model}, {cfg.shadows} shadows"
         paths["roc"] = plot_roc_loglog(curves, out / "roc.png", title=title)
