@@ -276,3 +276,26 @@ def test_bad_audit_requests(cache: Path, hayes_results: dict) -> None:
         auditor.audit("no-such-method")
     with pytest.raises(ConfigError):
         auditor.audit("ft", {"no_such_option": 1})
+
+
+def test_worker_processes_train_the_same_models_as_in_process(tmp_path: Path) -> None:
+    from unlearnkit.data import load_dataset
+    from unlearnkit.io import model_fingerprint
+
+    pop = load_dataset("digits").subset(np.arange(120))
+
+    def jobs(folder: Path) -> list[TrainJob]:
+        return [TrainJob(folder, k, content_key("w"), "logreg", {},
+                         {"name": "sgd", "epochs": 1, "batch_size": 16}, np.arange(k, 120, 2),
+                         k, k) for k in range(2)]
+
+    # member 0 exists already; the one missing member is trained in a spawned process
+    run_pool("w", jobs(tmp_path / "a")[:1], WorkerContext(pop))
+    seen: list[tuple[str, int, int]] = []
+    spawned = run_pool("w", jobs(tmp_path / "a"), WorkerContext(pop), workers=2,
+                       progress=lambda *a: seen.append(a))
+    local = run_pool("w", jobs(tmp_path / "b"), WorkerContext(pop), workers=1)
+    assert (spawned.trained, spawned.reused, local.trained) == (1, 1, 2)
+    assert seen == [("w", 1, 2), ("w", 2, 2)]
+    for a, b in zip(jobs(tmp_path / "a"), jobs(tmp_path / "b"), strict=True):
+        assert model_fingerprint(a.load()) == model_fingerprint(b.load())

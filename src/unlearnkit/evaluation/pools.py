@@ -212,7 +212,7 @@ def run_pool(
     elif todo:
         ctx = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_init_worker,
+            max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
             initargs=(context, threads),
         ) as pool:
             futures = [pool.submit(_run_job, j) for j in todo]
