@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from unlearnkit.bench.evaluate import LOSS_CAP, EvalContext, evaluate_model
+from unlearnkit.bench.evaluate import LOSS_CAP, EvalContext, evaluate_model, search_metrics
 from unlearnkit.bench.splits import SplitData
 from unlearnkit.data import ArrayDataset
 from unlearnkit.evaluation.mia import population_mia
@@ -82,6 +82,15 @@ def test_distance_to_retrain(split):
     d_o = evaluate_model(o, split, ["distance"], original=o, retrain=r)
     assert d_r == {"l2_to_retrain": 0.0, "dist_to_retrain": 0.0}
     assert d_o["dist_to_retrain"] == pytest.approx(1.0)
-    flat = torch.cat([(p1 - p2).flatten() for p1, p2 in zip(o.parameters(), r.parameters(), strict=True)])
+    flat = torch.cat(
+        [(p1 - p2).flatten() for p1, p2 in zip(o.parameters(), r.parameters(), strict=True)]
+    )
     assert d_o["l2_to_retrain"] == pytest.approx(float(flat.detach().norm()))
     assert evaluate_model(o, split, ["distance"]) == {}  # no references, nothing to compare
+
+
+def test_search_metrics_are_the_validation_subset_of_the_full_evaluation(split):
+    model = _linear(2)
+    full = evaluate_model(model, split, ["accuracy", "mia"])
+    sub = search_metrics(EvalContext(model, split))
+    assert sub == {k: full[k] for k in ("RA", "FA", "VA", "val_mia")}

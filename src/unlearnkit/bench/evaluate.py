@@ -81,9 +81,7 @@ METRICS: Registry[Metric] = Registry("benchmark metric")
 @METRICS.register("accuracy")
 def accuracy_metrics(ctx: EvalContext) -> dict[str, float]:
     """RA, FA, VA, TA and ``nonfinite`` (fraction of samples with a non-finite logit)."""
-    out = {
-        name: accuracy(ctx.predictions(p), ctx.labels(p)) for p, name in ACCURACY_NAMES.items()
-    }
+    out = {name: accuracy(ctx.predictions(p), ctx.labels(p)) for p, name in ACCURACY_NAMES.items()}
     total = sum(len(ctx.split.part(p)) for p in ACCURACY_NAMES)
     bad = sum(int((~torch.isfinite(ctx.logits(p)).all(dim=1)).sum()) for p in ACCURACY_NAMES)
     out["nonfinite"] = bad / total
@@ -112,6 +110,17 @@ def distance_metrics(ctx: EvalContext) -> dict[str, float]:
         )
     except NumericalError:
         out["dist_to_retrain"] = float("nan")
+    return out
+
+
+def search_metrics(ctx: EvalContext) -> dict[str, float]:
+    """What a search trial needs, validation data only: RA, FA, VA and Val MIA."""
+    out = {
+        name: accuracy(ctx.predictions(p), ctx.labels(p))
+        for p, name in ACCURACY_NAMES.items()
+        if p != "test"
+    }
+    out["val_mia"] = population_mia(ctx.losses("forget"), ctx.losses("val"))
     return out
 
 

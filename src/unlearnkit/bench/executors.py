@@ -114,9 +114,7 @@ class RayExecutor(Executor):
         try:
             import ray
         except ImportError:
-            raise ConfigError(
-                "the ray executor needs Ray: pip install 'unlearnkit[ray]'"
-            ) from None
+            raise ConfigError("the ray executor needs Ray: pip install 'unlearnkit[ray]'") from None
         self._ray = ray
         self._owned = False
         self._tmp: str | None = None

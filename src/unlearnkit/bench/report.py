@@ -101,8 +101,7 @@ def rte_table(res: Results) -> Table:
             continue
         cells = [row]
         cells += [
-            _fmt(res.rte(s, row), 1) if res.select(s, row) else res.status(s, row)
-            for s in settings
+            _fmt(res.rte(s, row), 1) if res.select(s, row) else res.status(s, row) for s in settings
         ]
         cells += [
             res.seconds(s, row).fmt(2) if res.select(s, row) else res.status(s, row)
@@ -218,9 +217,7 @@ def build_sections(res: Results, plots: Path) -> list[Section]:
     plots.mkdir(parents=True, exist_ok=True)
     exp = res.exp
     sections = []
-    intro = (
-        f"{exp.description}\n\n" if exp.description else ""
-    ) + (
+    intro = (f"{exp.description}\n\n" if exp.description else "") + (
         f"Datasets: {', '.join(d.tag for d in exp.datasets)}. Models: "
         f"{', '.join(m.tag for m in exp.models)}. Seeds: {exp.seeds}. Forget set: "
         f"{exp.forget if isinstance(exp.forget, str) else json.dumps(exp.forget)} "

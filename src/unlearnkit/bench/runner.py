@@ -168,9 +168,7 @@ def run_benchmark(
     out = Path(out)
     t0 = time.perf_counter()
     exec_cfg = exp.executor
-    kind = executor or (
-        "ray" if ray_address else exec_cfg.kind
-    )
+    kind = executor or ("ray" if ray_address else exec_cfg.kind)
     n_workers = exec_cfg.workers if workers is None else workers
     address = ray_address or exec_cfg.ray_address
     summary = BenchSummary(out)
@@ -180,8 +178,12 @@ def run_benchmark(
         ctx = make_context(exp, out, store, storage)
         progress = (
             Progress(
-                TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), console=console, transient=False,
+                TextColumn("{task.description:>10}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
             )  # fmt: skip
             if show_progress
             else None

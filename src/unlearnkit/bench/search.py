@@ -52,9 +52,7 @@ OBJECTIVE_NAMES = ("o_ra", "o_fa", "o_va", "o_indisc")
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage; SQLite URLs get a 60 s lock timeout (several workers share it)."""
     if url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": {"timeout": 60.0}}
-        )
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60.0}})
     return optuna.storages.RDBStorage(url)
 
 

@@ -197,7 +197,9 @@ class Context:
         }
 
     def ulira_key(self, d: DatasetConfig, m: ModelConfig) -> str:
-        audit = {k: v for k, v in self.audit_config(d, m).items() if k not in ("workers", "threads")}
+        audit = {
+            k: v for k, v in self.audit_config(d, m).items() if k not in ("workers", "threads")
+        }
         return content_key("ulira", audit=audit, rows=self.ulira_rows(d, m))
 
     # ------------------------------------------------------------------ helpers
@@ -364,7 +366,10 @@ def plan_evaluate(ctx: Context) -> list[Task]:
                 key = ctx.evaluate_key(d, m, row, seed)
                 tasks.append(
                     ctx.task(
-                        "evaluate", key, _labels(d, m, row, seed), payload,
+                        "evaluate",
+                        key,
+                        _labels(d, m, row, seed),
+                        payload,
                         sorted({model, o, r, split}),
                     )  # fmt: skip
                 )
@@ -425,7 +430,10 @@ def select_inline(task: Task, ctx: Context) -> Output:
             "study": p["studies"][best.study],
             "trial": best.trial,
         },
-        metrics={"score": best.score, **dict(zip(("o_ra", "o_fa", "o_va", "o_indisc"), best.values, strict=True))},
+        metrics={
+            "score": best.score,
+            **dict(zip(("o_ra", "o_fa", "o_va", "o_indisc"), best.values, strict=True)),
+        },
     )
 
 

@@ -25,7 +25,7 @@ import torch
 from unlearnkit.artifacts import load_model, save_model
 from unlearnkit.bench.config import DatasetConfig, ModelConfig, SearchConfig
 from unlearnkit.bench.environment import environment, resolve_device
-from unlearnkit.bench.evaluate import evaluate_model
+from unlearnkit.bench.evaluate import EvalContext, evaluate_model, search_metrics
 from unlearnkit.bench.search import SAMPLERS, make_storage, run_study, trial_config
 from unlearnkit.bench.splits import make_split, read_split, write_split
 from unlearnkit.bench.store import RunResult
@@ -175,10 +175,9 @@ def search_stage(task: Task) -> Output:
     def objective(params: dict[str, Any]) -> tuple[tuple[float, ...], dict[str, float]]:
         config = trial_config(p["fixed"], params)
         res = method.unlearn(original, data, config, seed=int(p["unlearn_seed"]), device=device)
-        m = evaluate_model(res.model, split, ["accuracy", "mia"], device=device)
+        m = search_metrics(EvalContext(res.model.to(device), split, device=device))
         values = deep_unlearn_objectives(m, ref, indiscernibility(m["val_mia"]))
-        extra = {k: m[k] for k in ("RA", "FA", "VA", "val_mia")} | {"unlearn": res.seconds}
-        return values, extra
+        return values, {**m, "unlearn": res.seconds}
 
     scfg = SearchConfig.model_validate(p["search"])
     storage = make_storage(p["storage"])
@@ -214,9 +213,7 @@ def unlearn_stage(task: Task) -> Output:
     )
     rel = f"models/{task.key}"
     save_model(task.path(rel), res.model.cpu(), {"stage": "unlearn", "key": task.key})
-    info = {
-        k: v for k, v in res.info.items() if k != "config" and isinstance(v, (int, float, str))
-    }
+    info = {k: v for k, v in res.info.items() if k != "config" and isinstance(v, (int, float, str))}
     timings = {"unlearn": res.seconds}
     timings.update({k: float(v) for k, v in info.items() if k.endswith("_seconds")})
     return Output(
