@@ -18,15 +18,23 @@ import torch
 from pydantic import Field
 
 from unlearnkit.data.base import concat
+from unlearnkit.errors import UnsupportedError
 from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData, Unlearner
 from unlearnkit.ssse.config import ErasureConfig
-from unlearnkit.ssse.eps import DEFAULT_GRID, loss_matching_rule, matched_holdout
+from unlearnkit.ssse.eps import (
+    DEFAULT_GRID,
+    class_forgetting_rule,
+    guard_sample,
+    loss_matching_rule,
+    matched_holdout,
+)
 from unlearnkit.ssse.state import ErasureState
 
 
 class SSSEConfig(MethodConfig):
     eps: float = Field(1.0, gt=0, description="step scale ε (SSSE eq. 4), when eps_rule='fixed'")
-    eps_rule: Literal["fixed", "loss_matching"] = "fixed"
+    eps_rule: Literal["fixed", "loss_matching", "class_forgetting"] = "fixed"
+    max_retain_drop: float = Field(0.01, ge=0, le=1, description="utility guard of the ε rules")
     curvature: Literal["empirical", "true", "ggn"] = "empirical"
     damping: float = Field(1e-3, gt=0)
     group_size: int = Field(10, ge=1, description="the paper's mini-batches of 10 gradients")
@@ -50,6 +58,8 @@ class SSSE(Unlearner):
         assert isinstance(config, SSSEConfig)
         import time
 
+        if config.eps_rule != "fixed" and data.val is None:
+            raise UnsupportedError(f"SSSE with eps_rule={config.eps_rule!r} needs validation data")
         model.eval()
         train_set = concat([data.retain, data.forget])
         opts: dict[str, Any] = {"size": config.block_size} if config.blocks == "chunks" else {}
@@ -68,12 +78,13 @@ class SSSE(Unlearner):
         t1 = time.perf_counter()
         request = state.request(model, data.forget)
         eps = config.eps
-        if config.eps_rule == "loss_matching":
-            if data.val is None:
-                from unlearnkit.errors import UnsupportedError
-
-                raise UnsupportedError("SSSE with eps_rule='loss_matching' needs validation data")
-            eps = loss_matching_rule(request, data.forget, matched_holdout(data.forget, data.val), DEFAULT_GRID).eps
+        if config.eps_rule != "fixed":
+            holdout = matched_holdout(data.forget, data.val)
+            guard = guard_sample(data.retain)
+            if config.eps_rule == "loss_matching":
+                eps = loss_matching_rule(request, data.forget, holdout, DEFAULT_GRID, guard, config.max_retain_drop).eps
+            else:
+                eps = class_forgetting_rule(request, holdout, DEFAULT_GRID, guard, config.max_retain_drop).eps
         out = request.apply(eps)
         self.run_info.update(
             prepare_seconds=t1 - t0, erase_seconds=time.perf_counter() - t1, eps=eps,

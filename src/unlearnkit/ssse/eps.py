@@ -102,21 +102,62 @@ def accuracy_gap_rule(
     return _pick("accuracy_gap", grid, scores, maximise=False)
 
 
+def _guard(request: ErasureRequest, grid: Sequence[float], retain: ArrayDataset | None, max_drop: float) -> tuple[list[bool], list[float]]:
+    """Eligible grid points: retained accuracy ≥ (accuracy at ε = 0) − max_drop."""
+    if retain is None:
+        return [True] * len(grid), []
+    base = evaluate_accuracy(request.apply(0.0), retain)
+    accs = [evaluate_accuracy(request.apply(e), retain) for e in grid]
+    return [a >= base - max_drop for a in accs], accs
+
+
 @EPS_RULES.register("loss_matching")
 def loss_matching_rule(
     request: ErasureRequest,
     forget: ArrayDataset,
     holdout: ArrayDataset,
     grid: Sequence[float] = DEFAULT_GRID,
+    retain: ArrayDataset | None = None,
+    max_retain_drop: float = 0.01,
 ) -> EpsChoice:
-    """argmin_ε KS(losses of θ̂_ε on S, losses of θ̂_ε on held-out data); no retrained model."""
+    """argmin_ε KS(losses of θ̂_ε on S, losses of θ̂_ε on held-out data) over the grid points
+    that pass the utility guard; no retrained model."""
     if len(holdout) == 0:
         raise ConfigError("loss_matching needs a non-empty held-out set")
+    ok, accs = _guard(request, grid, retain, max_retain_drop)
     scores = []
-    for e in grid:
+    for e, eligible in zip(grid, ok, strict=True):
+        if not eligible:
+            scores.append(float("nan"))
+            continue
         m = request.apply(e)
         scores.append(float(ks_2samp(_losses(m, forget), _losses(m, holdout)).statistic))
-    return _pick("loss_matching", grid, scores, maximise=False)
+    return _pick("loss_matching", grid, scores, maximise=False, retain_accuracy=accs)
+
+
+@EPS_RULES.register("class_forgetting")
+def class_forgetting_rule(
+    request: ErasureRequest,
+    holdout_of_classes: ArrayDataset,
+    grid: Sequence[float] = DEFAULT_GRID,
+    retain: ArrayDataset | None = None,
+    max_retain_drop: float = 0.01,
+) -> EpsChoice:
+    """argmin_ε accuracy on held-out samples of the removed classes (utility-guarded)."""
+    if len(holdout_of_classes) == 0:
+        raise ConfigError("class_forgetting needs held-out samples of the removed classes")
+    ok, accs = _guard(request, grid, retain, max_retain_drop)
+    scores = [evaluate_accuracy(request.apply(e), holdout_of_classes) if eligible else float("nan")
+              for e, eligible in zip(grid, ok, strict=True)]
+    return _pick("class_forgetting", grid, scores, maximise=False, retain_accuracy=accs)
+
+
+def guard_sample(retain: ArrayDataset, size: int = 1000, seed: int = 0) -> ArrayDataset:
+    """A seeded random subset of the retained data for the utility guard."""
+    if len(retain) <= size:
+        return retain
+    g = torch.Generator().manual_seed(seed)
+    return retain.subset(retain.ids[torch.randperm(len(retain), generator=g)[:size]])
 
 
 def matched_holdout(forget: ArrayDataset, holdout: ArrayDataset, attribute: int | None = None) -> ArrayDataset:

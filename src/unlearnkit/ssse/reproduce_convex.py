@@ -45,7 +45,7 @@ from unlearnkit.evaluation.similarity import similarity_ratio
 from unlearnkit.io import atomic_write_json
 from unlearnkit.models import build_model
 from unlearnkit.ssse.config import ErasureConfig
-from unlearnkit.ssse.eps import loss_matching_rule, matched_holdout
+from unlearnkit.ssse.eps import guard_sample, loss_matching_rule, matched_holdout
 from unlearnkit.ssse.state import ErasureState, flat_params
 from unlearnkit.training import LBFGSRecipe, predict_logits, train
 
@@ -132,7 +132,7 @@ def run_convex(
                         similarity_ratio(predict_logits(req.apply(e), forget).numpy(), s_o, s_r, labels)
                         for e in eps_grid
                     ]
-                    free = loss_matching_rule(req, forget, holdout, eps_grid)
+                    free = loss_matching_rule(req, forget, holdout, eps_grid, guard_sample(retain, seed=seed))
                     i_free = list(eps_grid).index(free.eps)
                     records.append({
                         "variant": v, "attribute": name, "fraction": f, "k": len(forget),

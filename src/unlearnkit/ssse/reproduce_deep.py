@@ -12,8 +12,9 @@ per-layer blocks (``--blocks chunks --block-size B`` for the paper's fixed-size 
 variants: ``paper`` (the Fisher of D) and ``exact`` (the Fisher of D∖S by an exact downdate of
 the grouped rows). For every ε of the grid: |Acc(θ̂_ε) − Acc(θ*_{−S})| on retain, forget and
 test, the quantity of the paper's Figure 2. The best ε is the oracle argmin of the summed gap
-(it needs the retrained model); ``loss_matching`` is the retrain-free rule (held-out: the
-validation samples of class c).
+(it needs the retrained model). The retrain-free rules (held-out: the validation samples of
+class c; utility guard: 1000 retained samples, ≤ 1 point drop) are ``class_forgetting`` for
+whole-class removal and ``loss_matching`` for half-class removal.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ from unlearnkit.data.splits import train_val_test_split
 from unlearnkit.io import atomic_write_json
 from unlearnkit.models import build_model
 from unlearnkit.ssse.config import ErasureConfig
-from unlearnkit.ssse.eps import loss_matching_rule, matched_holdout
+from unlearnkit.ssse.eps import (
+    class_forgetting_rule,
+    guard_sample,
+    loss_matching_rule,
+    matched_holdout,
+)
 from unlearnkit.ssse.state import ErasureState
 from unlearnkit.training import SGDRecipe, evaluate_accuracy, train
 
@@ -105,14 +111,16 @@ def run_deep(
                         gap = {k: [abs(a - ref[k]) for a in acc[k]] for k in SPLITS}
                         total = np.sum([gap[k] for k in SPLITS], axis=0)
                         i = int(np.argmin(total))
-                        free = loss_matching_rule(req, forget, holdout, eps_grid)
+                        guard = guard_sample(retain, seed=seed)
+                        free = (class_forgetting_rule(req, holdout, eps_grid, guard) if kind == "class"
+                                else loss_matching_rule(req, forget, holdout, eps_grid, guard))
                         j = list(eps_grid).index(free.eps)
                         scen.append({
                             "variant": v, "kind": kind, "class": c, "k": len(forget),
                             "original": base, "retrain": ref, "accuracy": acc, "gap": gap,
                             "best_eps": eps_grid[i], "gap_at_best": {k: gap[k][i] for k in SPLITS},
                             "accuracy_at_best": {k: acc[k][i] for k in SPLITS},
-                            "loss_matching_eps": free.eps,
+                            "free_rule": free.rule, "loss_matching_eps": free.eps,
                             "gap_at_loss_matching": {k: gap[k][j] for k in SPLITS},
                             "erase_seconds": erase_seconds, "retrain_seconds": retrain_seconds,
                         })
