@@ -22,12 +22,13 @@ def test_attempts_status_and_values_roundtrip(tmp_path: Path):
                 timings={"unlearn": 1.25},
                 artifact="models/k1",
                 env={"device": "cpu"},
+                started=123.0,  # the worker's own start, later than the submission
             )
         )
         row = s.run("k1")
         assert row is not None
         assert (row.status, row.attempts, row.method, row.seed) == ("done", 2, "ft", 3)
-        assert row.finished >= row.started
+        assert row.started == 123.0 and row.finished > row.started
         assert s.params("k1") == {"config": {"lr": 0.1}}
         m = s.metrics("k1")
         assert m["RA"] == 0.5 and math.isnan(m["bad"]) and m["big"] == math.inf

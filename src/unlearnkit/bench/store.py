@@ -3,9 +3,10 @@
 Tables (stdlib :mod:`sqlite3`, WAL journal, one transaction per write):
 
 * ``runs``: one row per run key: stage, setting labels (dataset, model, method, seed), status
-  (``running``, ``done``, ``failed``, ``unsupported``, ``skipped``, ``interrupted``),
-  ``attempts`` (incremented at every start), ``started``/``finished`` (Unix time), worker,
-  environment id, artifact path (relative to DIR) and error text;
+  (``running`` = submitted, ``done``, ``failed``, ``unsupported``, ``skipped``,
+  ``interrupted``), ``attempts`` (incremented at every submission), ``started``/``finished``
+  (Unix time; ``started`` is the worker's start once the run is stored), worker, environment
+  id, artifact path (relative to DIR) and error text;
 * ``params``: (key, name, JSON value): configurations and facts of a run;
 * ``metrics``: (key, name, value): numbers;
 * ``timings``: (key, name, seconds);
@@ -218,10 +219,11 @@ class Store:
                 [(result.key, k, float(v)) for k, v in result.timings.items()],
             )
             cur = c.execute(
-                "UPDATE runs SET status = ?, finished = ?, worker = ?, env = ?, artifact = ?, "
-                "error = ? WHERE key = ?",
+                "UPDATE runs SET status = ?, started = COALESCE(?, started), finished = ?, "
+                "worker = ?, env = ?, artifact = ?, error = ? WHERE key = ?",
                 (
                     result.status,
+                    result.started,
                     finished,
                     result.worker,
                     env_id,
