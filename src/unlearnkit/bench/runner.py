@@ -1,18 +1,16 @@
 """The driver: run every stage of an experiment, resumably, then write the report.
 
-For each stage in :data:`unlearnkit.bench.stages.STAGES`: plan its tasks, drop those already
+Settings (dataset x model) run one after the other, so an interrupted benchmark already holds
+complete results for the first settings. Within a setting, for each stage in
+:data:`unlearnkit.bench.stages.STAGES`: plan its tasks, drop those already
 finished (status ``done`` or ``unsupported`` under the same key), skip those whose inputs did
 not finish (``unsupported`` propagates, anything else is ``skipped``), run the rest on the
 executor (or in the driver for inline stages) and store each result as it arrives. A crash
 or Ctrl-C loses nothing finished; running the same command again resumes.
-
-Environment variable ``UNLEARNKIT_BENCH_STOP_AFTER=N`` makes the driver exit (status 3) after
-storing ``N`` results, an exact crash point for tests of resumption.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,12 +26,6 @@ from unlearnkit.bench.executors import Executor, make_executor
 from unlearnkit.bench.stages import INLINE, STAGES, Context, Stage
 from unlearnkit.bench.store import FINISHED, RunResult, Store
 from unlearnkit.bench.tasks import Task
-
-STOP_ENV = "UNLEARNKIT_BENCH_STOP_AFTER"
-
-
-class StopRequested(Exception):
-    """Raised after ``UNLEARNKIT_BENCH_STOP_AFTER`` results (tests of resumption)."""
 
 
 @dataclass
@@ -69,8 +61,6 @@ class _Driver:
         self.kind, self.workers, self.ray_address = executor_kind, workers, ray_address
         self.progress = progress
         self._executor: Executor | None = None
-        self.stored = 0
-        self.stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
 
     @property
     def executor(self) -> Executor:
@@ -87,13 +77,10 @@ class _Driver:
     def _record(self, result: RunResult, summary: BenchSummary, stage: str) -> None:
         self.ctx.store.finish(result)
         summary.ran[(stage, result.status)] += 1
-        self.stored += 1
-        if self.stop_after and self.stored >= self.stop_after:
-            raise StopRequested(f"stopped after {self.stored} results ({STOP_ENV})")
 
-    def run_stage(self, stage: Stage, summary: BenchSummary) -> None:
-        store = self.ctx.store
-        tasks = stage.plan(self.ctx)
+    def run_stage(self, stage: Stage, summary: BenchSummary, ctx: Context) -> None:
+        store = ctx.store
+        tasks = stage.plan(ctx)
         status = store.statuses(t.key for t in tasks)
         todo: list[Task] = []
         for t in tasks:
@@ -113,16 +100,17 @@ class _Driver:
                 summary.ran[(stage.name, "skipped")] += 1
         bar = None
         if self.progress is not None and tasks:
-            bar = self.progress.add_task(stage.name, total=len(tasks))
+            d, m = ctx.settings()[0]
+            bar = self.progress.add_task(f"{d.tag}/{m.tag} {stage.name}", total=len(tasks))
             self.progress.update(bar, completed=len(tasks) - len(todo))
         if not todo:
             return
         if stage.prepare is not None:
-            stage.prepare(self.ctx)
+            stage.prepare(ctx)
         for t in todo:
             store.start(t.key, stage.name, t.labels)
         if stage.inline:
-            results = (self._inline(t) for t in todo)
+            results = (self._inline(t, ctx) for t in todo)
         else:
             results = self.executor.run(todo)
         for result in results:
@@ -130,12 +118,12 @@ class _Driver:
             if bar is not None:
                 self.progress.advance(bar)  # type: ignore[union-attr]
 
-    def _inline(self, task: Task) -> RunResult:
+    def _inline(self, task: Task, ctx: Context) -> RunResult:
         import traceback
 
         result = RunResult(key=task.key, started=time.time(), worker="driver")
         try:
-            out = INLINE.get(task.stage)(task, self.ctx)
+            out = INLINE.get(task.stage)(task, ctx)
         except Exception as err:
             result.status = "failed"
             result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=6)}"
@@ -178,7 +166,7 @@ def run_benchmark(
         ctx = make_context(exp, out, store, storage)
         progress = (
             Progress(
-                TextColumn("{task.description:>10}"),
+                TextColumn("{task.description:>28}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
@@ -192,8 +180,10 @@ def run_benchmark(
         try:
             if progress is not None:
                 progress.start()
-            for stage in STAGES:
-                driver.run_stage(stage, summary)
+            for d, m in ctx.settings():  # one setting after the other: early complete results
+                sub = ctx.restricted(d, m)
+                for stage in STAGES:
+                    driver.run_stage(stage, summary, sub)
         except BaseException:
             in_flight = [r.key for r in store.runs() if r.status == "running"]
             store.mark(in_flight, "interrupted", "the driver stopped before this run finished")

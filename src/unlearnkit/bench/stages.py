@@ -23,7 +23,7 @@ re-plans the experiment to find exactly the runs that belong to it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +47,24 @@ class Context:
     root: Path
     store: Store
     storage: str
+    only: tuple[DatasetConfig, ModelConfig] | None = None
 
     @property
     def threads(self) -> int:
         return self.exp.executor.threads
 
     def settings(self) -> list[tuple[DatasetConfig, ModelConfig]]:
+        """Every dataset x model, or just ``only`` (see :meth:`restricted`)."""
+        if self.only is not None:
+            return [self.only]
         return [(d, m) for d in self.exp.datasets for m in self.exp.models]
+
+    def datasets(self) -> list[DatasetConfig]:
+        return list({d.tag: d for d, _ in self.settings()}.values())
+
+    def restricted(self, d: DatasetConfig, m: ModelConfig) -> Context:
+        """The same context planning one setting only (the driver runs settings in turn)."""
+        return replace(self, only=(d, m))
 
     # ------------------------------------------------------------------ keys
 
@@ -227,7 +238,7 @@ def _labels(
 
 def plan_split(ctx: Context) -> list[Task]:
     tasks: dict[str, Task] = {}
-    for d in ctx.exp.datasets:
+    for d in ctx.datasets():
         for seed in ctx.exp.model_seeds():
             key = ctx.split_key(d, seed)
             payload = {
