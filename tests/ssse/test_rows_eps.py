@@ -103,3 +103,19 @@ def test_loss_matching_scores_are_ks_statistics(attrs, linear):
         lh = per_sample_loss("multilabel", predict_logits(m, holdout), holdout.y).numpy()
         assert s == pytest.approx(ks_2samp(lf, lh).statistic)
     assert choice.eps == grid[int(np.argmin(choice.scores))]
+
+
+def test_utility_guard_excludes_exactly_the_grid_points_that_damage_retained_accuracy(attrs, linear):
+    from unlearnkit.training import evaluate_accuracy
+
+    state = ErasureState.prepare(linear, attrs, ErasureConfig(task="multilabel", blocks="per_output_head", damping=0.01))
+    forget, holdout, retain = attrs.subset(attrs.ids[:10]), attrs.subset(attrs.ids[20:]), attrs.subset(attrs.ids[10:])
+    req = state.request(linear, forget)
+    grid = [0.1, 10.0, 1e3, 1e5]
+    choice = loss_matching_rule(req, forget, holdout, grid, retain=retain, max_retain_drop=0.02)
+    base = evaluate_accuracy(req.apply(0.0), retain)
+    for e, s in zip(grid, choice.scores, strict=True):
+        acc = evaluate_accuracy(req.apply(e), retain)
+        assert np.isnan(s) == (acc < base - 0.02)
+    assert any(np.isnan(choice.scores)), "the largest steps should break the model"
+    assert not np.isnan(choice.scores[grid.index(choice.eps)])
