@@ -193,3 +193,13 @@ def test_save_load_round_trip_and_tampering(tmp_path, blobs, mlp):
 def test_true_fisher_exact_mode_refused():
     with pytest.raises(ValueError, match="exact"):
         ErasureConfig(curvature="true", mode="exact")
+
+
+def test_memory_budget_is_checked_before_collecting_rows(blobs, mlp):
+    from unlearnkit.errors import MemoryBudgetError
+
+    with pytest.raises(MemoryBudgetError, match="group_size"):
+        ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="full", memory_budget_bytes=1000))
+    # enough for the rows (60 × 63 × 4 B) but not for a dense 63² fp64 block + workspace
+    with pytest.raises(MemoryBudgetError):
+        ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="full", solver="dense", memory_budget_bytes=16_000))

@@ -42,17 +42,19 @@ import unlearnkit
 from unlearnkit.curvature.block_inverse import BlockDiagonalInverse
 from unlearnkit.curvature.blocks import make_blocks
 from unlearnkit.curvature.gradients import PAD_ID, ParamLayout, per_sample_gradients
+from unlearnkit.curvature.memory import format_bytes
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import (
     AlreadyErasedError,
     ConfigError,
+    MemoryBudgetError,
     NumericalError,
     StateMismatchError,
     UnknownIdsError,
 )
 from unlearnkit.io import atomic_write_json, load_tensors, model_fingerprint, save_tensors
 from unlearnkit.ssse.config import ErasureConfig
-from unlearnkit.ssse.rows import build_rows
+from unlearnkit.ssse.rows import build_rows, is_linear_multilabel
 
 FORMAT_VERSION = 1
 
@@ -71,6 +73,28 @@ def with_params(model: nn.Module, layout: ParamLayout, theta: Tensor) -> nn.Modu
         for name, value in layout.unflatten(theta).items():
             params[name].copy_(value.to(params[name].dtype))
     return out
+
+
+def default_memory_budget(fraction: float = 0.8) -> int:
+    """``fraction`` of the memory available now (``MemAvailable`` in /proc/meminfo), or 8 GiB
+    where that cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(int(line.split()[1]) * 1024 * fraction)
+    except OSError:
+        pass
+    return 8 * 2**30
+
+
+def estimate_rows_bytes(model: nn.Module, data: ArrayDataset, cfg: ErasureConfig, d: int) -> int:
+    """fp32 bytes of the rows matrix: ceil(n/g) groups × rows per group × d."""
+    n_groups = -(-len(data) // cfg.group_size)
+    per_group = 1
+    if cfg.curvature == "ggn" and not is_linear_multilabel(model, cfg):
+        per_group = data.num_outputs
+    return n_groups * per_group * d * 4
 
 
 def _layout_dict(layout: ParamLayout) -> dict[str, Any]:
@@ -109,11 +133,21 @@ class ErasureState:
         model = copy.deepcopy(model).eval()
         layout = ParamLayout.from_model(model)
         blocks = make_blocks(cfg.blocks, model, **cfg.block_options)
+        budget = cfg.memory_budget_bytes or default_memory_budget()
+        rows_bytes = estimate_rows_bytes(model, data, cfg, layout.d)
+        if rows_bytes > budget:
+            raise MemoryBudgetError(
+                f"the curvature rows alone need about {format_bytes(rows_bytes)} "
+                f"(n={len(data)}, d={layout.d}, group_size={cfg.group_size}, curvature={cfg.curvature}) "
+                f"but the memory budget is {format_bytes(budget)}; group the gradients "
+                "(group_size=10 divides the rows by 10), use the empirical Fisher (one row per "
+                "sample), or raise memory_budget_bytes"
+            )
         gm = build_rows(model, data.x, data.y, data.ids, cfg)
         normalizer = len(data) if cfg.normalizer_kind == "samples" else gm.n_groups
         inverse = BlockDiagonalInverse.build(
             gm.G, blocks, cfg.damping, normalizer, solver=cfg.solver,
-            memory_budget_bytes=cfg.memory_budget_bytes,
+            memory_budget_bytes=max(budget - rows_bytes, 0),
         )
         return cls(
             config=cfg,
