@@ -130,6 +130,7 @@ class _Driver:
         else:
             result.params, result.metrics = out.params, out.metrics
             result.timings, result.artifact = out.timings, out.artifact
+        result.params.setdefault("inputs", task.payload)
         result.env = environment(resolve_device("cpu"))
         result.finished = time.time()
         return result

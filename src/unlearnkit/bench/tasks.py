@@ -79,6 +79,7 @@ def execute(task: Task) -> RunResult:
     else:
         result.params, result.metrics = out.params, out.metrics
         result.timings, result.artifact = out.timings, out.artifact
+    result.params.setdefault("inputs", task.payload)  # seeds, configs, input paths
     result.env = environment(device)
     result.finished = time.time()
     result.timings.setdefault("wall", result.finished - started)
