@@ -40,11 +40,18 @@ def test_accuracies_and_mias_match_a_loop(split):
         assert m[name] == correct / len(ds)
     with torch.no_grad():
         losses = {
-            p: np.array([float(nn.functional.cross_entropy(model(ds.x[i : i + 1]).double(),
-                                                            ds.y[i : i + 1]))
-                         for i in range(len(ds))])
+            p: np.array(
+                [
+                    float(
+                        nn.functional.cross_entropy(
+                            model(ds.x[i : i + 1]).double(), ds.y[i : i + 1]
+                        )
+                    )
+                    for i in range(len(ds))
+                ]
+            )
             for p, ds in (("forget", split.forget), ("val", split.val), ("test", split.test))
-        }  # fmt: skip
+        }
     assert m["val_mia"] == pytest.approx(population_mia(losses["forget"], losses["val"]))
     assert m["test_mia"] == pytest.approx(population_mia(losses["forget"], losses["test"]))
     assert m["nonfinite"] == 0.0

@@ -27,8 +27,15 @@ def test_every_stage_finishes_and_ct_is_unsupported_on_an_mlp(bench_dir: Path):
     for r in rows.values():
         by_stage.setdefault(r["stage"], set()).add(r["status"])
     assert set(by_stage) == {
-        "split", "init", "train", "search", "select", "unlearn", "evaluate", "ulira",
-    }  # fmt: skip
+        "split",
+        "init",
+        "train",
+        "search",
+        "select",
+        "unlearn",
+        "evaluate",
+        "ulira",
+    }
     ct = [r for r in rows.values() if r["method"] == "ct"]
     assert ct and {r["status"] for r in ct} == {"unsupported"}
     assert all(r["status"] == "done" for r in rows.values() if r["method"] != "ct")
@@ -99,9 +106,11 @@ def test_rerun_recomputes_nothing_and_a_changed_method_only_its_runs(bench_dir: 
     )
     fourth = run_benchmark(unsearched, bench_dir, show_progress=False, report=False)
     assert dict(fourth.ran) == {
-        ("select", "done"): 1, ("unlearn", "done"): 2, ("evaluate", "done"): 2,
+        ("select", "done"): 1,
+        ("unlearn", "done"): 2,
+        ("evaluate", "done"): 2,
         ("ulira", "done"): 1,
-    }  # fmt: skip
+    }
     assert fourth.reused["train"] == 4 and fourth.reused["split"] == 1
     assert fourth.reused["evaluate"] == 6  # O, R (done) and CT (unsupported) x 2 seeds
     after = db_rows(bench_dir)

@@ -30,8 +30,7 @@ def _results(records):
 
 def _rec(setting, row, seed, retdev, indisc, seconds=None):
     d, m = setting
-    return Record(d, m, row, seed, "done", {"RetDev": retdev, "Indisc": indisc, "TA": 0.5},
-                  seconds)  # fmt: skip
+    return Record(d, m, row, seed, "done", {"RetDev": retdev, "Indisc": indisc, "TA": 0.5}, seconds)
 
 
 def test_ranking_averages_settings_per_seed_then_seeds():

@@ -15,8 +15,15 @@ from typing import Any
 import torch
 
 PACKAGES = (
-    "torch", "numpy", "scipy", "scikit-learn", "optuna", "safetensors", "pydantic", "unlearnkit",
-)  # fmt: skip
+    "torch",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "optuna",
+    "safetensors",
+    "pydantic",
+    "unlearnkit",
+)
 
 
 def resolve_device(device: str) -> str:

@@ -108,9 +108,12 @@ class RayExecutor(Executor):
     """Ray tasks; a private local instance unless ``ray_address`` names a cluster."""
 
     def __init__(
-        self, workers: int | None = None, threads: int = 1, ray_address: str | None = None,
+        self,
+        workers: int | None = None,
+        threads: int = 1,
+        ray_address: str | None = None,
         **_: Any,
-    ) -> None:  # fmt: skip
+    ) -> None:
         try:
             import ray
         except ImportError:

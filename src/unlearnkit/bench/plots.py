@@ -61,9 +61,11 @@ def plot_ranking(res: Results, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(9, 0.35 * len(labels) + 1.5), sharey=True)
     ys = list(range(len(labels)))[::-1]
     for ax, k, title in zip(
-        axes, ("RetDev", "Indisc"), ("RetDev (lower is better)", "Indisc (higher is better)"),
+        axes,
+        ("RetDev", "Indisc"),
+        ("RetDev (lower is better)", "Indisc (higher is better)"),
         strict=True,
-    ):  # fmt: skip
+    ):
         means = [o[k].mean for o in ranking]
         halves = [o[k].half if math.isfinite(o[k].half) else 0.0 for o in ranking]
         colors = ["tab:grey" if o["rank"] is None else "tab:blue" for o in ranking]
@@ -91,17 +93,26 @@ def plot_accuracy_time(res: Results, path: Path) -> Path:
             if ta.n == 0 or sec.n == 0 or not sec.mean > 0:
                 continue
             pts.append(
-                {"row": row, "seconds": sec.mean, "seconds_half": _num(sec.half),
-                 "TA": ta.mean, "TA_half": _num(ta.half)}
-            )  # fmt: skip
+                {
+                    "row": row,
+                    "seconds": sec.mean,
+                    "seconds_half": _num(sec.half),
+                    "TA": ta.mean,
+                    "TA_half": _num(ta.half),
+                }
+            )
             ax.errorbar(
-                sec.mean, ta.mean,
+                sec.mean,
+                ta.mean,
                 xerr=sec.half if math.isfinite(sec.half) else None,
                 yerr=ta.half if math.isfinite(ta.half) else None,
-                fmt="s" if row == "retrain" else "o", capsize=2, ms=5,
-            )  # fmt: skip
-            ax.annotate(row, (sec.mean, ta.mean), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")  # fmt: skip
+                fmt="s" if row == "retrain" else "o",
+                capsize=2,
+                ms=5,
+            )
+            ax.annotate(
+                row, (sec.mean, ta.mean), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
         data[setting] = pts
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(plt.NullFormatter())

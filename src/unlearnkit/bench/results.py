@@ -191,9 +191,16 @@ def collect(root: str | Path, level: float = 0.95) -> Results:
             if r.status == "failed"
         ]
         return Results(
-            root, exp, records, selections, ulira, store.counts(), failures,
-            store.environments(), level,
-        )  # fmt: skip
+            root,
+            exp,
+            records,
+            selections,
+            ulira,
+            store.counts(),
+            failures,
+            store.environments(),
+            level,
+        )
 
 
 def _records(ctx: Context) -> list[Record]:

@@ -54,9 +54,13 @@ def make_context(exp: Experiment, out: Path, store: Store, storage: str | None =
 
 class _Driver:
     def __init__(
-        self, ctx: Context, executor_kind: str, workers: int | None, ray_address: str | None,
+        self,
+        ctx: Context,
+        executor_kind: str,
+        workers: int | None,
+        ray_address: str | None,
         progress: Progress | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.ctx = ctx
         self.kind, self.workers, self.ray_address = executor_kind, workers, ray_address
         self.progress = progress
@@ -173,7 +177,7 @@ def run_benchmark(
                 TimeElapsedColumn(),
                 console=console,
                 transient=False,
-            )  # fmt: skip
+            )
             if show_progress
             else None
         )

@@ -71,9 +71,11 @@ class Context:
     def split_key(self, d: DatasetConfig, seed: int) -> str:
         ident = d.model_dump(mode="json", exclude={"label", "training"})
         return content_key(
-            "split", dataset=ident, forget=self.exp.forget,
+            "split",
+            dataset=ident,
+            forget=self.exp.forget,
             forget_seed=self.exp.forget_seed_for(seed),
-        )  # fmt: skip
+        )
 
     def init_key(self, d: DatasetConfig, m: ModelConfig, seed: int) -> str:
         return content_key(
@@ -219,17 +221,23 @@ class Context:
         return self.store.params(self.split_key(d, seed))
 
     def task(
-        self, stage: str, key: str, labels: dict[str, Any], payload: dict[str, Any],
+        self,
+        stage: str,
+        key: str,
+        labels: dict[str, Any],
+        payload: dict[str, Any],
         deps: list[str] | tuple[str, ...] = (),
-    ) -> Task:  # fmt: skip
+    ) -> Task:
         payload = {"device": self.exp.device, **payload}
         return Task(stage, key, labels, payload, str(self.root), tuple(deps), self.threads)
 
 
 def _labels(
-    d: DatasetConfig, m: ModelConfig | None = None, method: str | None = None,
+    d: DatasetConfig,
+    m: ModelConfig | None = None,
+    method: str | None = None,
     seed: int | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     return {"dataset": d.tag, "model": m.tag if m else None, "method": method, "seed": seed}
 
 
@@ -382,7 +390,7 @@ def plan_evaluate(ctx: Context) -> list[Task]:
                         _labels(d, m, row, seed),
                         payload,
                         sorted({model, o, r, split}),
-                    )  # fmt: skip
+                    )
                 )
     return tasks
 
