@@ -84,7 +84,9 @@ def plot_accuracy_time(res: Results, path: Path) -> Path:
     settings = res.settings()
     ncols = min(2, len(settings))
     nrows = math.ceil(len(settings) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(6 * ncols, 4.4 * nrows), squeeze=False, layout="constrained"
+    )
     data: dict[str, list[dict[str, Any]]] = {}
     for ax, setting in zip(axes.flat, settings, strict=False):
         pts = []
@@ -114,6 +116,8 @@ def plot_accuracy_time(res: Results, path: Path) -> Path:
                 row, (sec.mean, ta.mean), fontsize=7, xytext=(3, 3), textcoords="offset points"
             )
         data[setting] = pts
+        if not pts:
+            ax.text(0.5, 0.5, "no results yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel("time (s, log scale): unlearning; Retrain: training")
