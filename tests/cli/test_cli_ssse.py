@@ -99,3 +99,11 @@ def test_demo_runs_end_to_end_on_digits(tmp_path: Path):
     assert res["rows"]["Original"]["distance"] == pytest.approx(1.0)
     assert (tmp_path / "eps_curve.png").stat().st_size > 1000
     assert "| SSSE |" in (tmp_path / "report.md").read_text()
+
+
+def test_unlearn_accepts_models_from_train(trained: Path):
+    d = trained
+    r = invoke("unlearn", "--method", "ssse", "--model", d / "m0", "--forget", "random:0.05", "--out", d / "u1")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((d / "u1.json").read_text())
+    assert manifest["unlearn"]["method"] == "ssse"

@@ -27,7 +27,6 @@ from torch import nn
 import unlearnkit.methods.catalog  # noqa: F401
 from unlearnkit.data import load_dataset
 from unlearnkit.data.base import concat
-from unlearnkit.errors import ConfigError
 from unlearnkit.methods import METHODS, UnlearnData
 from unlearnkit.methods._common import nest_params
 from unlearnkit.methods.describe import flatten
@@ -126,25 +125,7 @@ def test_search_space_draws_and_high_bounds_validate(key: str, max_epochs: int) 
     _check_space(key, max_epochs, picks=(1, 2))
 
 
-# TEMP = U[0, 5] (spec/methods.md §2.0) has low bound 0, but a softmax temperature must be > 0
-# and these configs say so; a sampler that proposes the bound (QMC, grid) breaks the trial.
-TEMPERATURE_LOW_BOUND_0 = {"bt", "fcs", "kde", "scrub"}
-
-
-@pytest.mark.parametrize(
-    "key",
-    [
-        pytest.param(
-            k,
-            marks=pytest.mark.xfail(
-                raises=ConfigError, strict=True, reason="TEMP low bound 0 violates T > 0"
-            ),
-        )
-        if k in TEMPERATURE_LOW_BOUND_0
-        else k
-        for k in sorted(EXPECTED)
-    ],
-)
+@pytest.mark.parametrize("key", sorted(EXPECTED))
 def test_search_space_low_bounds_validate(key: str) -> None:
     _check_space(key, 10, picks=(0,))
 

@@ -41,6 +41,7 @@ def test_convex_reproduction_small(tmp_path):
         assert exact[f]["distance_mean"][i] < 0.25
         assert exact[f]["best_gamma_mean"] >= 0.9
     assert (tmp_path / "fig1_gamma.png").exists() and (tmp_path / "fig1_distance.png").exists()
+    assert "| exact | 10% |" in (tmp_path / "README.md").read_text()
     saved = json.loads((tmp_path / "results.json").read_text())
     assert len(saved["records"]) == 2 * 2 * 2
 
@@ -55,3 +56,4 @@ def test_deep_reproduction_smoke(tmp_path, model):
         assert s["gap_at_best"]["forget"] == pytest.approx(abs(s["accuracy_at_best"]["forget"] - s["retrain"]["forget"]))
         assert s["free_rule"] == ("class_forgetting" if s["kind"] == "class" else "loss_matching")
     assert (tmp_path / "fig2_digits.png").exists()
+    assert "| paper | class | 0 |" in (tmp_path / "README.md").read_text()

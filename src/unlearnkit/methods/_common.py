@@ -382,8 +382,9 @@ def u01_dist() -> od.FloatDistribution:
 
 
 def temp_dist() -> od.FloatDistribution:
-    """TEMP: uniform on [0, 5]."""
-    return od.FloatDistribution(0.0, 5.0)
+    """TEMP: uniform on [0.01, 5]. Deep Unlearn's range is [0, 5], but every method that uses
+    it divides by the temperature, so T = 0 (a sampler proposing the bound) would fail."""
+    return od.FloatDistribution(0.01, 5.0)
 
 
 def eta_dist() -> od.FloatDistribution:

@@ -33,7 +33,7 @@ from unlearnkit.ssse.state import ErasureState
 
 class SSSEConfig(MethodConfig):
     eps: float = Field(1.0, gt=0, description="step scale ε (SSSE eq. 4), when eps_rule='fixed'")
-    eps_rule: Literal["fixed", "loss_matching", "class_forgetting"] = "fixed"
+    eps_rule: Literal["fixed", "loss_matching", "class_forgetting"] = "loss_matching"
     max_retain_drop: float = Field(0.01, ge=0, le=1, description="utility guard of the ε rules")
     curvature: Literal["empirical", "true", "ggn"] = "empirical"
     damping: float = Field(1e-3, gt=0)

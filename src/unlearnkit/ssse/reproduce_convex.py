@@ -44,10 +44,11 @@ from unlearnkit.data.forget import select_forget
 from unlearnkit.data.splits import train_val_test_split
 from unlearnkit.evaluation.distance import normalized_parameter_distance
 from unlearnkit.evaluation.similarity import similarity_ratio
-from unlearnkit.io import atomic_write_json
+from unlearnkit.io import atomic_write_bytes, atomic_write_json
 from unlearnkit.models import build_model
 from unlearnkit.ssse.config import ErasureConfig
 from unlearnkit.ssse.eps import guard_sample, loss_matching_rule, matched_holdout
+from unlearnkit.ssse.report import convex_markdown
 from unlearnkit.ssse.state import ErasureState, flat_params
 from unlearnkit.training import LBFGSRecipe, predict_logits, train
 
@@ -162,6 +163,7 @@ def run_convex(
     })
     atomic_write_json(out / "results.json", results)
     plot_figure1(results, out)
+    atomic_write_bytes(out / "README.md", convex_markdown(results).encode())
     return results
 
 

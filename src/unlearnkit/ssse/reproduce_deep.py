@@ -30,7 +30,7 @@ from rich.progress import Progress
 from unlearnkit.data import load_dataset
 from unlearnkit.data.forget import select_forget
 from unlearnkit.data.splits import train_val_test_split
-from unlearnkit.io import atomic_write_json
+from unlearnkit.io import atomic_write_bytes, atomic_write_json
 from unlearnkit.models import build_model
 from unlearnkit.ssse.config import ErasureConfig
 from unlearnkit.ssse.eps import (
@@ -39,6 +39,7 @@ from unlearnkit.ssse.eps import (
     loss_matching_rule,
     matched_holdout,
 )
+from unlearnkit.ssse.report import deep_markdown
 from unlearnkit.ssse.state import ErasureState
 from unlearnkit.training import SGDRecipe, evaluate_accuracy, train
 
@@ -132,6 +133,7 @@ def run_deep(
         }
         atomic_write_json(out / "results.json", results)
         plot_figure2(results, name, out)
+        atomic_write_bytes(out / "README.md", deep_markdown(results).encode())
     return results
 
 

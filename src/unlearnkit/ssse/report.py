@@ -1,0 +1,60 @@
+"""Markdown summaries of the paper reproductions (written beside results.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def convex_markdown(res: dict[str, Any]) -> str:
+    """Table per variant and removal fraction: best ε, mean γ_S there, distance there, the
+    minimum distance, and the retrain-free rule's γ_S and distance."""
+    lines = [
+        f"# SSSE convex reproduction ({res['dataset']}, pooled {res['input_shape']})",
+        "",
+        f"n_train = {res['n_train']}, λ = ℓ2 = {res['l2']:g}, {len(res['attributes'])} attributes of "
+        f"frequency ≤ 20%, ε grid {res['eps_grid'][0]:g} … {res['eps_grid'][-1]:g} "
+        f"({len(res['eps_grid'])} points). θ* reached ‖∇J‖ = {res['train_grad_norm']:.1e}; every "
+        f"retrain ≤ {res['max_retrain_grad_norm']:.1e}. Total {res['total_seconds']:.0f} s.",
+        "",
+        "| variant | removed | best ε (max mean γ_S) | mean γ_S at best ε | mean distance at best ε "
+        "| min mean distance (at ε) | loss-matching γ_S | loss-matching distance |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v, per in res["summary"].items():
+        for f, s in per.items():
+            lines.append(
+                f"| {v} | {float(f):.0%} | {s['best_eps']:g} | {s['best_gamma_mean']:.3f} | "
+                f"{s['distance_at_best_eps']:.3f} | {s['min_distance_mean']:.3f} ({s['eps_min_distance']:g}) | "
+                f"{s['loss_matching_gamma_mean']:.3f} | {s['loss_matching_distance_mean']:.3f} |"
+            )
+    lines += ["", "![γ_S](fig1_gamma.png)", "", "![distance](fig1_distance.png)", ""]
+    return "\n".join(lines)
+
+
+def deep_markdown(res: dict[str, Any]) -> str:
+    """Per dataset: original and retrain accuracies and the gaps at the best ε."""
+    lines = [f"# SSSE deep reproduction ({res['model']}, groups of {res['group_size']}, λ = {res['damping']:g}, "
+             f"blocks {res['blocks']})", ""]
+    for name, d in res["datasets"].items():
+        lines += [
+            f"## {name}",
+            "",
+            f"n_train = {d['n_train']}, Original test accuracy {d['original_test_accuracy']:.4f}, "
+            f"training {d['train_seconds']:.0f} s, prepare " + ", ".join(f"{k} {v:.1f} s" for k, v in d["prepare_seconds"].items()),
+            "",
+            "| variant | scenario | class | k | retrain acc (retain/forget/test) | SSSE acc at best ε | "
+            "|gap| at best ε (points) | best ε | retrain-free rule: ε, |gap| |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for s in d["scenarios"]:
+            r, a, g, h = s["retrain"], s["accuracy_at_best"], s["gap_at_best"], s["gap_at_loss_matching"]
+            lines.append(
+                f"| {s['variant']} | {s['kind']} | {s['class']} | {s['k']} | "
+                f"{r['retain']:.3f} / {r['forget']:.3f} / {r['test']:.3f} | "
+                f"{a['retain']:.3f} / {a['forget']:.3f} / {a['test']:.3f} | "
+                f"{100 * g['retain']:.1f} / {100 * g['forget']:.1f} / {100 * g['test']:.1f} | {s['best_eps']:g} | "
+                f"{s.get('free_rule', 'loss_matching')}: {s['loss_matching_eps']:g}, "
+                f"{100 * h['retain']:.1f} / {100 * h['forget']:.1f} / {100 * h['test']:.1f} |"
+            )
+        lines += ["", f"![Figure 2, {name}](fig2_{name}.png)", ""]
+    return "\n".join(lines)
