@@ -26,7 +26,7 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest tests -q -p no:cacheprovider
+	$(BIN)/python -m pytest tests -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache
