@@ -5,6 +5,7 @@ import pytest
 from _bench_helpers import tiny_config
 
 from unlearnkit.bench import parse_experiment
+from unlearnkit.bench.report import outlier_references
 from unlearnkit.bench.results import Record, Results, derive
 from unlearnkit.bench.stats import mean_ci
 
@@ -75,3 +76,14 @@ def test_rte_is_the_ratio_of_mean_times():
     assert res.rte("d / m", "retrain") == pytest.approx(1.0)
     assert math.isnan(res.rte("d / m", "original"))
     assert res.seconds("d / m", "ft").mean == pytest.approx(2.0)
+
+
+def test_reference_models_that_did_not_train_are_flagged():
+    s = ("d", "m")
+    recs = [
+        Record("d", "m", "retrain", seed, "done", {"TA": ta})
+        for seed, ta in enumerate([0.9, 0.92, 0.1, 0.91])
+    ]
+    recs.append(Record("d", "m", "original", 0, "done", {"TA": 0.95}))
+    recs.append(_rec(s, "ft", 0, 0.1, 0.9))  # methods are not references: never flagged
+    assert outlier_references(_results(recs)) == [["d / m", "retrain", "2", "0.100", "0.910"]]

@@ -190,6 +190,25 @@ def ulira_tables(res: Results) -> list[Table]:
     return tables
 
 
+def outlier_references(res: Results) -> list[list[str]]:
+    """Original/Retrain models whose TA is below half the median TA of the same row and
+    setting (a training run that did not learn): their seed's retentions and RetDev are
+    meaningless, and they dominate means and intervals."""
+    rows = []
+    for setting in res.settings():
+        for row in ("original", "retrain"):
+            recs = res.select(setting, row)
+            tas = [r.values.get("TA", math.nan) for r in recs]
+            finite = [t for t in tas if math.isfinite(t)]
+            if not finite:
+                continue
+            median = sorted(finite)[len(finite) // 2]
+            for r, ta in zip(recs, tas, strict=True):
+                if math.isfinite(ta) and ta < 0.5 * median:
+                    rows.append([setting, row, str(r.seed), _fmt(ta), _fmt(median)])
+    return rows
+
+
 def status_table(res: Results) -> Table:
     stages = sorted({s for s, _ in res.counts})
     statuses = sorted({st for _, st in res.counts})
@@ -227,6 +246,19 @@ def build_sections(res: Results, plots: Path) -> list[Section]:
         f"({exp.search.sampler})."
     )
     ranked = Section("Ranking", intro, [ranking_table(res)])
+    outliers = outlier_references(res)
+    if outliers:
+        ranked.tables.insert(
+            0,
+            Table(
+                "Warning: reference models that did not train",
+                ["setting", "row", "seed", "TA", "median TA of the row"],
+                outliers,
+                "TA below half the median over seeds. Retentions (RR, FR, TR) and RetDev "
+                "against such a Retrain are meaningless for that seed and dominate the means "
+                "and intervals of the setting; rerun with another recipe or drop the seed.",
+            ),
+        )
     if res.select():
         ranked.figures.append(
             Figure("Ranking", plot_ranking(res, plots / "ranking.png"), "mean ± 95% CI")
