@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from unlearnkit.curvature.memory import DEFAULT_CHUNK_BYTES, MemoryEstimate, estimate
+from unlearnkit.curvature.syrk import finish_gram_, gram_update_
 from unlearnkit.errors import AlreadyErasedError, ConfigError, NumericalError, UnknownIdsError
 from unlearnkit.registry import Registry
 
@@ -98,36 +99,44 @@ def _lines_per_chunk(elements_per_line: int, chunk_bytes: int) -> int:
 def gram_cols64(G: Tensor, out: Tensor | None = None, alpha: float = 1.0,
                 chunk_bytes: int = DEFAULT_CHUNK_BYTES, cols: Tensor | slice | None = None
                 ) -> Tensor:
-    """A (+)= α·G[:, cols]ᵀG[:, cols] accumulated in fp64, streaming over row chunks (syrk).
+    """A (+)= α·G[:, cols]ᵀG[:, cols] accumulated in fp64, streaming over row chunks.
 
-    Only one fp64 chunk of rows is materialised at a time, also when ``cols`` selects a block.
+    A symmetric rank-k update (BLAS ``dsyrk`` on CPU: half a GEMM's flops, see
+    :mod:`unlearnkit.curvature.syrk`). Only one fp64 chunk of rows is materialised at a time,
+    also when ``cols`` selects a block. ``out`` must be symmetric on entry.
     """
     sel = slice(None) if cols is None else cols
     d = G[:0, sel].shape[1]
     A = torch.zeros(d, d, dtype=F64, device=G.device) if out is None else out
     step = _lines_per_chunk(d, chunk_bytes)
     for s in range(0, G.shape[0], step):
-        c = G[s:s + step][:, sel].to(F64)
-        A.addmm_(c.T, c, alpha=alpha)
-    return A
+        gram_update_(A, G[s:s + step][:, sel], alpha)
+    return finish_gram_(A)
 
 
 def row_sq_norms64(G: Tensor, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                    cols: Tensor | slice | None = None) -> Tensor:
-    """‖G[i, cols]‖² for every row, in fp64 (streaming over row chunks)."""
+    """‖G[i, cols]‖² for every row, accumulated in fp64 (``vector_norm(dtype=fp64)``)."""
     sel = slice(None) if cols is None else cols
     out = torch.empty(G.shape[0], dtype=F64, device=G.device)
     step = _lines_per_chunk(G[:0, sel].shape[1], chunk_bytes)
     for s in range(0, G.shape[0], step):
-        c = G[s:s + step][:, sel].to(F64)
-        out[s:s + step] = (c * c).sum(dim=1)
-    return out
+        out[s:s + step] = torch.linalg.vector_norm(G[s:s + step][:, sel], dim=1, dtype=F64)
+    return out.square_()
 
 
 def gram_rows64(G: Tensor, H: Tensor | None = None,
                 chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Tensor:
-    """K = G·Hᵀ (H defaults to G) accumulated in fp64, streaming over column chunks."""
-    H = G if H is None else H
+    """K = G·Hᵀ (H defaults to G) accumulated in fp64, streaming over column chunks.
+
+    With H = G this is a symmetric rank-k update (BLAS ``dsyrk`` on CPU, half the flops).
+    """
+    if H is None:
+        K = torch.zeros(G.shape[0], G.shape[0], dtype=F64, device=G.device)
+        step = _lines_per_chunk(G.shape[0], chunk_bytes)
+        for s in range(0, G.shape[1], step):
+            gram_update_(K, G[:, s:s + step], rows=True)
+        return finish_gram_(K)
     K = torch.zeros(G.shape[0], H.shape[0], dtype=F64, device=G.device)
     step = _lines_per_chunk(G.shape[0] + H.shape[0], chunk_bytes)
     for s in range(0, G.shape[1], step):
