@@ -133,13 +133,16 @@ def reproduce_deep_cmd(
     damping: float = typer.Option(1e-3),
     blocks: str = typer.Option("per_layer"),
     block_size: int | None = typer.Option(None),
+    refine: int = typer.Option(12, help="ε points refined around each coarse best (0: coarse grid only)"),
+    criterion: str = typer.Option("worst_split", help="oracle best ε: worst_split (max |gap|/tolerance) | sum"),
     seed: int = typer.Option(0),
 ) -> None:
     """The paper's §4 at CPU scale: class and half-class removal, |ΔAcc| vs retrain (Figure 2)."""
     from unlearnkit.ssse.reproduce_deep import run_deep
 
     res = run_deep(out, datasets=tuple(dataset), model=model, classes=tuple(classes), epochs=epochs,
-                   group_size=group_size, damping=damping, blocks=blocks, block_size=block_size, seed=seed)
+                   group_size=group_size, damping=damping, blocks=blocks, block_size=block_size,
+                   refine=refine, criterion=criterion, seed=seed)
     for name, d in res["datasets"].items():
         console.print(f"[bold]{name}[/]")
         console.print(json.dumps(d["summary"], indent=1)[:4000])

@@ -31,10 +31,33 @@ def convex_markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _gaps(g: dict[str, float]) -> str:
+    return f"{100 * g['retain']:.1f} / {100 * g['forget']:.1f} / {100 * g['test']:.1f}"
+
+
+def _met(s: dict[str, Any]) -> str:
+    missed = [k for k, ok in s["targets_met"].items() if not ok]
+    return "yes" if not missed else "no (" + ", ".join(missed) + ")"
+
+
 def deep_markdown(res: dict[str, Any]) -> str:
-    """Per dataset: original and retrain accuracies and the gaps at the best ε."""
-    lines = [f"# SSSE deep reproduction ({res['model']}, groups of {res['group_size']}, λ = {res['damping']:g}, "
-             f"blocks {res['blocks']})", ""]
+    """Per dataset: a summary per (variant, scenario), then original and retrain accuracies,
+    the gaps at the oracle best ε (primary criterion and summed gap) and at the retrain-free ε."""
+    tol = res.get("tolerance", {})
+    tol_txt = "; ".join(f"{kind}: " + " / ".join(f"{100 * t[k]:g}" for k in ("retain", "forget", "test"))
+                        for kind, t in tol.items())
+    lines = [
+        f"# SSSE deep reproduction ({res['model']}, groups of {res['group_size']}, λ = {res['damping']:g}, "
+        f"blocks {res['blocks']})",
+        "",
+        f"ε grid {res['eps_grid'][0]:g} … {res['eps_grid'][-1]:g} ({len(res['eps_grid'])} points), refined by "
+        f"{res.get('refine', 0)} points inside the bracket around each coarse best. Best ε: argmin of "
+        f"`{res.get('criterion', 'sum')}` over the union (`worst_split` = max over splits of |gap| / tolerance; "
+        f"tolerances retain / forget / test in points, {tol_txt}); `sum` = argmin of the summed |gap|. "
+        "Gaps are |Acc(SSSE) − Acc(retrain)| in points, retain / forget / test."
+        + (f" Total {res['total_seconds']:.0f} s." if "total_seconds" in res else ""),
+        "",
+    ]
     for name, d in res["datasets"].items():
         lines += [
             f"## {name}",
@@ -42,19 +65,29 @@ def deep_markdown(res: dict[str, Any]) -> str:
             f"n_train = {d['n_train']}, Original test accuracy {d['original_test_accuracy']:.4f}, "
             f"training {d['train_seconds']:.0f} s, prepare " + ", ".join(f"{k} {v:.1f} s" for k, v in d["prepare_seconds"].items()),
             "",
+            "| variant | scenario | mean |gap| at best ε | max |gap| | mean forget acc | targets met |",
+            "|---|---|---|---|---|---|",
+        ]
+        for key, m in d["summary"].items():
+            v, kind = key.split("/")
+            lines.append(f"| {v} | {kind} | {_gaps(m['mean_gap_at_best'])} | {_gaps(m['max_gap_at_best'])} | "
+                         f"{100 * m['mean_forget_accuracy_at_best']:.1f}% | {m['targets_met']} |")
+        lines += [
+            "",
             "| variant | scenario | class | k | retrain acc (retain/forget/test) | SSSE acc at best ε | "
-            "|gap| at best ε (points) | best ε | retrain-free rule: ε, |gap| |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|gap| at best ε | best ε (coarse) | targets met | `sum` oracle: ε, |gap| | retrain-free rule: ε, |gap| |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in d["scenarios"]:
-            r, a, g, h = s["retrain"], s["accuracy_at_best"], s["gap_at_best"], s["gap_at_loss_matching"]
+            r, a = s["retrain"], s["accuracy_at_best"]
+            sm = s["by_criterion"]["sum"]
             lines.append(
                 f"| {s['variant']} | {s['kind']} | {s['class']} | {s['k']} | "
                 f"{r['retain']:.3f} / {r['forget']:.3f} / {r['test']:.3f} | "
                 f"{a['retain']:.3f} / {a['forget']:.3f} / {a['test']:.3f} | "
-                f"{100 * g['retain']:.1f} / {100 * g['forget']:.1f} / {100 * g['test']:.1f} | {s['best_eps']:g} | "
-                f"{s.get('free_rule', 'loss_matching')}: {s['loss_matching_eps']:g}, "
-                f"{100 * h['retain']:.1f} / {100 * h['forget']:.1f} / {100 * h['test']:.1f} |"
+                f"{_gaps(s['gap_at_best'])} | {s['best_eps']:.4g} ({s['coarse_best_eps']:.4g}) | {_met(s)} | "
+                f"{sm['eps']:.4g}, {_gaps(sm['gap'])} | "
+                f"{s['free_rule']}: {s['free_eps']:.4g}, {_gaps(s['gap_at_free'])} |"
             )
         lines += ["", f"![Figure 2, {name}](fig2_{name}.png)", ""]
     return "\n".join(lines)
