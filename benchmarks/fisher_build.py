@@ -7,6 +7,7 @@ same run, and checks that the methods' solves agree.
 
     python benchmarks/fisher_build.py            # full run (a few minutes on 2 cores)
     python benchmarks/fisher_build.py --quick    # seconds
+    python benchmarks/fisher_build.py --device cuda --out benchmarks/results/fisher_build_gpu.json
 
 Flop counts (1 multiply-add = 2 flops): dense 2·m·d_b² + d_b³/3, woodbury 2·m²·d_b + m³/3,
 sherman_morrison 4·m·d_b² (one GEMV and one rank-1 update per row). Where the recursion over
@@ -37,20 +38,32 @@ FLOPS: dict[str, Callable[[int, int], float]] = {
 }
 
 
+DEVICE = torch.device("cpu")
+
+
+def sync() -> None:
+    """Wait for queued GPU work (timings on CUDA are otherwise only launch times)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    sync()
+    t = time.perf_counter()
+    out = fn()
+    sync()
+    return time.perf_counter() - t, out
+
+
 def best_time(fn: Callable[[], object], repeats: int) -> float:
     """Minimum wall time over ``repeats`` calls (the least noisy estimate on a shared machine)."""
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+    return min(timed(fn)[0] for _ in range(repeats))
 
 
 def gemm_rate(n: int, dtype: torch.dtype, repeats: int) -> float:
-    """GFLOP/s of an n×n×n torch.mm in ``dtype``."""
-    a = torch.randn(n, n, dtype=dtype)
-    b = torch.randn(n, n, dtype=dtype)
+    """GFLOP/s of an n×n×n torch.mm in ``dtype`` on the benchmark's device."""
+    a = torch.randn(n, n, dtype=dtype, device=DEVICE)
+    b = torch.randn(n, n, dtype=dtype, device=DEVICE)
     torch.mm(a, b)  # warm-up
     return 2.0 * n**3 / best_time(lambda: torch.mm(a, b), repeats) / 1e9
 
@@ -60,30 +73,29 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def run_case(m: int, d: int, lam: float, sm_rows: int, repeats: int, seed: int,
-             gemm_n: int, budget_s: float) -> dict:
+             gemm_n: int, budget_s: float, methods: list[str] = METHODS) -> dict:
     gen = torch.Generator().manual_seed(seed)
     # gradients with a decaying spectrum (ssse-engine.md §3), stored in fp32
-    G = (torch.randn(m, d, generator=gen) * torch.logspace(0, -2, d)).float()
-    V = torch.randn(d, 4, generator=gen, dtype=torch.float64)
+    G = (torch.randn(m, d, generator=gen) * torch.logspace(0, -2, d)).float().to(DEVICE)
+    V = torch.randn(d, 4, generator=gen, dtype=torch.float64).to(DEVICE)
     n = float(m)
     out: dict = {"m": m, "d_b": d, "damping": lam, "normalizer": n, "methods": {},
                  # the machine is shared: re-measure the reference right before the case
                  "gemm_gflops_fp64_before": gemm_rate(gemm_n, torch.float64, repeats)}
-    rows = {k: (min(m, sm_rows) if k == "sherman_morrison" else m) for k in METHODS}
-    times: dict[str, list[float]] = {k: [] for k in METHODS}
+    rows = {k: (min(m, sm_rows) if k == "sherman_morrison" else m) for k in methods}
+    times: dict[str, list[float]] = {k: [] for k in methods}
     invs = {}
     # interleave the methods round by round (the load on a shared machine drifts), repeat
     # each one while its total stays under the time budget, and keep the best time
     for _ in range(repeats):
-        for name in METHODS:
+        for name in methods:
             if times[name] and sum(times[name]) + min(times[name]) > budget_s:
                 continue
             Gs = G[:rows[name]]
-            t = time.perf_counter()
-            invs[name] = SOLVERS.get(name)().build(Gs, lam, n)
-            times[name].append((time.perf_counter() - t) * m / rows[name])
+            t, invs[name] = timed(lambda s=SOLVERS.get(name)(), g=Gs: s.build(g, lam, n))
+            times[name].append(t * m / rows[name])
     solves = {}
-    for name in METHODS:
+    for name in methods:
         inv = invs[name]
         t_full = min(times[name])
         rec = {
@@ -98,13 +110,18 @@ def run_case(m: int, d: int, lam: float, sm_rows: int, repeats: int, seed: int,
         if rows[name] == m:
             solves[name] = inv.solve(V)
         out["methods"][name] = rec
-    ref = solves["dense"]
+    # the reference solve: dense where it ran, else the first exact method that ran in full
+    ref_name = next((k for k in ("dense", "woodbury", "sherman_morrison") if k in solves), None)
+    out["reference"] = ref_name
     for name, rec in out["methods"].items():
-        rec["rel_diff_vs_dense"] = rel(solves[name], ref) if name in solves else None
-    sm = out["methods"]["sherman_morrison"]["build_s"]
-    out["speedup_vs_sherman_morrison"] = {
-        k: sm / out["methods"][k]["build_s"] for k in ("dense", "woodbury")
-    }
+        ok = name in solves and ref_name is not None
+        rec["rel_diff_vs_dense"] = rel(solves[name], solves[ref_name]) if ok else None
+    out["speedup_vs_sherman_morrison"] = {}
+    if "sherman_morrison" in out["methods"]:
+        sm = out["methods"]["sherman_morrison"]["build_s"]
+        out["speedup_vs_sherman_morrison"] = {
+            k: sm / out["methods"][k]["build_s"] for k in methods if k != "sherman_morrison"
+        }
     return out
 
 
@@ -137,6 +154,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/fisher_build.json"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="comma-separated solvers to time (default: all three)")
     ap.add_argument("--damping", type=float, default=1e-3)
     ap.add_argument("--sm-rows", type=int, default=None,
                     help="run the Sherman–Morrison recursion over at most this many rows and "
@@ -148,12 +168,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cases", type=str, default=None,
                     help="comma-separated MxD sizes, e.g. 4000x1024,500x4096 (overrides the set)")
     args = ap.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    gemm_n = 512 if args.quick else 2048
+    gemm_n = 512 if args.quick else (8192 if DEVICE.type == "cuda" else 2048)
     result = {
         "benchmark": "fisher_build",
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
+        "device": str(DEVICE),
+        "device_name": (torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda"
+                        else platform.processor() or platform.machine()),
         "threads": torch.get_num_threads(),
         "quick": args.quick,
         "gemm_n": gemm_n,
@@ -167,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     for m, d in cases:
         sm_rows = args.sm_rows or (m if m * d * d <= 4.3e9 else 500)
         case = run_case(m, d, args.damping, sm_rows, args.repeats, args.seed, gemm_n,
-                        args.budget_s)
+                        args.budget_s, args.methods.split(","))
         result["cases"].append(case)
         print(f"done m={m} d_b={d}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
