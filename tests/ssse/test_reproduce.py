@@ -19,6 +19,7 @@ from unlearnkit.ssse.reproduce_deep import (
     SPLITS,
     TOLERANCE,
     free_search,
+    met_interval,
     oracle_search,
     refine_points,
     run_deep,
@@ -102,6 +103,7 @@ def test_oracle_search_refines_to_the_known_optimum_and_refine_zero_is_the_coars
     old = grid[int(np.argmin(np.sum([coarse["gap"][k] for k in SPLITS], axis=0)))]  # the old rule
     assert coarse["refined"]["eps"] == [] and coarse["best_eps"] == old == 0.1
     assert coarse["accuracy"] == fine["accuracy"] and coarse["gap"] == fine["gap"]
+    assert fine["met_interval"] == [0.01, 10.0]  # retain gap ≤ 3 points for ε within 10^±3 of 0.3
 
 
 def test_worst_split_and_sum_pick_the_hand_computed_eps():
@@ -119,9 +121,20 @@ def test_worst_split_and_sum_pick_the_hand_computed_eps():
     assert res["all_targets_met"] and res["accuracy_at_best"]["forget"] == pytest.approx(0.03)
     as_sum = oracle_search(acc, ref, (1.0, 2.0), TOLERANCE["class"], refine=0, criterion="sum")
     assert as_sum["targets_met"] == {"retain": False, "forget": True, "test": True}
+    assert res["met_interval"] == [2.0, 2.0] and as_sum["met_interval"] is None
     flat = oracle_search(lambda e: ref, ref, (0.1, 1.0, 10.0), TOLERANCE["class"], refine=4)
     assert flat["refined"]["brackets"]["sum"] == [0.1, 1.0]  # clamped at the grid's lower end
     assert flat["best_eps"] == 0.1 and all(e > 0.1 for e in flat["refined"]["eps"])  # ties: smallest ε
+
+
+def test_met_interval_is_the_consecutive_run_around_the_best():
+    tol = {"retain": 0.02, "forget": 0.05, "test": 0.02}
+    retain = [0.01, 0.03, 0.01, 0.02, 0.01, 0.025]  # ok, miss, ok, ok (at the tolerance), ok, miss
+    gap = {"retain": retain, "forget": [0.0] * 6, "test": [0.0] * 6}
+    eps = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert met_interval(eps, gap, tol, 4.0) == [3.0, 5.0]
+    assert met_interval(eps, gap, tol, 1.0) == [1.0, 1.0]
+    assert met_interval(eps, gap, tol, 6.0) is None
 
 
 def test_oracle_search_rejects_bad_grids_and_options():
@@ -176,3 +189,15 @@ def test_deep_reproduction_smoke(tmp_path, model):
         assert s["free_eps"] in s["free_grid"] and s["free_coarse_eps"] in grid
     assert (tmp_path / "fig2_digits.png").exists()
     assert "| paper | class | 0 |" in (tmp_path / "README.md").read_text()
+
+
+@pytest.mark.parametrize(("args", "message"), [(["--refine", "-1"], "refine must be ≥ 0"),
+                                               (["--criterion", "median"], "unknown oracle ε criterion")])
+def test_cli_ssse_deep_rejects_bad_refinement_options_before_training(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from unlearnkit.cli.app import app
+
+    res = CliRunner().invoke(app, ["reproduce", "ssse-deep", "--out", str(tmp_path / "o"), "--dataset", "digits", *args])
+    assert res.exit_code == 2 and message in res.output
+    assert not (tmp_path / "o").exists()

@@ -37,7 +37,10 @@ def _gaps(g: dict[str, float]) -> str:
 
 def _met(s: dict[str, Any]) -> str:
     missed = [k for k, ok in s["targets_met"].items() if not ok]
-    return "yes" if not missed else "no (" + ", ".join(missed) + ")"
+    if missed:
+        return "no (" + ", ".join(missed) + ")"
+    lo, hi = s["met_interval"]
+    return f"yes, ε {lo:.4g}–{hi:.4g} (×{hi / lo:.2f})"
 
 
 def deep_markdown(res: dict[str, Any]) -> str:
@@ -54,7 +57,9 @@ def deep_markdown(res: dict[str, Any]) -> str:
         f"{res.get('refine', 0)} points inside the bracket around each coarse best. Best ε: argmin of "
         f"`{res.get('criterion', 'sum')}` over the union (`worst_split` = max over splits of |gap| / tolerance; "
         f"tolerances retain / forget / test in points, {tol_txt}); `sum` = argmin of the summed |gap|. "
-        "Gaps are |Acc(SSSE) − Acc(retrain)| in points, retain / forget / test."
+        "Gaps are |Acc(SSSE) − Acc(retrain)| in points, retain / forget / test; \"original |gap|\" is "
+        "that of the model before erasure (ε = 0); \"ε range\": the consecutive evaluated ε around the best "
+        "at which every target holds."
         + (f" Total {res['total_seconds']:.0f} s." if "total_seconds" in res else ""),
         "",
     ]
@@ -65,7 +70,7 @@ def deep_markdown(res: dict[str, Any]) -> str:
             f"n_train = {d['n_train']}, Original test accuracy {d['original_test_accuracy']:.4f}, "
             f"training {d['train_seconds']:.0f} s, prepare " + ", ".join(f"{k} {v:.1f} s" for k, v in d["prepare_seconds"].items()),
             "",
-            "| variant | scenario | mean |gap| at best ε | max |gap| | mean forget acc | targets met |",
+            "| variant | scenario | mean \\|gap\\| at best ε | max \\|gap\\| | mean forget acc | targets met |",
             "|---|---|---|---|---|---|",
         ]
         for key, m in d["summary"].items():
@@ -74,9 +79,10 @@ def deep_markdown(res: dict[str, Any]) -> str:
                          f"{100 * m['mean_forget_accuracy_at_best']:.1f}% | {m['targets_met']} |")
         lines += [
             "",
-            "| variant | scenario | class | k | retrain acc (retain/forget/test) | SSSE acc at best ε | "
-            "|gap| at best ε | best ε (coarse) | targets met | `sum` oracle: ε, |gap| | retrain-free rule: ε, |gap| |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| variant | scenario | class | k | retrain acc (retain/forget/test) | original \\|gap\\| | "
+            "SSSE acc at best ε | \\|gap\\| at best ε | best ε (coarse) | targets met (ε range) | "
+            "`sum` oracle: ε, \\|gap\\| | retrain-free rule: ε, \\|gap\\| |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in d["scenarios"]:
             r, a = s["retrain"], s["accuracy_at_best"]
@@ -84,6 +90,7 @@ def deep_markdown(res: dict[str, Any]) -> str:
             lines.append(
                 f"| {s['variant']} | {s['kind']} | {s['class']} | {s['k']} | "
                 f"{r['retain']:.3f} / {r['forget']:.3f} / {r['test']:.3f} | "
+                f"{_gaps({k: abs(s['original'][k] - r[k]) for k in r})} | "
                 f"{a['retain']:.3f} / {a['forget']:.3f} / {a['test']:.3f} | "
                 f"{_gaps(s['gap_at_best'])} | {s['best_eps']:.4g} ({s['coarse_best_eps']:.4g}) | {_met(s)} | "
                 f"{sm['eps']:.4g}, {_gaps(sm['gap'])} | "

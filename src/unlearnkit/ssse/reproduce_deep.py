@@ -121,6 +121,23 @@ def check_grid(grid: Sequence[float], refine: int) -> None:
         raise ConfigError(f"refine must be ≥ 0, got {refine}")
 
 
+def met_interval(eps: Sequence[float], gap: dict[str, Sequence[float]], tol: dict[str, float],
+                 best: float) -> list[float] | None:
+    """The widest run of consecutive ``eps`` (sorted) around ``best`` at which every split is
+    within its tolerance, as [ε_lo, ε_hi]; None when ``best`` itself misses a target. A
+    measure of how sharply ε must be chosen."""
+    ok = [all(gap[k][i] <= tol[k] + _SLACK for k in SPLITS) for i in range(len(eps))]
+    b = list(eps).index(best)
+    if not ok[b]:
+        return None
+    lo, hi = b, b
+    while lo > 0 and ok[lo - 1]:
+        lo -= 1
+    while hi < len(eps) - 1 and ok[hi + 1]:
+        hi += 1
+    return [eps[lo], eps[hi]]
+
+
 def oracle_search(
     accuracy: Callable[[float], dict[str, float]],
     ref: dict[str, float],
@@ -135,7 +152,8 @@ def oracle_search(
     ``accuracy(ε)`` gives {split: accuracy} of θ̂_ε; ``ref`` those of the retrained model.
     Returns the coarse arrays (``accuracy``, ``gap``), the ``refined`` points (eps, accuracy,
     gap, the brackets used) and, for ``criterion`` and every registered criterion under
-    ``by_criterion``: best ε, its gaps, accuracies and score, and the coarse best ε.
+    ``by_criterion``: best ε, its gaps, accuracies and score, and the coarse best ε; for
+    ``criterion`` also the targets met there and :func:`met_interval` over the union.
     """
     check_grid(grid, refine)
     CRITERIA.get(criterion)
@@ -173,6 +191,7 @@ def oracle_search(
         "best_eps": best["eps"], "coarse_best_eps": best["coarse_eps"], "score_at_best": best["score"],
         "gap_at_best": best["gap"], "accuracy_at_best": best["accuracy"],
         "targets_met": met, "all_targets_met": all(met.values()),
+        "met_interval": met_interval(union, ugap, tol, best["eps"]),
     }
 
 
