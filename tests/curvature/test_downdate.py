@@ -204,3 +204,47 @@ def test_from_grams_matches_build_and_downdates() -> None:
     down = inv.downdate(torch.tensor([0, 1]), float(n - 2), row_values=G[:2])
     ref = BlockDiagonalInverse.build(G[2:], blocks, lam, float(n - 2), solver="dense")
     assert rel(down.solve(v), ref.solve(v)) < 1e-8
+
+
+@FEW
+@given(c=case, how=st.sampled_from(["incremental", "refactor"]), data=st.data())
+def test_woodbury_downdate_paths_equal_fresh_build_and_keep_original(
+        c: dict, how: str, data: st.DataObject) -> None:
+    """Both exact Woodbury paths (the kept factor + PCG, or a new factor): a sequence of
+    downdates with new normalisers and a group-style row replacement in between."""
+    m, d, lam = c["m"] + 4, c["d"], math.exp(c["log_lam"])
+    G, V = rand(c["seed"], m, d), rand(c["seed"] + 1, d, 2)
+    inv = orig = SOLVERS.get("woodbury")().build(G, lam, float(m))
+    snap, before = snapshot(orig), orig.solve(V)
+    cur, keep, n = G.clone(), list(range(m)), float(m)
+    gen = torch.Generator().manual_seed(c["seed"])
+    for step in range(3):
+        k = data.draw(st.integers(1, max(1, len(keep) // 3)))
+        pick = [keep[i] for i in torch.randperm(len(keep), generator=gen)[:k].tolist()]
+        if step == 1:  # a grouped row loses a member: new value, same id
+            new = rand(c["seed"] + 2, k, d)
+            n -= 0.5
+            inv = inv.replace_rows(torch.tensor(pick), new, n)
+            cur[torch.tensor(pick)] = new
+        else:
+            keep = [r for r in keep if r not in pick]
+            n -= k
+            inv = inv.downdate(torch.tensor(pick), n, how=how)
+        assert rel(inv.solve(V), fresh_solve(cur[keep], lam, n, V)) < 1e-8
+        assert inv.rows.tolist() == keep
+    assert unchanged(orig, snap) and torch.equal(orig.solve(V), before)
+    assert torch.equal(G, rand(c["seed"], m, d))  # the input rows are untouched
+
+
+def test_woodbury_incremental_downdate_leaves_the_original_unchanged() -> None:
+    G, V = rand(5, 10, 16), rand(6, 16, 2)
+    inv = SOLVERS.get("woodbury")().build(G, 0.02, 10.0)
+    snap, before = snapshot(inv), inv.solve(V)
+    down = inv.downdate(torch.tensor([0, 4, 9]), 7.0, how="incremental")
+    again = down.downdate(torch.tensor([5]), 6.0, how="incremental")
+    assert down.L is inv.L and again.L is inv.L  # the build's factor, shared
+    assert unchanged(inv, snap) and torch.equal(inv.solve(V), before)
+    keep = [1, 2, 3, 6, 7, 8]
+    assert rel(again.solve(V), fresh_solve(G[keep], 0.02, 6.0, V)) < 1e-10
+    with pytest.raises(AlreadyErasedError):
+        again.downdate(torch.tensor([4]), 5.0, how="incremental")

@@ -244,3 +244,120 @@ def test_state_dict_round_trip_gives_identical_solves(tmp_path) -> None:
     back = BlockDiagonalInverse.from_state_dict(load_tensors(tmp_path / "inv.safetensors"))
     assert torch.equal(back.solve(V), bd.solve(V))
     assert back.describe() == bd.describe()
+
+
+# --------------------------------------------------------------------------- PCG and the
+# incremental Woodbury downdate (principal submatrix of the kept factor + PCG for the shift)
+
+
+def spd(seed: int, n: int, cond: float) -> torch.Tensor:
+    q, _ = torch.linalg.qr(rand(seed, n, n))
+    return q @ torch.diag(torch.logspace(0, math.log10(cond), n, dtype=F64)) @ q.T
+
+
+def test_pcg_iteration_bound_by_hand() -> None:
+    from unlearnkit.curvature.solvers.pcg import pcg_iterations
+
+    # κ = 4: ρ = (2 − 1)/(2 + 1) = 1/3; 2·(1/3)ⁱ ≤ 1e-15 ⇔ i ≥ log(5e-16)/log(1/3) = 32.07
+    assert pcg_iterations(4.0) == 33
+    assert pcg_iterations(1.0) == 1
+    # κ = 3500/3400 (100 of 3 500 rows removed): ρ = 0.00725, i ≥ 7.15
+    assert pcg_iterations(3500 / 3400) == 8
+
+
+def test_pcg_solves_spd_systems_to_rounding_level() -> None:
+    from unlearnkit.curvature.solvers.pcg import pcg
+
+    A = spd(0, 30, 1e4)
+    B = rand(1, 30, 3)
+    ref = torch.linalg.solve(A, B)
+    # preconditioner: the exact inverse of A + δI (the Woodbury downdate's situation)
+    P = torch.linalg.inv(A + 0.5 * torch.eye(30, dtype=F64))
+    res = pcg(lambda x: A @ x, lambda r: P @ r, B, anorm=1e4)
+    assert res.converged and rel(res.x, ref) < 1e-10
+    plain = pcg(lambda x: A @ x, lambda r: r, B, anorm=1e4)  # unpreconditioned: more steps
+    assert plain.iterations > res.iterations and rel(plain.x, ref) < 1e-8
+    zero = pcg(lambda x: A @ x, lambda r: P @ r, torch.zeros(30, 1, dtype=F64))
+    assert zero.converged and zero.iterations == 0 and not zero.x.any()
+
+
+def test_pcg_reports_breakdown() -> None:
+    from unlearnkit.curvature.solvers.pcg import pcg
+
+    A = torch.diag(torch.tensor([1.0, -1.0, 2.0], dtype=F64))  # not positive definite
+    res = pcg(lambda x: A @ x, lambda r: r, torch.ones(3, 1, dtype=F64), max_iter=5)
+    assert not res.converged
+
+
+def test_downdate_plan_by_hand() -> None:
+    from unlearnkit.curvature.solvers.woodbury import BLAS2_WEIGHT, downdate_plan
+
+    # m = 3 500 rows, 100 removed (the mnist5k linear block): 8 PCG iterations (+1 check)
+    how, inc, ref = downdate_plan(3500, 100, 3400, 3500, 3500 / 3400)
+    b = 3500
+    assert inc == 2 * b * b * 100 + 100 * 100 * b + 100**3 / 3 + BLAS2_WEIGHT * 9 * 3 * b * b
+    assert ref == 3400**3 / 3 + BLAS2_WEIGHT * 2 * 3400**2
+    assert how == "incremental"
+    assert downdate_plan(3500, 1000, 2500, 3500, 3500 / 2500)[0] == "refactor"
+    assert downdate_plan(20, 2, 18, 20, 20 / 18)[0] == "refactor"  # tiny blocks: refactor
+
+
+@FEW
+@given(p=problem, drops=st.lists(st.integers(1, 3), min_size=1, max_size=3))
+def test_woodbury_incremental_downdates_match_dense_fp64(p: dict, drops: list[int]) -> None:
+    """A sequence of downdates on the kept factor (forced incremental: the cost model would
+    refactor such small blocks) equals a dense fp64 solve on the retained rows, also after a
+    state-dict round trip."""
+    m = p["m"] + sum(drops) + 1
+    G = rand(p["seed"], m, p["d"])
+    lam = math.exp(p["log_lam"])
+    V = rand(p["seed"] + 1, p["d"], max(p["r"], 1))
+    inv = SOLVERS.get("woodbury")().build(G, lam, p["n"] + m)
+    keep = list(range(m))
+    gen = torch.Generator().manual_seed(p["seed"])
+    n = p["n"] + m
+    for k in drops:
+        drop = [keep[i] for i in torch.randperm(len(keep), generator=gen)[:k].tolist()]
+        keep = [r for r in keep if r not in drop]
+        n -= k * 0.9
+        inv = inv.downdate(torch.tensor(drop), n, how="incremental")
+        assert inv.basis.numel() == m and inv.rows.tolist() == keep  # the build's factor
+        ref = torch.linalg.solve(fisher(G[keep], lam, n), V)
+        assert rel(inv.solve(V), ref) < 1e-6
+    back = load_block_inverse(inv.state_dict())
+    assert torch.equal(back.solve(V), inv.solve(V))
+    assert back.base_normalizer == p["n"] + m and torch.equal(back.basis, inv.basis)
+
+
+def test_woodbury_incremental_falls_back_to_a_factor_when_pcg_breaks_down(monkeypatch) -> None:
+    from unlearnkit.curvature.solvers import woodbury
+    from unlearnkit.curvature.solvers.pcg import PCGResult
+
+    G, V = rand(0, 12, 30), rand(1, 30, 2)
+    inv = SOLVERS.get("woodbury")().build(G, 0.01, 12.0).downdate(
+        torch.tensor([3, 7]), 10.0, how="incremental")
+    monkeypatch.setattr(woodbury, "pcg", lambda *a, **k: PCGResult(a[2] * 0, 100, False))
+    keep = [i for i in range(12) if i not in (3, 7)]
+    assert rel(inv.solve(V), torch.linalg.solve(fisher(G[keep], 0.01, 10.0), V)) < 1e-10
+
+
+def test_woodbury_state_dict_without_basis_loads() -> None:
+    """States saved before the incremental downdates have no basis / base normaliser."""
+    G, V = rand(2, 8, 20), rand(3, 20)
+    inv = SOLVERS.get("woodbury")().build(G, 0.1, 8.0).downdate(torch.tensor([1]), 7.0,
+                                                                how="refactor")
+    old = {k: t for k, t in inv.state_dict().items() if k not in ("basis", "base_normalizer")}
+    back = load_block_inverse(old)
+    assert torch.equal(back.basis, back.rows) and back.base_normalizer == 7.0
+    assert rel(back.solve(V), inv.solve(V)) < 1e-14
+    with pytest.raises(ConfigError, match="incremental"):
+        inv.downdate(torch.tensor([2]), 6.0, how="sometimes")
+
+
+def test_woodbury_sharing_keeps_one_copy_of_the_rows() -> None:
+    G = rand(4, 6, 9)
+    inv = SOLVERS.get("woodbury")().build(G, 0.1, 6.0)
+    shared = inv.sharing(G)
+    assert shared.G is G and torch.equal(shared.solve(G[0]), inv.solve(G[0]))
+    with pytest.raises(ConfigError, match="differ"):
+        inv.sharing(G + 1)
