@@ -203,3 +203,103 @@ def test_memory_budget_is_checked_before_collecting_rows(blobs, mlp):
     # enough for the rows (60 × 63 × 4 B) but not for a dense 63² fp64 block + workspace
     with pytest.raises(MemoryBudgetError):
         ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="full", solver="dense", memory_budget_bytes=16_000))
+
+
+def brute_exact_step(model, theta_model, data, members, gone, lam, eps=1.0):
+    """θ_t + ε/(n−k)·F⁻¹Σ_S∇ℓ(θ_t), F of the groups' remaining members at θ_F (brute force;
+    N = number of non-empty groups when groups have >1 member, else n − |gone|)."""
+    G = loop_grads(theta_model, data)  # rows at θ_F
+    pos = {int(i): k for k, i in enumerate(data.ids)}
+    gone_set = {int(i) for i in gone}
+    rows = []
+    for group in members.tolist():
+        keep = [pos[i] for i in group if i >= 0 and i not in gone_set]
+        if keep:
+            rows.append(G[keep].mean(0))
+    R = torch.stack(rows)
+    grouped = members.shape[1] > 1
+    n_after = len(data) - len(gone_set)
+    N = R.shape[0] if grouped else n_after
+    F = lam * torch.eye(G.shape[1], dtype=torch.float64) + R.T @ R / N
+    return F, n_after
+
+
+def test_exact_sequence_on_the_kept_woodbury_factor_matches_brute_force(
+        tmp_path, blobs, mlp, monkeypatch):
+    """Three requests with the incremental Woodbury downdate forced (the build's factor + PCG;
+    the cost model would refactor a 60-row block), a save/load in the middle: each step equals
+    a fresh dense fp64 computation on the retained data."""
+    from unlearnkit.curvature.solvers import woodbury
+
+    monkeypatch.setattr(woodbury, "downdate_plan", lambda *a: ("incremental", 0.0, 1.0))
+    cfg = ErasureConfig(blocks="full", solver="woodbury", damping=5e-3, mode="exact")
+    state = ErasureState.prepare(mlp, blobs, cfg)
+    model, gone = mlp, []
+    for step, idx in enumerate(([0, 5], [9, 10, 11], [30])):
+        forget = blobs.subset(blobs.ids[idx])
+        new_model, state = state.erase(model, forget, eps=1.0)
+        gone += forget.ids.tolist()
+        F, n_after = brute_exact_step(model, mlp, blobs, blobs.ids[:, None], gone, 5e-3)
+        v = loop_grads(model, forget).sum(0)
+        want = flat_params(model, state.layout).double() + torch.linalg.solve(F, v) / n_after
+        got = flat_params(new_model, state.layout).double()
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-6), step
+        wood = state.inverse.entries[0].inverse
+        assert wood.basis.numel() == len(blobs) and wood.m == len(blobs) - len(gone)
+        if step == 1:
+            state.save(tmp_path / "st")
+            state = ErasureState.load(tmp_path / "st", new_model)
+        model = new_model
+
+
+def test_grouped_exact_sequence_matches_brute_force(blobs, mlp, monkeypatch):
+    """Groups of 4: the first request reuses the per-sample gradients at θ_F for the groups'
+    re-averaging (no second gradient pass); the second, at θ_1 ≠ θ_F, recomputes them at θ_F."""
+    import unlearnkit.ssse.state as state_mod
+
+    calls = []
+    real = state_mod.build_rows
+    monkeypatch.setattr(state_mod, "build_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = ErasureConfig(blocks="per_layer", solver="woodbury", damping=5e-2, mode="exact", group_size=4)
+    state = ErasureState.prepare(mlp, blobs, cfg)
+    n_prepare = len(calls)
+    members = state.group_members.clone()
+    model, gone = mlp, []
+    for step, idx in enumerate(([2, 3, 17], [4, 18, 40, 41])):
+        forget = blobs.subset(blobs.ids[idx])
+        new_model, state = state.erase(model, forget, eps=1.0)
+        assert len(calls) - n_prepare == step  # first request: no gradient pass at θ_F
+        gone += forget.ids.tolist()
+        F, n_after = brute_exact_step(model, mlp, blobs, members, gone, 5e-2)
+        v = loop_grads(model, forget).sum(0)
+        # block-diagonal per parameter tensor
+        delta, off = torch.zeros_like(v), 0
+        for p in mlp.parameters():
+            sl = slice(off, off + p.numel())
+            delta[sl] = torch.linalg.solve(F[sl, sl], v[sl])
+            off += p.numel()
+        want = flat_params(model, state.layout).double() + delta / n_after
+        got = flat_params(new_model, state.layout).double()
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-6), step
+        assert int(state.group_sizes.sum()) == n_after
+        model = new_model
+
+
+def test_exact_state_holds_the_rows_once(tmp_path, blobs, mlp):
+    """Woodbury blocks keep a view of the exact-mode rows (one copy in memory), also after
+    loading; a request does not copy the rows when no group shrinks."""
+    cfg = ErasureConfig(blocks="per_layer", solver="woodbury", mode="exact")
+    state = ErasureState.prepare(mlp, blobs, cfg)
+    ptr = state.rows.untyped_storage().data_ptr()
+    for e in state.inverse.entries:
+        assert e.inverse.G.untyped_storage().data_ptr() == ptr
+        assert torch.equal(e.inverse.G, state.rows[:, e.sel])
+    m1, st1 = state.erase(mlp, blobs.subset(blobs.ids[[3]]))
+    assert st1.rows is state.rows
+    st1.save(tmp_path / "st")
+    loaded = ErasureState.load(tmp_path / "st", m1)
+    ptr = loaded.rows.untyped_storage().data_ptr()
+    assert all(e.inverse.G.untyped_storage().data_ptr() == ptr for e in loaded.inverse.entries)
+    a, _ = st1.erase(m1, blobs.subset(blobs.ids[[8, 9]]))
+    b, _ = loaded.erase(m1, blobs.subset(blobs.ids[[8, 9]]))
+    assert torch.equal(flat_params(a, state.layout), flat_params(b, state.layout))

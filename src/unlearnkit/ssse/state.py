@@ -39,10 +39,11 @@ import torch
 from torch import Tensor, nn
 
 import unlearnkit
-from unlearnkit.curvature.block_inverse import BlockDiagonalInverse
+from unlearnkit.curvature.block_inverse import BlockDiagonalInverse, BlockEntry
 from unlearnkit.curvature.blocks import make_blocks
 from unlearnkit.curvature.gradients import PAD_ID, ParamLayout, per_sample_gradients
 from unlearnkit.curvature.memory import format_bytes
+from unlearnkit.curvature.solvers import WoodburyInverse
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import (
     AlreadyErasedError,
@@ -101,6 +102,24 @@ def _layout_dict(layout: ParamLayout) -> dict[str, Any]:
     return {"names": list(layout.names), "shapes": [list(s) for s in layout.shapes]}
 
 
+def share_rows(inverse: BlockDiagonalInverse, rows: Tensor | None) -> BlockDiagonalInverse:
+    """Woodbury blocks whose stored G equals the exact-mode rows' columns hold a view of
+    ``rows`` instead of a second copy (the rows matrix is then in memory once)."""
+    if rows is None:
+        return inverse
+    entries = []
+    for e in inverse.entries:
+        inv = e.inverse
+        if isinstance(inv, WoodburyInverse) and isinstance(e.sel, slice) \
+                and tuple(inv.G.shape) == (rows.shape[0], e.index.numel()) \
+                and inv.G.dtype == rows.dtype and inv.G.device == rows.device:
+            view = rows[:, e.sel]
+            if torch.equal(view, inv.G):
+                inv = inv.sharing(view)
+        entries.append(BlockEntry(e.name, e.index, e.sel, inv, e.reason))
+    return BlockDiagonalInverse(entries, inverse.d)
+
+
 @dataclass(frozen=True)
 class ErasureState:
     """Immutable erasure state; every update returns a new object."""
@@ -149,17 +168,18 @@ class ErasureState:
             gm.G, blocks, cfg.damping, normalizer, solver=cfg.solver,
             memory_budget_bytes=max(budget - rows_bytes, 0),
         )
+        rows = gm.G if cfg.mode == "exact" else None
         return cls(
             config=cfg,
             layout=layout,
-            inverse=inverse,
+            inverse=share_rows(inverse, rows),
             sample_ids=data.ids.clone(),
             erased=torch.zeros(len(data), dtype=torch.bool),
             theta_fisher=flat_params(model, layout).clone(),
             row_group=gm.row_group.clone(),
             group_members=gm.group_members.clone(),
             group_sizes=gm.group_sizes.clone(),
-            rows=gm.G if cfg.mode == "exact" else None,
+            rows=rows,
             fingerprint=model_fingerprint(model),
             prepare_seconds=time.perf_counter() - t0,
         )
@@ -251,7 +271,11 @@ class ErasureState:
         n_after = self.n_remaining - k
         inverse, rows, sizes, members = self.inverse, self.rows, self.group_sizes, self.group_members
         if self.config.mode == "exact":
-            inverse, rows, sizes, members = self._leave_out(model, forget, n_after)
+            # at θ_F (the first request after prepare) the per-sample gradients just computed
+            # are the empirical-Fisher rows that shrinking groups lose: no second gradient pass
+            at_fisher = torch.equal(flat_params(model, self.layout), self.theta_fisher)
+            reuse = gm.G if at_fisher and self.config.curvature == "empirical" else None
+            inverse, rows, sizes, members = self._leave_out(model, forget, n_after, reuse)
         delta = inverse.solve(v)
         if not bool(torch.isfinite(delta).all()):
             raise NumericalError("the SSSE direction F⁻¹v has NaN/Inf entries")
@@ -273,9 +297,13 @@ class ErasureState:
         )
 
     def _leave_out(
-        self, model: nn.Module, forget: ArrayDataset, n_after: int
+        self, model: nn.Module, forget: ArrayDataset, n_after: int,
+        forget_rows: Tensor | None = None,
     ) -> tuple[BlockDiagonalInverse, Tensor | None, Tensor, Tensor]:
-        """Exact Fisher of the remaining data: drop or re-average the rows holding S."""
+        """Exact Fisher of the remaining data: drop or re-average the rows holding S.
+
+        ``forget_rows`` (k, d): the samples' curvature rows at θ_F in ``forget`` order, when
+        already known; otherwise they are computed for the samples of shrinking groups."""
         assert self.rows is not None
         cfg = self.config
         members, sizes = self.group_members.clone(), self.group_sizes.clone()
@@ -289,13 +317,16 @@ class ErasureState:
         n_groups_after = int((sizes > 0).sum()) - int(emptied.numel())
         N = n_after if cfg.normalizer_kind == "samples" else n_groups_after
         inverse = self.inverse
-        new_rows = self.rows.clone()
+        new_rows = self.rows  # shared (never modified in place) unless a group shrinks
         if shrunk.numel():
             # g_b' = (|b|·g_b − Σ_{i∈S∩b} g_i) / (|b| − |S∩b|), per-sample g_i at θ_F
-            theta_model = with_params(model, self.layout, self.theta_fisher)
             gone = members[shrunk][remove[shrunk]]
-            sub = forget.subset(gone)
-            g_rm = build_rows(theta_model, sub.x, sub.y, sub.ids, cfg, group_size=1).G.double()
+            if forget_rows is not None:
+                g_rm = forget_rows[forget.positions(gone)].double()
+            else:
+                theta_model = with_params(model, self.layout, self.theta_fisher)
+                sub = forget.subset(gone)
+                g_rm = build_rows(theta_model, sub.x, sub.y, sub.ids, cfg, group_size=1).G.double()
             owner = torch.repeat_interleave(torch.arange(shrunk.numel()), remove[shrunk].sum(dim=1))
             sums = torch.zeros(shrunk.numel(), g_rm.shape[1], dtype=torch.float64)
             sums.index_add_(0, owner, g_rm)
@@ -304,6 +335,7 @@ class ErasureState:
             old = self.rows[ridx].double()
             new = (b[:, None] * old - sums) / (b - kb)[:, None]
             inverse = inverse.replace_rows(ridx, new, N, old_values=old)
+            new_rows = self.rows.clone()
             new_rows[ridx] = new.to(new_rows.dtype)
         if emptied.numel():
             ridx = rows_of(emptied)
@@ -400,7 +432,7 @@ class ErasureState:
         state = cls(
             config=cfg,
             layout=layout,
-            inverse=inv,
+            inverse=share_rows(inv, t.get("rows")),
             sample_ids=t["sample_ids"],
             erased=t["erased"].bool(),
             theta_fisher=t["theta_fisher"],
