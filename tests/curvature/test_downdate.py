@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from unlearnkit.curvature.block_inverse import BlockDiagonalInverse, IndexBlock
-from unlearnkit.curvature.solvers import SOLVERS, BlockInverse
+from unlearnkit.curvature.solvers import SOLVERS, BlockInverse, load_block_inverse
 from unlearnkit.errors import (
     AlreadyErasedError,
     ConfigError,
@@ -243,6 +243,12 @@ def test_woodbury_incremental_downdate_leaves_the_original_unchanged() -> None:
     down = inv.downdate(torch.tensor([0, 4, 9]), 7.0, how="incremental")
     again = down.downdate(torch.tensor([5]), 6.0, how="incremental")
     assert down.L is inv.L and again.L is inv.L  # the build's factor, shared
+    assert torch.equal(again._W[:, :3], down._W)  # [M⁻¹]_{:,S} columns reused, one new
+    state = again.state_dict()
+    assert torch.equal(load_block_inverse(state).solve(V), again.solve(V))
+    state["dropped"] = state["dropped"][:2]
+    with pytest.raises(ConfigError, match="saved downdate factors"):
+        load_block_inverse(state)
     assert unchanged(inv, snap) and torch.equal(inv.solve(V), before)
     keep = [1, 2, 3, 6, 7, 8]
     assert rel(again.solve(V), fresh_solve(G[keep], 0.02, 6.0, V)) < 1e-10

@@ -295,10 +295,14 @@ def test_downdate_plan_by_hand() -> None:
     # m = 3 500 rows, 100 removed (the mnist5k linear block): 8 PCG iterations (+1 check)
     how, inc, ref = downdate_plan(3500, 100, 3400, 3500, 3500 / 3400)
     b = 3500
-    assert inc == 2 * b * b * 100 + 100 * 100 * b + 100**3 / 3 + BLAS2_WEIGHT * 9 * 3 * b * b
+    assert inc == (2 * b * b * 100 + 100 * 100 * b + 100**3 / 3
+                   + BLAS2_WEIGHT * 9 * (3 * b * b + 2 * b * 100))
     assert ref == 3400**3 / 3 + BLAS2_WEIGHT * 2 * 3400**2
     assert how == "incremental"
-    assert downdate_plan(3500, 1000, 2500, 3500, 3500 / 2500)[0] == "refactor"
+    # 500 dropped rows, all new: refactor; in a sequence (100 new, 400 reused): incremental
+    assert downdate_plan(3500, 500, 3000, 3500, 3500 / 3000)[0] == "refactor"
+    assert downdate_plan(3500, 500, 3000, 3500, 3500 / 3000, n_new=100)[0] == "incremental"
+    assert downdate_plan(3500, 1000, 2500, 3500, 3500 / 2500, n_new=100)[0] == "refactor"
     assert downdate_plan(20, 2, 18, 20, 20 / 18)[0] == "refactor"  # tiny blocks: refactor
 
 
