@@ -4,7 +4,7 @@ The SSSE paper (Peste et al. 2021, §4) prepares the grouped empirical Fisher of
 CIFAR-10 (groups of 10 gradients → 5 000 rows, blocks of at most 70 000 parameters) and
 erases with one step. Real CIFAR-10 cannot be downloaded here, so this benchmark uses
 synthetic data of exactly CIFAR-10's shape and size (50 000 train + 10 000 test images,
-3×32×32, 10 classes): a smooth per-class template plus pixel noise, learnable but noisy. The
+3×32×32, 10 classes): a faint smooth per-class template under unit pixel noise. The
 timings depend on the shapes, not on the pixels; the accuracies are those of this synthetic
 task, reported only to show the erased model behaves (the same code reads real CIFAR-10 with
 ``load_dataset("cifar10", root=...)``).
@@ -44,12 +44,17 @@ from unlearnkit.training import SGDRecipe, evaluate_accuracy, train
 EPS_GRID = [float(e) for e in np.round(np.logspace(-3, 1, 21), 6)]
 
 
-def synthetic_cifar(n: int, seed: int, templates: torch.Tensor, id_offset: int) -> ArrayDataset:
-    """n images of CIFAR-10's shape: 0.6·template[class] + N(0, 1) noise, balanced classes."""
+def synthetic_cifar(n: int, seed: int, templates: torch.Tensor, id_offset: int,
+                    signal: float) -> ArrayDataset:
+    """n images of CIFAR-10's shape: signal·template[class] + N(0, 1) noise, balanced classes.
+
+    At signal 0.05 a logistic regression on 4×4-pooled pixels reaches 55% test accuracy
+    (0.08: 85%), so the task is learnable but not trivially separable.
+    """
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 10
     y = y[torch.randperm(n, generator=g)]
-    x = 0.6 * templates[y] + torch.randn(n, 3, 32, 32, generator=g)
+    x = signal * templates[y] + torch.randn(n, 3, 32, 32, generator=g)
     return ArrayDataset(name="synthetic-cifar10", x=x.float(), y=y.long(),
                         ids=torch.arange(id_offset, id_offset + n, dtype=torch.int64),
                         task="multiclass", classes=tuple(str(c) for c in range(10)))
@@ -151,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--block-size", type=int, default=70_000)
     ap.add_argument("--damping", type=float, default=1e-3)
     ap.add_argument("--modes", default="paper,exact")
+    ap.add_argument("--signal", type=float, default=0.05,
+                    help="template amplitude of the synthetic images (noise std 1)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     dev = torch.device(args.device)
@@ -163,8 +170,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     st = Stages(args.out, dev, result)
     templates = make_templates(args.seed)
-    train_set = synthetic_cifar(args.n_train, args.seed + 1, templates, 0)
-    test_set = synthetic_cifar(args.n_test, args.seed + 2, templates, args.n_train)
+    train_set = synthetic_cifar(args.n_train, args.seed + 1, templates, 0, args.signal)
+    test_set = synthetic_cifar(args.n_test, args.seed + 2, templates, args.n_train,
+                               args.signal)
     gen = torch.Generator().manual_seed(args.seed + 3)
     forget_ids = train_set.ids[torch.randperm(args.n_train, generator=gen)[:args.k]]
     keep = ~torch.isin(train_set.ids, forget_ids)
