@@ -254,3 +254,15 @@ def test_woodbury_incremental_downdate_leaves_the_original_unchanged() -> None:
     assert rel(again.solve(V), fresh_solve(G[keep], 0.02, 6.0, V)) < 1e-10
     with pytest.raises(AlreadyErasedError):
         again.downdate(torch.tensor([4]), 5.0, how="incremental")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_woodbury_incremental_downdates_on_cuda_match_fresh_fp64() -> None:
+    G, V = rand(0, 40, 60), rand(1, 60, 2)
+    inv = SOLVERS.get("woodbury")().build(G.cuda(), 0.01, 40.0)
+    d = inv.downdate(torch.tensor([3, 9, 30]), 37.0, how="incremental")
+    d = d.downdate(torch.tensor([11]), 36.0, how="incremental")
+    d = load_block_inverse({k: t for k, t in d.state_dict().items()})
+    keep = [i for i in range(40) if i not in (3, 9, 11, 30)]
+    assert d.device.type == "cuda" and d.basis.numel() == 40
+    assert rel(d.solve(V.cuda()).cpu(), fresh_solve(G[keep], 0.01, 36.0, V)) < 1e-8

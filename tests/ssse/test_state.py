@@ -303,3 +303,25 @@ def test_exact_state_holds_the_rows_once(tmp_path, blobs, mlp):
     a, _ = st1.erase(m1, blobs.subset(blobs.ids[[8, 9]]))
     b, _ = loaded.erase(m1, blobs.subset(blobs.ids[[8, 9]]))
     assert torch.equal(flat_params(a, state.layout), flat_params(b, state.layout))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_exact_sequence_on_cuda_with_the_kept_factor_and_a_reload(tmp_path, blobs, mlp, monkeypatch):
+    """The incremental Woodbury path and a state saved/loaded mid-sequence with a GPU model
+    (θ_F then lives on the CPU) give the CPU's erasure."""
+    import copy
+
+    from unlearnkit.curvature.solvers import woodbury
+
+    monkeypatch.setattr(woodbury, "downdate_plan", lambda *a: ("incremental", 0.0, 1.0))
+    cfg = ErasureConfig(blocks="full", solver="woodbury", damping=5e-3, mode="exact")
+    out = {}
+    for dev in ("cpu", "cuda"):
+        model = copy.deepcopy(mlp).to(dev)
+        state = ErasureState.prepare(model, blobs, cfg)
+        m1, state = state.erase(model, blobs.subset(blobs.ids[[0, 5]]), eps=1.0)
+        state.save(tmp_path / dev)
+        state = ErasureState.load(tmp_path / dev, m1)
+        m2, _ = state.erase(m1, blobs.subset(blobs.ids[[9, 10, 11]]), eps=1.0)
+        out[dev] = flat_params(m2, state.layout).double().cpu()
+    torch.testing.assert_close(out["cuda"], out["cpu"], rtol=1e-5, atol=1e-6)

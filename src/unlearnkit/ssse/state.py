@@ -273,7 +273,8 @@ class ErasureState:
         if self.config.mode == "exact":
             # at θ_F (the first request after prepare) the per-sample gradients just computed
             # are the empirical-Fisher rows that shrinking groups lose: no second gradient pass
-            at_fisher = torch.equal(flat_params(model, self.layout), self.theta_fisher)
+            theta_now = flat_params(model, self.layout).to(self.theta_fisher.device)
+            at_fisher = torch.equal(theta_now, self.theta_fisher)
             reuse = gm.G if at_fisher and self.config.curvature == "empirical" else None
             inverse, rows, sizes, members = self._leave_out(model, forget, n_after, reuse)
         delta = inverse.solve(v)
