@@ -365,3 +365,21 @@ def test_woodbury_sharing_keeps_one_copy_of_the_rows() -> None:
     assert shared.G is G and torch.equal(shared.solve(G[0]), inv.solve(G[0]))
     with pytest.raises(ConfigError, match="differ"):
         inv.sharing(G + 1)
+
+
+def test_downdate_plan_with_replaced_rows_by_hand() -> None:
+    """k replaced rows bordered onto the factor add 2·b²·k + 2·b·s·k + k³/3 and 2·m·k per PCG
+    iteration; a CIFAR-like grouped request (5 000 rows, 100 shrunk, N 50 000 → 49 900) is
+    incremental, and with 1 000 stale rows (10 such requests) a refactor is cheaper."""
+    from unlearnkit.curvature.solvers.pcg import pcg_iterations
+    from unlearnkit.curvature.solvers.woodbury import BLAS2_WEIGHT, downdate_plan
+
+    b, k, kappa = 5000, 100, 50_000 / 49_900
+    how, inc, ref = downdate_plan(b, k, b, b, kappa, k, k)
+    it = pcg_iterations(kappa) + 1
+    assert inc == pytest.approx(2 * b * b * k + k * k * b + k**3 / 3
+                                + BLAS2_WEIGHT * it * (3 * b * b + 2 * b * k)
+                                + 2 * b * b * k + 2 * b * k * k + k**3 / 3
+                                + BLAS2_WEIGHT * it * 2 * b * k, rel=1e-14)
+    assert ref == b**3 / 3 + BLAS2_WEIGHT * 2 * b * b and how == "incremental"
+    assert downdate_plan(b, 1000, b, b, 50_000 / 49_000, 100, 1000)[0] == "refactor"

@@ -325,3 +325,44 @@ def test_exact_sequence_on_cuda_with_the_kept_factor_and_a_reload(tmp_path, blob
         m2, _ = state.erase(m1, blobs.subset(blobs.ids[[9, 10, 11]]), eps=1.0)
         out[dev] = flat_params(m2, state.layout).double().cpu()
     torch.testing.assert_close(out["cuda"], out["cpu"], rtol=1e-5, atol=1e-6)
+
+
+def test_grouped_exact_sequence_on_the_kept_woodbury_factor(tmp_path, blobs, mlp, monkeypatch):
+    """Groups of 4 with the kept factor forced (shrunk groups' rows bordered onto the build's
+    factor, emptied groups dropped, PCG for N): three requests with a save/load after the
+    second equal a fresh dense fp64 leave-out; the state's rows are shared by the Woodbury
+    block (one copy per state) and the old state still erases as before."""
+    from unlearnkit.curvature.solvers import woodbury
+
+    monkeypatch.setattr(woodbury, "downdate_plan", lambda *a: ("incremental", 0.0, 1.0))
+    cfg = ErasureConfig(blocks="full", solver="woodbury", damping=5e-2, mode="exact", group_size=4)
+    state0 = state = ErasureState.prepare(mlp, blobs, cfg)
+    members = state.group_members.clone()
+    rows0 = state.rows.clone()
+    model, gone = mlp, []
+    for step, idx in enumerate(([2, 3, 17], [0, 1, 4, 18, 40], [5, 41])):
+        forget = blobs.subset(blobs.ids[idx])
+        new_model, new_state = state.erase(model, forget, eps=1.0)
+        gone += forget.ids.tolist()
+        F, n_after = brute_exact_step(model, mlp, blobs, members, gone, 5e-2)
+        v = loop_grads(model, forget).sum(0)
+        want = flat_params(model, state.layout).double() + torch.linalg.solve(F, v) / n_after
+        got = flat_params(new_model, state.layout).double()
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-6), step
+        wood = new_state.inverse.entries[0].inverse
+        assert wood.L is state0.inverse.entries[0].inverse.L or step == 2  # reloaded at 2
+        assert wood.stale.numel() > 0 and wood.basis.numel() == len(members)
+        assert wood.G.untyped_storage().data_ptr() == new_state.rows.untyped_storage().data_ptr()
+        if step == 1:
+            new_state.save(tmp_path / "st")
+            new_state = ErasureState.load(tmp_path / "st", new_model)
+            w2 = new_state.inverse.entries[0].inverse
+            assert w2.G.untyped_storage().data_ptr() == new_state.rows.untyped_storage().data_ptr()
+            assert torch.equal(w2.stale, wood.stale)
+        state, model = new_state, new_model
+    assert torch.equal(state0.rows, rows0)  # the first state is unchanged and still usable
+    a, _ = state0.erase(mlp, blobs.subset(blobs.ids[[2, 3, 17]]))
+    F, n_after = brute_exact_step(mlp, mlp, blobs, members, blobs.ids[[2, 3, 17]].tolist(), 5e-2)
+    v = loop_grads(mlp, blobs.subset(blobs.ids[[2, 3, 17]])).sum(0)
+    want = flat_params(mlp, state0.layout).double() + torch.linalg.solve(F, v) / n_after
+    assert torch.allclose(flat_params(a, state0.layout).double(), want, rtol=1e-4, atol=1e-6)

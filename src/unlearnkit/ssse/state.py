@@ -103,8 +103,9 @@ def _layout_dict(layout: ParamLayout) -> dict[str, Any]:
 
 
 def share_rows(inverse: BlockDiagonalInverse, rows: Tensor | None) -> BlockDiagonalInverse:
-    """Woodbury blocks whose stored G equals the exact-mode rows' columns hold a view of
-    ``rows`` instead of a second copy (the rows matrix is then in memory once)."""
+    """Woodbury blocks whose stored rows (G with its replaced-row patch) equal the exact-mode
+    rows' columns hold a view of ``rows`` instead of a second copy (the rows matrix is then in
+    memory once)."""
     if rows is None:
         return inverse
     entries = []
@@ -113,9 +114,10 @@ def share_rows(inverse: BlockDiagonalInverse, rows: Tensor | None) -> BlockDiago
         if isinstance(inv, WoodburyInverse) and isinstance(e.sel, slice) \
                 and tuple(inv.G.shape) == (rows.shape[0], e.index.numel()) \
                 and inv.G.dtype == rows.dtype and inv.G.device == rows.device:
-            view = rows[:, e.sel]
-            if torch.equal(view, inv.G):
-                inv = inv.sharing(view)
+            try:  # equal outside the replaced-row patch and on it
+                inv = inv.sharing(rows[:, e.sel])
+            except ConfigError:
+                pass
         entries.append(BlockEntry(e.name, e.index, e.sel, inv, e.reason))
     return BlockDiagonalInverse(entries, inverse.d)
 
@@ -340,6 +342,9 @@ class ErasureState:
             inverse = inverse.replace_rows(ridx, new, N, old_values=old)
             new_rows = self.rows.clone()
             new_rows[ridx] = new.to(new_rows.dtype)
+            # Woodbury blocks keep G shared plus a patch of the replaced rows: point them at
+            # the new rows so that the old rows are freed with the old state (one copy each)
+            inverse = share_rows(inverse, new_rows)
         if emptied.numel():
             ridx = rows_of(emptied)
             inverse = inverse.downdate(ridx, N, row_values=self.rows[ridx])
