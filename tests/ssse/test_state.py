@@ -331,7 +331,8 @@ def test_grouped_exact_sequence_on_the_kept_woodbury_factor(tmp_path, blobs, mlp
     """Groups of 4 with the kept factor forced (shrunk groups' rows bordered onto the build's
     factor, emptied groups dropped, PCG for N): three requests with a save/load after the
     second equal a fresh dense fp64 leave-out; the state's rows are shared by the Woodbury
-    block (one copy per state) and the old state still erases as before."""
+    block, and a request does not copy them (the re-averaged rows go to a patch, written as
+    plain rows on save); the old state still erases as before."""
     from unlearnkit.curvature.solvers import woodbury
 
     monkeypatch.setattr(woodbury, "downdate_plan", lambda *a: ("incremental", 0.0, 1.0))
@@ -353,12 +354,16 @@ def test_grouped_exact_sequence_on_the_kept_woodbury_factor(tmp_path, blobs, mlp
         assert wood.L is state0.inverse.entries[0].inverse.L or step == 2  # reloaded at 2
         assert wood.stale.numel() > 0 and wood.basis.numel() == len(members)
         assert wood.G.untyped_storage().data_ptr() == new_state.rows.untyped_storage().data_ptr()
+        assert torch.equal(wood.effective_rows(), new_state.current_rows())
+        if step < 2:  # no copy of the rows per request: the replaced ones are in a patch
+            assert new_state.rows is state0.rows and new_state.row_patch is not None
         if step == 1:
             new_state.save(tmp_path / "st")
             new_state = ErasureState.load(tmp_path / "st", new_model)
             w2 = new_state.inverse.entries[0].inverse
             assert w2.G.untyped_storage().data_ptr() == new_state.rows.untyped_storage().data_ptr()
-            assert torch.equal(w2.stale, wood.stale)
+            assert torch.equal(w2.stale, wood.stale) and new_state.row_patch is None
+            assert torch.equal(new_state.rows, wood.effective_rows())
         state, model = new_state, new_model
     assert torch.equal(state0.rows, rows0)  # the first state is unchanged and still usable
     a, _ = state0.erase(mlp, blobs.subset(blobs.ids[[2, 3, 17]]))

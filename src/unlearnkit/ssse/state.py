@@ -135,11 +135,14 @@ class ErasureState:
     row_group: Tensor  # (m,) group of each row
     group_members: Tensor  # (n_groups, g) sample ids (PAD_ID padded), current members
     group_sizes: Tensor  # (n_groups,) current member counts (0 = removed)
-    rows: Tensor | None  # (m, d) current row values; kept in exact mode only
+    rows: Tensor | None  # (m, d) row values at prepare/load (read-only); exact mode only
     fingerprint: str  # of the model the state currently applies to
     ledger: tuple[dict[str, Any], ...] = ()
     prepare_seconds: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
+    #: rows re-averaged since (shrunk groups): (ids (p,), current values (p, d)); ``rows`` is
+    #: then shared between the states of a sequence instead of copied per request
+    row_patch: tuple[Tensor, Tensor] | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -207,6 +210,29 @@ class ErasureState:
             f"group_size={c.group_size}\n{self.inverse.describe()}"
         )
 
+    def rows_at(self, ridx: Tensor) -> Tensor:
+        """Current values of the rows ``ridx`` (a new (len(ridx), d) tensor)."""
+        assert self.rows is not None
+        out = self.rows[ridx]
+        if self.row_patch is not None:
+            pid, values = self.row_patch
+            pos = torch.full((self.rows.shape[0],), -1, dtype=torch.int64)
+            pos[pid] = torch.arange(pid.numel())
+            at = pos[ridx]
+            hit = torch.nonzero(at >= 0).reshape(-1)
+            if hit.numel():
+                out[hit.to(out.device)] = values[at[hit].to(values.device)]
+        return out
+
+    def current_rows(self) -> Tensor | None:
+        """(m, d) current row values (exact mode): ``rows`` itself, or a patched copy."""
+        if self.rows is None or self.row_patch is None:
+            return self.rows
+        out = self.rows.clone()
+        pid, values = self.row_patch
+        out[pid.to(out.device)] = values
+        return out
+
     # ------------------------------------------------------------------ validation
     def check_model(self, model: nn.Module) -> None:
         """The model must have this state's layout and be the model the state applies to."""
@@ -271,14 +297,15 @@ class ErasureState:
         if self.config.regularized_step:
             v = v + k * self.config.l2 * theta
         n_after = self.n_remaining - k
-        inverse, rows, sizes, members = self.inverse, self.rows, self.group_sizes, self.group_members
+        inverse, sizes, members = self.inverse, self.group_sizes, self.group_members
+        patch = self.row_patch
         if self.config.mode == "exact":
             # at θ_F (the first request after prepare) the per-sample gradients just computed
             # are the empirical-Fisher rows that shrinking groups lose: no second gradient pass
             theta_now = flat_params(model, self.layout).to(self.theta_fisher.device)
             at_fisher = torch.equal(theta_now, self.theta_fisher)
             reuse = gm.G if at_fisher and self.config.curvature == "empirical" else None
-            inverse, rows, sizes, members = self._leave_out(model, forget, n_after, reuse)
+            inverse, patch, sizes, members = self._leave_out(model, forget, n_after, reuse)
         delta = inverse.solve(v)
         if not bool(torch.isfinite(delta).all()):
             raise NumericalError("the SSSE direction F⁻¹v has NaN/Inf entries")
@@ -292,18 +319,22 @@ class ErasureState:
             delta=delta,
             scale=1.0 / n_after,
             next_inverse=inverse,
-            next_rows=rows,
+            next_rows=self.rows,
             next_sizes=sizes,
             next_members=members,
             next_erased=erased,
             seconds=time.perf_counter() - t0,
+            next_row_patch=patch,
         )
 
     def _leave_out(
         self, model: nn.Module, forget: ArrayDataset, n_after: int,
         forget_rows: Tensor | None = None,
-    ) -> tuple[BlockDiagonalInverse, Tensor | None, Tensor, Tensor]:
+    ) -> tuple[BlockDiagonalInverse, tuple[Tensor, Tensor] | None, Tensor, Tensor]:
         """Exact Fisher of the remaining data: drop or re-average the rows holding S.
+
+        Returns the new inverse, the new row patch (``rows`` is never copied or modified),
+        the group sizes and members.
 
         ``forget_rows`` (k, d): the samples' curvature rows at θ_F in ``forget`` order, when
         already known; otherwise they are computed for the samples of shrinking groups."""
@@ -320,7 +351,7 @@ class ErasureState:
         n_groups_after = int((sizes > 0).sum()) - int(emptied.numel())
         N = n_after if cfg.normalizer_kind == "samples" else n_groups_after
         inverse = self.inverse
-        new_rows = self.rows  # shared (never modified in place) unless a group shrinks
+        patch = self.row_patch  # ``rows`` is shared (never modified in place)
         if shrunk.numel():
             # g_b' = (|b|·g_b − Σ_{i∈S∩b} g_i) / (|b| − |S∩b|), per-sample g_i at θ_F
             gone = members[shrunk][remove[shrunk]]
@@ -337,22 +368,18 @@ class ErasureState:
             b = sizes[shrunk].double().to(dev)
             kb = lost[lost < sizes[hit_groups]].double().to(dev)
             ridx = rows_of(shrunk)
-            old = self.rows[ridx].double()
+            old = self.rows_at(ridx).double()
             new = (b[:, None] * old - sums) / (b - kb)[:, None]
             inverse = inverse.replace_rows(ridx, new, N, old_values=old)
-            new_rows = self.rows.clone()
-            new_rows[ridx] = new.to(new_rows.dtype)
-            # Woodbury blocks keep G shared plus a patch of the replaced rows: point them at
-            # the new rows so that the old rows are freed with the old state (one copy each)
-            inverse = share_rows(inverse, new_rows)
+            patch = _patched(patch, ridx, new.to(device=self.rows.device, dtype=self.rows.dtype))
         if emptied.numel():
             ridx = rows_of(emptied)
-            inverse = inverse.downdate(ridx, N, row_values=self.rows[ridx])
+            inverse = inverse.downdate(ridx, N, row_values=self.rows_at(ridx))
         if not shrunk.numel() and not emptied.numel():
             inverse = inverse.downdate(torch.empty(0, dtype=torch.int64), N, row_values=None)
         members[remove] = PAD_ID
         sizes[hit_groups] -= lost
-        return inverse, new_rows, sizes, members
+        return inverse, patch, sizes, members
 
     def erase(self, model: nn.Module, forget: ArrayDataset, eps: float = 1.0) -> tuple[nn.Module, ErasureState]:
         """Erase ``forget`` with scale ε: returns (new model, new state); inputs unchanged."""
@@ -380,7 +407,7 @@ class ErasureState:
                 "group_sizes": self.group_sizes,
             }
             if self.rows is not None:
-                tensors["rows"] = self.rows
+                tensors["rows"] = self.current_rows()  # the format keeps the current values
             st_sha = save_tensors(tmp / "state.safetensors", tensors)
             manifest = {
                 "format": "unlearnkit.ssse-state",
@@ -460,6 +487,21 @@ class ErasureState:
         return state
 
 
+def _patched(patch: tuple[Tensor, Tensor] | None, ridx: Tensor, values: Tensor
+             ) -> tuple[Tensor, Tensor]:
+    """A new row patch: ``patch`` with the rows ``ridx`` set to ``values`` (inputs unchanged)."""
+    if patch is None:
+        return ridx.clone(), values
+    pid, old = patch
+    fresh = ~torch.isin(ridx, pid)
+    ids = torch.cat([pid, ridx[fresh]])
+    out = torch.cat([old, values[fresh.to(values.device)]])
+    pos = torch.full((int(ids.max()) + 1,), -1, dtype=torch.int64)
+    pos[ids] = torch.arange(ids.numel())
+    out[pos[ridx].to(out.device)] = values
+    return ids, out
+
+
 def _rebuild_layout(names: list[str], shapes: list[list[int]]) -> ParamLayout:
     offsets, off = [], 0
     for s in shapes:
@@ -487,6 +529,7 @@ class ErasureRequest:
     next_members: Tensor
     next_erased: Tensor
     seconds: float
+    next_row_patch: tuple[Tensor, Tensor] | None = None
 
     def theta_for(self, eps: float) -> Tensor:
         """θ_t + ε/(n_t − k)·Δ (SSSE eq. 4)."""
@@ -519,6 +562,7 @@ class ErasureRequest:
             self.state,
             inverse=self.next_inverse,
             rows=self.next_rows,
+            row_patch=self.next_row_patch,
             group_sizes=self.next_sizes,
             group_members=self.next_members,
             erased=self.next_erased,
