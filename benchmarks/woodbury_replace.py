@@ -17,6 +17,7 @@ against the legacy one. Extra memory: bytes the request's inverse holds besides 
 
     flock /tmp/unlearnkit-cpu.lock python benchmarks/woodbury_replace.py \\
         --m 4000 --d 8000 --k 100 --requests 3 --out benchmarks/results/woodbury_replace.json
+    python benchmarks/woodbury_replace.py --device cuda --m 5000 --d 70000 --k 100
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from unlearnkit.curvature.solvers.woodbury import _factor
 def legacy_replace(inv: WoodburyInverse, rows: torch.Tensor, new: torch.Tensor,
                    normalizer: float) -> WoodburyInverse:
     """The replace_rows of the previous commit: clone G and K, new Gram rows, refactor."""
+    rows = rows.to(inv.G.device)
     G = inv.G.clone()
     G[rows] = new.to(G.dtype)
     C = gram_rows64(G.index_select(0, rows), G, inv.chunk_bytes)
@@ -50,11 +52,17 @@ def legacy_replace(inv: WoodburyInverse, rows: torch.Tensor, new: torch.Tensor,
                            rows=inv.rows.clone(), n_built=inv.n_built)
 
 
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
 def run(m: int, d: int, k: int, requests: int, group: int, damping: float,
-        seed: int) -> dict[str, Any]:
+        seed: int, device: str = "cpu") -> dict[str, Any]:
+    dev = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
-    G = torch.randn(m, d, generator=gen) / d**0.5
-    v = torch.randn(d, generator=gen, dtype=F64)
+    G = (torch.randn(m, d, generator=gen) / d**0.5).to(dev)
+    v = torch.randn(d, generator=gen, dtype=F64).to(dev)
     n0 = float(m * group)
     t0 = time.perf_counter()
     base = SOLVERS.get("woodbury")().build(G, damping, n0)
@@ -63,13 +71,17 @@ def run(m: int, d: int, k: int, requests: int, group: int, damping: float,
     reqs = []
     for i in range(requests):
         r = torch.randperm(m, generator=gen)[:k].sort().values
-        reqs.append((r, torch.randn(k, d, generator=gen) / d**0.5, n0 - k * (i + 1)))
+        reqs.append((r, (torch.randn(k, d, generator=gen) / d**0.5).to(dev), n0 - k * (i + 1)))
     out: dict[str, Any] = {"build_s": build_s}
     answers: dict[str, list[torch.Tensor]] = {}
     for name in ("legacy", "refactor", "incremental", "auto"):
-        inv, times, extra = base, [], []
+        inv, times, extra, peak = base, [], [], []
         answers[name] = []
         for r, new, n in reqs:
+            _sync(dev)
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+                before = torch.cuda.memory_allocated(dev)
             t = time.perf_counter()
             if name == "legacy":
                 inv = legacy_replace(inv, r, new, n)
@@ -80,8 +92,11 @@ def run(m: int, d: int, k: int, requests: int, group: int, damping: float,
                 shared += base.L.numel() * 8 if inv.L is base.L else 0
                 extra.append(inv.memory_bytes() - shared)
             answers[name].append(inv.solve(v))
+            _sync(dev)
             times.append(time.perf_counter() - t)
-        out[name] = {"seconds": times, "extra_bytes": extra,
+            if dev.type == "cuda":  # peak GPU memory of the request above what was held
+                peak.append(torch.cuda.max_memory_allocated(dev) - before)
+        out[name] = {"seconds": times, "extra_bytes": extra, "peak_extra_gpu_bytes": peak,
                      "shares_build_factor": bool(inv.L is base.L)}
     for name in ("refactor", "incremental", "auto"):
         out[name]["max_rel_diff_vs_legacy"] = max(
@@ -100,13 +115,15 @@ def main() -> None:
     ap.add_argument("--damping", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     res = {"config": vars(a) | {"out": None if a.out is None else str(a.out)},
            "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
            "threads": torch.get_num_threads(),
-           **run(a.m, a.d, a.k, a.requests, a.group, a.damping, a.seed)}
+           "device": torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu",
+           **run(a.m, a.d, a.k, a.requests, a.group, a.damping, a.seed, a.device)}
     text = json.dumps(res, indent=2)
     print(text)
     if a.out is not None:

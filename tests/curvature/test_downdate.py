@@ -393,3 +393,21 @@ def test_woodbury_states_saved_before_the_patch_load() -> None:
     bad["stale"] = torch.tensor([1, 6])
     with pytest.raises(ConfigError, match="replaced rows"):
         load_block_inverse(bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_woodbury_replace_rows_on_cuda_match_fresh_fp64() -> None:
+    G, V = rand(0, 40, 60), rand(1, 60, 2)
+    inv = SOLVERS.get("woodbury")().build(G.float().cuda(), 0.01, 400.0)
+    new = rand(2, 3, 60)
+    out = inv.replace_rows(torch.tensor([3, 9, 30]), new, 397.0, how="incremental")
+    out = out.downdate(torch.tensor([11]), 396.0, how="incremental")
+    out = load_block_inverse({k: t for k, t in out.state_dict().items()})
+    out = out.replace_rows(torch.tensor([9]), new[:1] * 2, 395.0, how="incremental")
+    cur = G.float().double()
+    cur[[3, 9, 30]] = new.float().double()
+    cur[9] = (new[0] * 2).float().double()
+    keep = [i for i in range(40) if i != 11]
+    assert out.device.type == "cuda" and out.L is not None and out.stale.tolist() == [3, 9, 30]
+    assert rel(out.solve(V.cuda()).cpu(), fresh_solve(cur[keep], 0.01, 395.0, V)) < 1e-8
+    assert torch.equal(out.effective_rows().cpu().double()[keep], cur[keep])
