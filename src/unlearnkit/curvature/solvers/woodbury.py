@@ -177,6 +177,7 @@ class WoodburyInverse(BlockInverse):
         self.stale = (torch.empty(0, dtype=torch.int64) if stale is None
                       else stale.to(torch.int64).cpu())
         self._direct: Tensor | None = None
+        self._D: Tensor | None = None
         self._derive(previous, dropped)
 
     # ------------------------------------------------------------------ the patched K'
@@ -195,7 +196,9 @@ class WoodburyInverse(BlockInverse):
         if not self.patch_ids.numel():
             return out
         p = self.patch_ids.to(zf.device)
-        D = self.patch_K - self.K.index_select(0, p)
+        if self._D is None:  # K'_{P,:} − K_{P,:}, once per object (p×m, like the patch)
+            self._D = self.patch_K - self.K.index_select(0, p)
+        D = self._D
         zp = zf.index_select(0, p)
         out.index_add_(0, p, D @ zf - D.index_select(1, p) @ zp)
         out += D.T @ zp
