@@ -36,9 +36,10 @@ differs from the one factorised), with T = active ∖ Q and shift N₀λ:
     A₀⁻¹b = [y_T − Z·x_Q ; x_Q],   y_T = A_TT⁻¹b_T,   x_Q = Σ⁻¹(b_Q − Zᵀb_T),
 
 where A_TT⁻¹ is the principal-submatrix identity above (the old values of Q join the dropped
-set S). Σ is the Schur complement of an SPD matrix, i.e. the block-Cholesky extension of the
-kept factor by the k new rows (Golub & Van Loan, *Matrix Computations*, §4.2): as stable as
-factorising A₀, unlike a 2k-rank Woodbury capacitance for the indefinite E. Cost O(m²·k +
+set S). Σ is the Schur complement of the SPD A₀, i.e. the block-Cholesky step that a
+factorisation of A₀ itself takes for the k new rows (Golub & Van Loan, *Matrix Computations*,
+§4.2), and SPD: unlike a 2k×2k Woodbury capacitance for the indefinite E (ill-conditioned
+when a row barely changes), nothing cancels that a refactor would not cancel too. Cost O(m²·k +
 k³) instead of O(m³/3); the shift change then goes through PCG as for downdates. Over a
 sequence Q accumulates (Z is rebuilt for all of Q, S reuses its columns) until
 :func:`downdate_plan` finds a refactor cheaper; a Σ that is not numerically PD falls back to
