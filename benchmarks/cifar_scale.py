@@ -107,13 +107,11 @@ class Stages:
         self.out.write_text(json.dumps(self.result, indent=2))
 
 
-def _solver_counts(describe: str) -> dict[str, int]:
-    """How many blocks each solver got (from the state's description lines)."""
+def _solver_counts(state: ErasureState) -> dict[str, int]:
+    """How many blocks each solver got."""
     counts: dict[str, int] = {}
-    for line in describe.splitlines()[2:]:
-        parts = line.split()
-        if len(parts) > 2 and parts[1].startswith("d_b="):
-            counts[parts[2]] = counts.get(parts[2], 0) + 1
+    for e in state.inverse.entries:
+        counts[e.inverse.method] = counts.get(e.inverse.method, 0) + 1
     return counts
 
 
@@ -201,9 +199,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if state is None:
             continue
         result[f"{mode}_state"] = {"describe": state.describe().splitlines()[:2],
-                                   "solvers": _solver_counts(state.describe()),
-                                   "memory_bytes": state.inverse.memory_bytes()
-                                   if hasattr(state.inverse, "memory_bytes") else None}
+                                   "solvers": _solver_counts(state),
+                                   "memory_bytes": state.inverse.memory_bytes()}
         erase_sweep(st, mode, state, orig, forget, data, ref)
         del state
         if dev.type == "cuda":

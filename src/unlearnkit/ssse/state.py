@@ -319,7 +319,6 @@ class ErasureState:
             delta=delta,
             scale=1.0 / n_after,
             next_inverse=inverse,
-            next_rows=self.rows,
             next_sizes=sizes,
             next_members=members,
             next_erased=erased,
@@ -524,7 +523,6 @@ class ErasureRequest:
     delta: Tensor
     scale: float  # 1 / (n_t − k)
     next_inverse: BlockDiagonalInverse
-    next_rows: Tensor | None
     next_sizes: Tensor
     next_members: Tensor
     next_erased: Tensor
@@ -561,7 +559,6 @@ class ErasureRequest:
         new_state = replace(
             self.state,
             inverse=self.next_inverse,
-            rows=self.next_rows,
             row_patch=self.next_row_patch,
             group_sizes=self.next_sizes,
             group_members=self.next_members,
