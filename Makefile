@@ -1,18 +1,25 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Installs use the lock of the tested environment (requirements-lock.txt): every fresh
+# machine gets exactly the versions CI passed with. `make test-latest` runs the same suite
+# against the newest versions pyproject.toml allows; `make lock` refreshes the lock.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+LOCK := requirements-lock.txt
+TORCH := torch==2.13.0
+LATEST := .venv-latest
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-latest lint install lock clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,ray]"
+# the CPU wheel first, so that no dependency pulls a CUDA build of torch
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -c $(LOCK) -e ".[dev,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,12 +28,32 @@ demo: $(STAMP)
 	$(BIN)/unlearnkit demo --out demo-out
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+test: lint
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 
+# the same lint and suite against the newest allowed versions, without the lock (drift on purpose)
+test-latest:
+	rm -rf $(LATEST)
+	$(PY) -m venv $(LATEST)
+	$(LATEST)/bin/pip install -q --upgrade pip
+	$(LATEST)/bin/pip install -q $(TORCH)
+	$(LATEST)/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[dev,ray]"
+	$(LATEST)/bin/pip freeze --exclude-editable > $(LATEST)/versions.txt
+	$(LATEST)/bin/ruff check src tests benchmarks examples
+	$(LATEST)/bin/ruff format --check src tests benchmarks examples
+	$(LATEST)/bin/python -m pytest tests -p no:cacheprovider
+
+# regenerate the lock from pyproject.toml's ranges (pip-tools); commit the result
+lock: | $(BIN)/python
+	$(BIN)/pip install -q pip-tools
+	echo "$(TORCH)" > $(VENV)/torch-pin.txt
+	$(BIN)/pip-compile --quiet --upgrade --strip-extras --extra dev --extra ray -c $(VENV)/torch-pin.txt \
+		--no-emit-find-links --no-emit-index-url --no-emit-trusted-host \
+		--output-file $(LOCK) pyproject.toml
+	sed -i -E 's/^(torch==[0-9.]+)\+[a-z0-9]+/\1/' $(LOCK)
+
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) $(LATEST) demo-out .pytest_cache

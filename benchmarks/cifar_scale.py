@@ -44,8 +44,9 @@ from unlearnkit.training import SGDRecipe, evaluate_accuracy, train
 EPS_GRID = [float(e) for e in np.round(np.logspace(-3, 1, 21), 6)]
 
 
-def synthetic_cifar(n: int, seed: int, templates: torch.Tensor, id_offset: int,
-                    signal: float) -> ArrayDataset:
+def synthetic_cifar(
+    n: int, seed: int, templates: torch.Tensor, id_offset: int, signal: float
+) -> ArrayDataset:
     """n images of CIFAR-10's shape: signal·template[class] + N(0, 1) noise, balanced classes.
 
     At signal 0.05 a logistic regression on 4×4-pooled pixels reaches 55% test accuracy
@@ -55,17 +56,21 @@ def synthetic_cifar(n: int, seed: int, templates: torch.Tensor, id_offset: int,
     y = torch.arange(n) % 10
     y = y[torch.randperm(n, generator=g)]
     x = signal * templates[y] + torch.randn(n, 3, 32, 32, generator=g)
-    return ArrayDataset(name="synthetic-cifar10", x=x.float(), y=y.long(),
-                        ids=torch.arange(id_offset, id_offset + n, dtype=torch.int64),
-                        task="multiclass", classes=tuple(str(c) for c in range(10)))
+    return ArrayDataset(
+        name="synthetic-cifar10",
+        x=x.float(),
+        y=y.long(),
+        ids=torch.arange(id_offset, id_offset + n, dtype=torch.int64),
+        task="multiclass",
+        classes=tuple(str(c) for c in range(10)),
+    )
 
 
 def make_templates(seed: int) -> torch.Tensor:
     """Ten smooth 3×32×32 class templates (8×8 Gaussian noise upsampled bilinearly)."""
     g = torch.Generator().manual_seed(seed)
     low = torch.randn(10, 3, 8, 8, generator=g)
-    return torch.nn.functional.interpolate(low, size=(32, 32), mode="bilinear",
-                                           align_corners=False)
+    return torch.nn.functional.interpolate(low, size=(32, 32), mode="bilinear", align_corners=False)
 
 
 class Stages:
@@ -92,14 +97,21 @@ class Stages:
             rec["ok"] = True
         except Exception as e:  # noqa: BLE001 - recorded, the next stages may still run
             value = None
-            rec.update(ok=False, seconds=time.perf_counter() - t, error=repr(e),
-                       traceback=traceback.format_exc()[-3000:])
+            rec.update(
+                ok=False,
+                seconds=time.perf_counter() - t,
+                error=repr(e),
+                traceback=traceback.format_exc()[-3000:],
+            )
         if self.device.type == "cuda":
             rec["peak_gpu_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         self.result["stages"][name] = rec
         self.write()
-        print(f"[{name}] {'ok' if rec['ok'] else 'FAILED'} {rec['seconds']:.2f} s"
-              + ("" if rec["ok"] else f"  {rec['error']}"), flush=True)
+        print(
+            f"[{name}] {'ok' if rec['ok'] else 'FAILED'} {rec['seconds']:.2f} s"
+            + ("" if rec["ok"] else f"  {rec['error']}"),
+            flush=True,
+        )
         return value
 
     def write(self) -> None:
@@ -119,9 +131,15 @@ def accuracies(model: torch.nn.Module, data: dict[str, ArrayDataset]) -> dict[st
     return {k: evaluate_accuracy(model, d) for k, d in data.items()}
 
 
-def erase_sweep(st: Stages, tag: str, state: ErasureState, orig: torch.nn.Module,
-                forget: ArrayDataset, data: dict[str, ArrayDataset],
-                ref: dict[str, float]) -> None:
+def erase_sweep(
+    st: Stages,
+    tag: str,
+    state: ErasureState,
+    orig: torch.nn.Module,
+    forget: ArrayDataset,
+    data: dict[str, ArrayDataset],
+    ref: dict[str, float],
+) -> None:
     """Time one request (cold, then warm) and sweep ε; store gaps to the Retrain."""
     st.run(f"{tag}/request_cold", lambda: state.request(orig, forget))
     req = st.run(f"{tag}/request_warm", lambda: state.request(orig, forget))
@@ -132,9 +150,13 @@ def erase_sweep(st: Stages, tag: str, state: ErasureState, orig: torch.nn.Module
         accs = [accuracies(req.apply(e), data) for e in EPS_GRID]
         gaps = [sum(abs(a[k] - ref[k]) for k in ref) for a in accs]
         i = int(np.argmin(gaps))
-        return {"eps": EPS_GRID, "accuracy": accs, "best_eps": EPS_GRID[i],
-                "accuracy_at_best": accs[i],
-                "gap_points_at_best": {k: 100 * abs(accs[i][k] - ref[k]) for k in ref}}
+        return {
+            "eps": EPS_GRID,
+            "accuracy": accs,
+            "best_eps": EPS_GRID[i],
+            "accuracy_at_best": accs[i],
+            "gap_points_at_best": {k: 100 * abs(accs[i][k] - ref[k]) for k in ref},
+        }
 
     st.result[f"{tag}_sweep"] = st.run(f"{tag}/eps_sweep", sweep)
     st.write()
@@ -154,25 +176,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--block-size", type=int, default=70_000)
     ap.add_argument("--damping", type=float, default=1e-3)
     ap.add_argument("--modes", default="paper,exact")
-    ap.add_argument("--signal", type=float, default=0.05,
-                    help="template amplitude of the synthetic images (noise std 1)")
+    ap.add_argument(
+        "--signal",
+        type=float,
+        default=0.05,
+        help="template amplitude of the synthetic images (noise std 1)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     dev = torch.device(args.device)
     torch.manual_seed(args.seed)
     result: dict[str, Any] = {
-        "benchmark": "cifar_scale", "torch": torch.__version__, "device": str(dev),
-        "device_name": (torch.cuda.get_device_name(dev) if dev.type == "cuda"
-                        else platform.processor() or platform.machine()),
+        "benchmark": "cifar_scale",
+        "torch": torch.__version__,
+        "device": str(dev),
+        "device_name": (
+            torch.cuda.get_device_name(dev)
+            if dev.type == "cuda"
+            else platform.processor() or platform.machine()
+        ),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     st = Stages(args.out, dev, result)
     templates = make_templates(args.seed)
     train_set = synthetic_cifar(args.n_train, args.seed + 1, templates, 0, args.signal)
-    test_set = synthetic_cifar(args.n_test, args.seed + 2, templates, args.n_train,
-                               args.signal)
+    test_set = synthetic_cifar(args.n_test, args.seed + 2, templates, args.n_train, args.signal)
     gen = torch.Generator().manual_seed(args.seed + 3)
-    forget_ids = train_set.ids[torch.randperm(args.n_train, generator=gen)[:args.k]]
+    forget_ids = train_set.ids[torch.randperm(args.n_train, generator=gen)[: args.k]]
     keep = ~torch.isin(train_set.ids, forget_ids)
     forget, retain = train_set.subset(forget_ids), train_set.subset(train_set.ids[keep])
     eval_retain = retain.subset(retain.ids[:5000])  # a fixed 5 000-sample subset (speed)
@@ -192,15 +222,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ref = result["accuracy"]["retrain"]
     st.write()
     for mode in args.modes.split(","):
-        cfg = ErasureConfig(task="multiclass", damping=args.damping, group_size=args.group_size,
-                            blocks="chunks", block_options={"size": args.block_size}, mode=mode,
-                            seed=args.seed)
+        cfg = ErasureConfig(
+            task="multiclass",
+            damping=args.damping,
+            group_size=args.group_size,
+            blocks="chunks",
+            block_options={"size": args.block_size},
+            mode=mode,
+            seed=args.seed,
+        )
         state = st.run(f"{mode}/prepare", lambda c=cfg: ErasureState.prepare(orig, train_set, c))
         if state is None:
             continue
-        result[f"{mode}_state"] = {"describe": state.describe().splitlines()[:2],
-                                   "solvers": _solver_counts(state),
-                                   "memory_bytes": state.inverse.memory_bytes()}
+        result[f"{mode}_state"] = {
+            "describe": state.describe().splitlines()[:2],
+            "solvers": _solver_counts(state),
+            "memory_bytes": state.inverse.memory_bytes(),
+        }
         erase_sweep(st, mode, state, orig, forget, data, ref)
         del state
         if dev.type == "cuda":
@@ -209,7 +247,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if s.get("retrain", {}).get("ok") and s.get("paper/request_warm", {}).get("ok"):
         result["retrain_over_request"] = {
             m: s["retrain"]["seconds"] / s[f"{m}/request_warm"]["seconds"]
-            for m in args.modes.split(",") if s.get(f"{m}/request_warm", {}).get("ok")}
+            for m in args.modes.split(",")
+            if s.get(f"{m}/request_warm", {}).get("ok")
+        }
     st.write()
     print(json.dumps({k: v for k, v in result.items() if k not in ("stages",)}, indent=1)[:4000])
     return result

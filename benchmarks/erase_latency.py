@@ -39,9 +39,21 @@ from pathlib import Path
 from typing import Any
 
 SETTINGS: dict[str, dict[str, Any]] = {
-    "linear": {"model": "linear", "recipe": {"name": "lbfgs", "l2": 1e-3, "tol": 1e-5}, "ssse": {"blocks": "per_layer", "damping": 1e-3, "group_size": 1}},
-    "cnn": {"model": "cnn", "recipe": {"name": "sgd", "epochs": 8, "batch_size": 64, "lr": 0.05}, "ssse": {"blocks": "per_layer", "damping": 1e-3, "group_size": 10}},
-    "linear-heads": {"model": "linear", "trained_as": "linear", "ssse": {"blocks": "per_output_head", "damping": 1e-3, "group_size": 1}},
+    "linear": {
+        "model": "linear",
+        "recipe": {"name": "lbfgs", "l2": 1e-3, "tol": 1e-5},
+        "ssse": {"blocks": "per_layer", "damping": 1e-3, "group_size": 1},
+    },
+    "cnn": {
+        "model": "cnn",
+        "recipe": {"name": "sgd", "epochs": 8, "batch_size": 64, "lr": 0.05},
+        "ssse": {"blocks": "per_layer", "damping": 1e-3, "group_size": 10},
+    },
+    "linear-heads": {
+        "model": "linear",
+        "trained_as": "linear",
+        "ssse": {"blocks": "per_output_head", "damping": 1e-3, "group_size": 1},
+    },
 }
 
 #: Where a request's time goes: (bucket, file suffix, function) whose cumulative time it is.
@@ -132,8 +144,12 @@ def _phase(args: tuple[str, str, str, int, int, int, int, float]) -> dict[str, A
         prof.enable()
         state.erase(orig, forget_set(repeats + 1), eps=1.0)
         prof.disable()
-        out.update(seconds=statistics.median(times[1:]), all_seconds=times, k=k,
-                   profile=_profile_buckets(prof))
+        out.update(
+            seconds=statistics.median(times[1:]),
+            all_seconds=times,
+            k=k,
+            profile=_profile_buckets(prof),
+        )
     elif phase == "sequence":  # chained requests: each from the previous model and state
         model, _ = load_model(wdir / f"{trained}-orig")
         st = ErasureState.load(wdir / f"{name}-state", model)
@@ -151,7 +167,9 @@ def _phase(args: tuple[str, str, str, int, int, int, int, float]) -> dict[str, A
             pool = sel.retain(pool)
         out.update(seconds=seq[1:], k=k, eps=eps, n_remaining=st.n_remaining, failed=failed)
     elif phase == "retrain":
-        forget = select_forget(mat.train, {"kind": "random", "fraction": k / len(mat.train)}, seed=0)
+        forget = select_forget(
+            mat.train, {"kind": "random", "fraction": k / len(mat.train)}, seed=0
+        )
         res = train(init, forget.retain(mat.train), make_recipe(setting["recipe"]), seed=0)
         out.update(seconds=res.seconds, k=k)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -160,15 +178,26 @@ def _phase(args: tuple[str, str, str, int, int, int, int, float]) -> dict[str, A
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", default="benchmarks/results/erase_latency.json")
-    ap.add_argument("--models", nargs="+", default=["linear", "cnn", "linear-heads"], choices=list(SETTINGS),
-                    help="settings to run (linear-heads needs linear before it)")
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=["linear", "cnn", "linear-heads"],
+        choices=list(SETTINGS),
+        help="settings to run (linear-heads needs linear before it)",
+    )
     ap.add_argument("--k", nargs="+", type=int, default=[1, 10, 100])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sequence", type=int, default=5, help="chained requests per k (0: none)")
-    ap.add_argument("--sequence-eps", type=float, default=0.1,
-                    help="ε of the chained requests (ε = 1 makes the cnn diverge within a few k = 100 steps)")
+    ap.add_argument(
+        "--sequence-eps",
+        type=float,
+        default=0.1,
+        help="ε of the chained requests (ε = 1 makes the cnn diverge within a few k = 100 steps)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     for i, m in enumerate(args.models):
@@ -199,28 +228,55 @@ def main() -> None:
         prep = next(r for r in results if r["model"] == m and r["phase"] == "prepare")
         trained = SETTINGS[m].get("trained_as", m)
         for k in args.k:
-            e = next(r for r in results if r["model"] == m and r["phase"] == "erase" and r.get("k") == k)
-            t = next(r for r in results if r["model"] == trained and r["phase"] == "retrain" and r.get("k") == k)
-            summary.append({
-                "model": m, "k": k, "erase_seconds": e["seconds"], "retrain_seconds": t["seconds"],
-                "speedup_retrain_over_erase": t["seconds"] / e["seconds"],
-                "prepare_seconds": prep["seconds"],
-                "speedup_incl_prepare": t["seconds"] / (e["seconds"] + prep["seconds"]),
-                "erase_peak_rss_mib": e["peak_rss_mib"], "retrain_peak_rss_mib": t["peak_rss_mib"],
-                "prepare_peak_rss_mib": prep["peak_rss_mib"],
-                "erase_profile": e["profile"],
-                "sequence_seconds": next((r["seconds"] for r in results if r["model"] == m
-                                          and r["phase"] == "sequence" and r.get("k") == k), []),
-            })
-    payload = {"machine": {"platform": platform.platform(), "cpus": mp.cpu_count(), "threads": args.threads,
-                           "loadavg_at_start": load_at_start},
-               "summary": summary, "raw": results}
+            e = next(
+                r for r in results if r["model"] == m and r["phase"] == "erase" and r.get("k") == k
+            )
+            t = next(
+                r
+                for r in results
+                if r["model"] == trained and r["phase"] == "retrain" and r.get("k") == k
+            )
+            summary.append(
+                {
+                    "model": m,
+                    "k": k,
+                    "erase_seconds": e["seconds"],
+                    "retrain_seconds": t["seconds"],
+                    "speedup_retrain_over_erase": t["seconds"] / e["seconds"],
+                    "prepare_seconds": prep["seconds"],
+                    "speedup_incl_prepare": t["seconds"] / (e["seconds"] + prep["seconds"]),
+                    "erase_peak_rss_mib": e["peak_rss_mib"],
+                    "retrain_peak_rss_mib": t["peak_rss_mib"],
+                    "prepare_peak_rss_mib": prep["peak_rss_mib"],
+                    "erase_profile": e["profile"],
+                    "sequence_seconds": next(
+                        (
+                            r["seconds"]
+                            for r in results
+                            if r["model"] == m and r["phase"] == "sequence" and r.get("k") == k
+                        ),
+                        [],
+                    ),
+                }
+            )
+    payload = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": mp.cpu_count(),
+            "threads": args.threads,
+            "loadavg_at_start": load_at_start,
+        },
+        "summary": summary,
+        "raw": results,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(payload, indent=2))
     for s in summary:
-        print(f"{s['model']:>12} k={s['k']:>4}: erase {s['erase_seconds']:.3f} s, retrain {s['retrain_seconds']:.1f} s "
-              f"→ {s['speedup_retrain_over_erase']:.0f}x (incl. prepare {s['speedup_incl_prepare']:.1f}x); "
-              f"peak RSS erase {s['erase_peak_rss_mib']} MiB vs retrain {s['retrain_peak_rss_mib']} MiB")
+        print(
+            f"{s['model']:>12} k={s['k']:>4}: erase {s['erase_seconds']:.3f} s, retrain {s['retrain_seconds']:.1f} s "
+            f"→ {s['speedup_retrain_over_erase']:.0f}x (incl. prepare {s['speedup_incl_prepare']:.1f}x); "
+            f"peak RSS erase {s['erase_peak_rss_mib']} MiB vs retrain {s['retrain_peak_rss_mib']} MiB"
+        )
 
 
 if __name__ == "__main__":

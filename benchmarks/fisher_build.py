@@ -72,16 +72,31 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-def run_case(m: int, d: int, lam: float, sm_rows: int, repeats: int, seed: int,
-             gemm_n: int, budget_s: float, methods: list[str] = METHODS) -> dict:
+def run_case(
+    m: int,
+    d: int,
+    lam: float,
+    sm_rows: int,
+    repeats: int,
+    seed: int,
+    gemm_n: int,
+    budget_s: float,
+    methods: list[str] = METHODS,
+) -> dict:
     gen = torch.Generator().manual_seed(seed)
     # gradients with a decaying spectrum (ssse-engine.md §3), stored in fp32
     G = (torch.randn(m, d, generator=gen) * torch.logspace(0, -2, d)).float().to(DEVICE)
     V = torch.randn(d, 4, generator=gen, dtype=torch.float64).to(DEVICE)
     n = float(m)
-    out: dict = {"m": m, "d_b": d, "damping": lam, "normalizer": n, "methods": {},
-                 # the machine is shared: re-measure the reference right before the case
-                 "gemm_gflops_fp64_before": gemm_rate(gemm_n, torch.float64, repeats)}
+    out: dict = {
+        "m": m,
+        "d_b": d,
+        "damping": lam,
+        "normalizer": n,
+        "methods": {},
+        # the machine is shared: re-measure the reference right before the case
+        "gemm_gflops_fp64_before": gemm_rate(gemm_n, torch.float64, repeats),
+    }
     rows = {k: (min(m, sm_rows) if k == "sherman_morrison" else m) for k in methods}
     times: dict[str, list[float]] = {k: [] for k in methods}
     invs = {}
@@ -91,7 +106,7 @@ def run_case(m: int, d: int, lam: float, sm_rows: int, repeats: int, seed: int,
         for name in methods:
             if times[name] and sum(times[name]) + min(times[name]) > budget_s:
                 continue
-            Gs = G[:rows[name]]
+            Gs = G[: rows[name]]
             t, invs[name] = timed(lambda s=SOLVERS.get(name)(), g=Gs: s.build(g, lam, n))
             times[name].append(t * m / rows[name])
     solves = {}
@@ -155,18 +170,33 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/fisher_build.json"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
-    ap.add_argument("--methods", default=",".join(METHODS),
-                    help="comma-separated solvers to time (default: all three)")
+    ap.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated solvers to time (default: all three)",
+    )
     ap.add_argument("--damping", type=float, default=1e-3)
-    ap.add_argument("--sm-rows", type=int, default=None,
-                    help="run the Sherman–Morrison recursion over at most this many rows and "
-                         "extrapolate (default: all rows for m·d_b² ≤ 4.3e9, else 500)")
+    ap.add_argument(
+        "--sm-rows",
+        type=int,
+        default=None,
+        help="run the Sherman–Morrison recursion over at most this many rows and "
+        "extrapolate (default: all rows for m·d_b² ≤ 4.3e9, else 500)",
+    )
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds per case (max)")
-    ap.add_argument("--budget-s", type=float, default=30.0,
-                    help="stop repeating a method once its builds took this long in total")
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=30.0,
+        help="stop repeating a method once its builds took this long in total",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cases", type=str, default=None,
-                    help="comma-separated MxD sizes, e.g. 4000x1024,500x4096 (overrides the set)")
+    ap.add_argument(
+        "--cases",
+        type=str,
+        default=None,
+        help="comma-separated MxD sizes, e.g. 4000x1024,500x4096 (overrides the set)",
+    )
     args = ap.parse_args(argv)
     global DEVICE
     DEVICE = torch.device(args.device)
@@ -177,13 +207,18 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
         "device": str(DEVICE),
-        "device_name": (torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda"
-                        else platform.processor() or platform.machine()),
+        "device_name": (
+            torch.cuda.get_device_name(DEVICE)
+            if DEVICE.type == "cuda"
+            else platform.processor() or platform.machine()
+        ),
         "threads": torch.get_num_threads(),
         "quick": args.quick,
         "gemm_n": gemm_n,
-        "gemm_gflops": {"fp32": gemm_rate(gemm_n, torch.float32, args.repeats),
-                        "fp64": gemm_rate(gemm_n, torch.float64, args.repeats)},
+        "gemm_gflops": {
+            "fp32": gemm_rate(gemm_n, torch.float32, args.repeats),
+            "fp64": gemm_rate(gemm_n, torch.float64, args.repeats),
+        },
         "cases": [],
     }
     cases = QUICK if args.quick else FULL
@@ -191,8 +226,17 @@ def main(argv: list[str] | None = None) -> dict:
         cases = [(int(a), int(b)) for a, b in (c.split("x") for c in args.cases.split(","))]
     for m, d in cases:
         sm_rows = args.sm_rows or (m if m * d * d <= 4.3e9 else 500)
-        case = run_case(m, d, args.damping, sm_rows, args.repeats, args.seed, gemm_n,
-                        args.budget_s, args.methods.split(","))
+        case = run_case(
+            m,
+            d,
+            args.damping,
+            sm_rows,
+            args.repeats,
+            args.seed,
+            gemm_n,
+            args.budget_s,
+            args.methods.split(","),
+        )
         result["cases"].append(case)
         print(f"done m={m} d_b={d}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -36,8 +36,9 @@ from unlearnkit.curvature.solvers.base import F64, gram_rows64
 from unlearnkit.curvature.solvers.woodbury import _factor
 
 
-def legacy_replace(inv: WoodburyInverse, rows: torch.Tensor, new: torch.Tensor,
-                   normalizer: float) -> WoodburyInverse:
+def legacy_replace(
+    inv: WoodburyInverse, rows: torch.Tensor, new: torch.Tensor, normalizer: float
+) -> WoodburyInverse:
     """The replace_rows of the previous commit: clone G and K, new Gram rows, refactor."""
     rows = rows.to(inv.G.device)
     G = inv.G.clone()
@@ -47,9 +48,18 @@ def legacy_replace(inv: WoodburyInverse, rows: torch.Tensor, new: torch.Tensor,
     K[rows, :] = C
     K[:, rows] = C.T
     L = _factor(K, rows=inv.rows, damping=inv.damping, normalizer=normalizer, name=inv.name)
-    return WoodburyInverse(G=G, K=K, L=L, chunk_bytes=inv.chunk_bytes, name=inv.name,
-                           d_b=inv.d_b, damping=inv.damping, normalizer=normalizer,
-                           rows=inv.rows.clone(), n_built=inv.n_built)
+    return WoodburyInverse(
+        G=G,
+        K=K,
+        L=L,
+        chunk_bytes=inv.chunk_bytes,
+        name=inv.name,
+        d_b=inv.d_b,
+        damping=inv.damping,
+        normalizer=normalizer,
+        rows=inv.rows.clone(),
+        n_built=inv.n_built,
+    )
 
 
 def _sync(dev: torch.device) -> None:
@@ -57,8 +67,16 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def run(m: int, d: int, k: int, requests: int, group: int, damping: float,
-        seed: int, device: str = "cpu") -> dict[str, Any]:
+def run(
+    m: int,
+    d: int,
+    k: int,
+    requests: int,
+    group: int,
+    damping: float,
+    seed: int,
+    device: str = "cpu",
+) -> dict[str, Any]:
     dev = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     G = (torch.randn(m, d, generator=gen) / d**0.5).to(dev)
@@ -96,12 +114,17 @@ def run(m: int, d: int, k: int, requests: int, group: int, damping: float,
             times.append(time.perf_counter() - t)
             if dev.type == "cuda":  # peak GPU memory of the request above what was held
                 peak.append(torch.cuda.max_memory_allocated(dev) - before)
-        out[name] = {"seconds": times, "extra_bytes": extra, "peak_extra_gpu_bytes": peak,
-                     "shares_build_factor": bool(inv.L is base.L)}
+        out[name] = {
+            "seconds": times,
+            "extra_bytes": extra,
+            "peak_extra_gpu_bytes": peak,
+            "shares_build_factor": bool(inv.L is base.L),
+        }
     for name in ("refactor", "incremental", "auto"):
         out[name]["max_rel_diff_vs_legacy"] = max(
-            float((a - b).norm() / b.norm()) for a, b in zip(answers[name], answers["legacy"],
-                                                             strict=True))
+            float((a - b).norm() / b.norm())
+            for a, b in zip(answers[name], answers["legacy"], strict=True)
+        )
     return out
 
 
@@ -119,11 +142,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    res = {"config": vars(a) | {"out": None if a.out is None else str(a.out)},
-           "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-           "threads": torch.get_num_threads(),
-           "device": torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu",
-           **run(a.m, a.d, a.k, a.requests, a.group, a.damping, a.seed, a.device)}
+    res = {
+        "config": vars(a) | {"out": None if a.out is None else str(a.out)},
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu",
+        **run(a.m, a.d, a.k, a.requests, a.group, a.damping, a.seed, a.device),
+    }
     text = json.dumps(res, indent=2)
     print(text)
     if a.out is not None:

@@ -66,43 +66,93 @@ def run_demo(
     fs = select_forget(mat.train, make_forget_spec(forget), seed=seed)
     retain, forget_set = fs.retain(mat.train), fs.forget(mat.train)
     sets = {"retain": retain, "forget": forget_set, "val": mat.val, "test": mat.test}
-    log(f"{dataset}: {len(mat.train)} train ({len(forget_set)} to forget, {forget}), {len(mat.val)} val, {len(mat.test)} test")
+    log(
+        f"{dataset}: {len(mat.train)} train ({len(forget_set)} to forget, {forget}), {len(mat.val)} val, {len(mat.test)} test"
+    )
     recipe = SGDRecipe(epochs=epochs, batch_size=batch_size, lr=lr)
     init = build_model(model, mat.full.input_shape, mat.full.num_outputs, seed=seed)
 
     log(f"training the Original ({model}, {epochs} epochs)...")
     orig = train(init, mat.train, recipe, seed=seed)
-    save_model(out / "original", orig.model, {"data": data_block(plan, mat), "recipe": recipe.model_dump(), "seed": seed, "role": "original"})
+    save_model(
+        out / "original",
+        orig.model,
+        {
+            "data": data_block(plan, mat),
+            "recipe": recipe.model_dump(),
+            "seed": seed,
+            "role": "original",
+        },
+    )
 
     log("preparing the SSSE state (grouped empirical Fisher, exact leave-S-out)...")
-    cfg = ErasureConfig(task="multiclass", curvature="empirical", group_size=10, blocks="per_layer", damping=1e-3, mode="exact", seed=seed)
+    cfg = ErasureConfig(
+        task="multiclass",
+        curvature="empirical",
+        group_size=10,
+        blocks="per_layer",
+        damping=1e-3,
+        mode="exact",
+        seed=seed,
+    )
     state = ErasureState.prepare(orig.model, mat.train, cfg)
     t0 = time.perf_counter()
     request = state.request(orig.model, forget_set)
     direction_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    choice = loss_matching_rule(request, forget_set, matched_holdout(forget_set, mat.val), DEFAULT_GRID,
-                                retain=guard_sample(retain, seed=seed))
+    choice = loss_matching_rule(
+        request,
+        forget_set,
+        matched_holdout(forget_set, mat.val),
+        DEFAULT_GRID,
+        retain=guard_sample(retain, seed=seed),
+    )
     select_seconds = time.perf_counter() - t0
     ssse_model, new_state = request.commit(choice.eps)
     new_state.save(out / "ssse-state")
-    save_model(out / "ssse", ssse_model, {"data": data_block(plan, mat), "role": "ssse", "ssse": {"eps": choice.eps}})
+    save_model(
+        out / "ssse",
+        ssse_model,
+        {"data": data_block(plan, mat), "role": "ssse", "ssse": {"eps": choice.eps}},
+    )
 
     log("retraining from scratch on the retain set (the gold standard)...")
     retr = train(init, retain, recipe, seed=seed)
-    oracle = accuracy_gap_rule(request, {"retain": retain, "forget": forget_set, "test": mat.test}, retr.model, DEFAULT_GRID)
+    oracle = accuracy_gap_rule(
+        request,
+        {"retain": retain, "forget": forget_set, "test": mat.test},
+        retr.model,
+        DEFAULT_GRID,
+    )
 
-    rows = {"Original": _row(orig.model, sets), "SSSE": _row(ssse_model, sets), "Retrain": _row(retr.model, sets)}
+    rows = {
+        "Original": _row(orig.model, sets),
+        "SSSE": _row(ssse_model, sets),
+        "Retrain": _row(retr.model, sets),
+    }
     dist = normalized_parameter_distance([orig.model, ssse_model], retr.model, orig.model)
-    rows["Original"]["distance"], rows["SSSE"]["distance"], rows["Retrain"]["distance"] = float(dist[0]), float(dist[1]), 0.0
+    rows["Original"]["distance"], rows["SSSE"]["distance"], rows["Retrain"]["distance"] = (
+        float(dist[0]),
+        float(dist[1]),
+        0.0,
+    )
     rows["Original"]["seconds"] = orig.seconds
     rows["SSSE"]["seconds"] = direction_seconds + select_seconds
     rows["Retrain"]["seconds"] = retr.seconds
     results = {
-        "dataset": dataset, "model": model, "forget": forget, "n_forget": len(forget_set), "epochs": epochs,
-        "rows": rows, "eps": choice.eps, "eps_rule": "loss_matching", "eps_oracle": oracle.eps,
-        "prepare_seconds": state.prepare_seconds, "erase_seconds": direction_seconds,
-        "select_seconds": select_seconds, "solvers": state.inverse.describe(),
+        "dataset": dataset,
+        "model": model,
+        "forget": forget,
+        "n_forget": len(forget_set),
+        "epochs": epochs,
+        "rows": rows,
+        "eps": choice.eps,
+        "eps_rule": "loss_matching",
+        "eps_oracle": oracle.eps,
+        "prepare_seconds": state.prepare_seconds,
+        "erase_seconds": direction_seconds,
+        "select_seconds": select_seconds,
+        "solvers": state.inverse.describe(),
         "eps_curve": {"grid": choice.grid, "ks": choice.scores, "oracle_gap": oracle.scores},
     }
     atomic_write_json(out / "results.json", results)
@@ -125,31 +175,38 @@ def render_table(results: dict[str, Any]) -> str:
 
 def render_report(results: dict[str, Any]) -> str:
     r = results
-    return f"""# unlearnkit demo: SSSE vs retraining on {r['dataset']} ({r['model']})
+    return f"""# unlearnkit demo: SSSE vs retraining on {r["dataset"]} ({r["model"]})
 
-Forget set: `{r['forget']}` ({r['n_forget']} samples). The Original and Retrain use the same
-initial weights, recipe ({r['epochs']} epochs of SGD) and seed; Retrain never sees the forget set.
+Forget set: `{r["forget"]}` ({r["n_forget"]} samples). The Original and Retrain use the same
+initial weights, recipe ({r["epochs"]} epochs of SGD) and seed; Retrain never sees the forget set.
 
 {render_table(r)}
 
-- SSSE time = one erasure request ({r['erase_seconds']:.2f} s: gradients of the forget set, exact
-  leave-S-out downdate, F⁻¹v) + choosing ε ({r['select_seconds']:.2f} s). The one-off preparation
-  (curvature rows of the whole training set + factorisation) took {r['prepare_seconds']:.2f} s and
+- SSSE time = one erasure request ({r["erase_seconds"]:.2f} s: gradients of the forget set, exact
+  leave-S-out downdate, F⁻¹v) + choosing ε ({r["select_seconds"]:.2f} s). The one-off preparation
+  (curvature rows of the whole training set + factorisation) took {r["prepare_seconds"]:.2f} s and
   serves every later request.
-- ε = {r['eps']:g}, chosen **without** the retrained model (forget-set losses matched to held-out
+- ε = {r["eps"]:g}, chosen **without** the retrained model (forget-set losses matched to held-out
   losses of the same classes, KS statistic, among the ε that keep retained accuracy within 1
   point). The oracle ε (closest accuracies to Retrain) would be
-  {r['eps_oracle']:g}.
+  {r["eps_oracle"]:g}.
 - MIA: logistic regression on per-sample losses, forget vs test, 10 stratified splits; 0.5 is
   chance (retrain's value is the target).
 
 ![ε curve](eps_curve.png)
 
-Curvature: `{r['solvers'].splitlines()[0]}`
+Curvature: `{r["solvers"].splitlines()[0]}`
 """
 
 
-def _plot(request: Any, sets: dict[str, ArrayDataset], retrained: nn.Module, eps: float, eps_oracle: float, path: Path) -> None:
+def _plot(
+    request: Any,
+    sets: dict[str, ArrayDataset],
+    retrained: nn.Module,
+    eps: float,
+    eps_oracle: float,
+    path: Path,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,7 +217,9 @@ def _plot(request: Any, sets: dict[str, ArrayDataset], retrained: nn.Module, eps
     for k, colour in (("retain", "C0"), ("forget", "C3"), ("test", "C2")):
         accs = [evaluate_accuracy(request.apply(e), sets[k]) for e in grid]
         ax.plot(grid, accs, marker=".", color=colour, label=f"SSSE {k}")
-        ax.axhline(evaluate_accuracy(retrained, sets[k]), color=colour, ls="--", lw=1, label=f"Retrain {k}")
+        ax.axhline(
+            evaluate_accuracy(retrained, sets[k]), color=colour, ls="--", lw=1, label=f"Retrain {k}"
+        )
     ax.axvline(eps, color="k", lw=1, label=f"ε (loss matching) = {eps:g}")
     ax.axvline(eps_oracle, color="grey", lw=1, ls=":", label=f"oracle ε = {eps_oracle:g}")
     ax.set_xscale("log")

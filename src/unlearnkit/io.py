@@ -96,5 +96,7 @@ def load_tensors(path: str | Path, expected_sha256: str | None = None) -> dict[s
     if not path.exists():
         raise StateMismatchError(f"missing tensor file {path}")
     if expected_sha256 is not None and sha256_file(path) != expected_sha256:
-        raise StateMismatchError(f"checksum mismatch for {path}: the file was modified or corrupted")
+        raise StateMismatchError(
+            f"checksum mismatch for {path}: the file was modified or corrupted"
+        )
     return load_file(str(path))

@@ -48,7 +48,9 @@ class Materialised:
 def materialise(plan: DataPlan) -> Materialised:
     """Load the dataset and derive the split (and forget set) the plan describes."""
     ds = load_dataset(plan.dataset, **plan.dataset_params)
-    sp = train_val_test_split(ds, val_fraction=plan.val_fraction, test_fraction=plan.test_fraction, seed=plan.split_seed)
+    sp = train_val_test_split(
+        ds, val_fraction=plan.val_fraction, test_fraction=plan.test_fraction, seed=plan.split_seed
+    )
     fs = None
     fit_on = sp.train
     if plan.forget is not None:

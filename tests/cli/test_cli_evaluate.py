@@ -46,12 +46,26 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     model = build_model("mlp", ds.input_shape, ds.num_outputs, seed=0, width=32, depth=1)
     trained = train(model, train_set, RECIPE, seed=123).model
     split = {**SPLIT, "train_ids_hash": ids_hash(train_set.ids)}
-    save_model(root / "orig", trained,
-               {"dataset": "digits", "split": split, "recipe": RECIPE.model_dump(), "seed": 123})
+    save_model(
+        root / "orig",
+        trained,
+        {"dataset": "digits", "split": split, "recipe": RECIPE.model_dump(), "seed": 123},
+    )
     paths = {"orig": root / "orig"}
     for name, cfg in (("ft", '{"num_epochs": 1}'), ("retrain", "{}")):
-        res = invoke("unlearn", "--method", name, "--model", str(root / "orig"),
-                     "--forget", "random:0.1", "--out", str(root / name), "--config", cfg)
+        res = invoke(
+            "unlearn",
+            "--method",
+            name,
+            "--model",
+            str(root / "orig"),
+            "--forget",
+            "random:0.1",
+            "--out",
+            str(root / name),
+            "--config",
+            cfg,
+        )
         assert res.exit_code == 0, res.output
         paths[name] = root / name
     return paths
@@ -60,14 +74,27 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _parts() -> dict[str, Any]:
     s = train_val_test_split(load_dataset("digits"), **SPLIT)
     fs = select_forget(s.train, "random:0.1", seed=0)
-    return {"retain": fs.retain(s.train), "forget": fs.forget(s.train), "val": s.val,
-            "test": s.test}
+    return {
+        "retain": fs.retain(s.train),
+        "forget": fs.forget(s.train),
+        "val": s.val,
+        "test": s.test,
+    }
 
 
 def _evaluate(artifacts: dict[str, Path], unlearned: str, tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / f"{unlearned}.json"
-    res = invoke("evaluate", str(artifacts[unlearned]), "--original", str(artifacts["orig"]),
-                 "--retrain", str(artifacts["retrain"]), "--json", str(out), *extra)
+    res = invoke(
+        "evaluate",
+        str(artifacts[unlearned]),
+        "--original",
+        str(artifacts["orig"]),
+        "--retrain",
+        str(artifacts["retrain"]),
+        "--json",
+        str(out),
+        *extra,
+    )
     assert res.exit_code == 0, res.output
     assert "RetDev" in res.output and "val_mia" in res.output
     return json.loads(out.read_text())
@@ -88,9 +115,11 @@ def test_evaluate_ft_matches_the_library(artifacts: dict[str, Path], tmp_path: P
     assert rep["retention"]["RetDev"] == pytest.approx(dev)
     loss = {k: cross_entropy(predict_logits(u, parts[k]), parts[k].y) for k in ("forget", "val")}
     assert rep["mia"]["unlearned"]["val_mia"] == pytest.approx(
-        population_mia(loss["forget"], loss["val"]))
+        population_mia(loss["forget"], loss["val"])
+    )
     assert rep["mia"]["unlearned"]["val_indisc"] == pytest.approx(
-        1 - abs(2 * rep["mia"]["unlearned"]["val_mia"] - 1))
+        1 - abs(2 * rep["mia"]["unlearned"]["val_mia"] - 1)
+    )
     assert 0.0 <= rep["mia"]["unlearned"]["svc_mia_efficacy"] <= 1.0
     # times default to the manifests' unlearning seconds: RTE = T_retrain / T_ft
     t_r = r_man["unlearn"]["seconds"]
@@ -101,8 +130,9 @@ def test_evaluate_ft_matches_the_library(artifacts: dict[str, Path], tmp_path: P
 def test_evaluate_known_answers_for_retrain_and_original(
     artifacts: dict[str, Path], tmp_path: Path
 ) -> None:
-    rep = _evaluate(artifacts, "retrain", tmp_path, "--method-seconds", "2",
-                    "--retrain-seconds", "10")
+    rep = _evaluate(
+        artifacts, "retrain", tmp_path, "--method-seconds", "2", "--retrain-seconds", "10"
+    )
     assert rep["retention"] == pytest.approx({"RR": 1.0, "FR": 1.0, "TR": 1.0, "RetDev": 0.0})
     assert rep["distance"]["normalized"] == 0.0 and rep["distance"]["unlearned_to_retrain"] == 0
     assert rep["rte"] == pytest.approx(5.0)
@@ -117,14 +147,34 @@ def test_evaluate_known_answers_for_retrain_and_original(
 
 
 def test_evaluate_refuses_mismatched_models(artifacts: dict[str, Path], tmp_path: Path) -> None:
-    res = invoke("evaluate", str(artifacts["ft"]), "--original", str(artifacts["retrain"]),
-                 "--retrain", str(artifacts["retrain"]))
+    res = invoke(
+        "evaluate",
+        str(artifacts["ft"]),
+        "--original",
+        str(artifacts["retrain"]),
+        "--retrain",
+        str(artifacts["retrain"]),
+    )
     assert res.exit_code == 2 and "was not unlearned from" in res.output
-    res = invoke("evaluate", str(artifacts["ft"]), "--original", str(artifacts["orig"]),
-                 "--retrain", str(artifacts["retrain"]), "--forget", "random:0.2")
+    res = invoke(
+        "evaluate",
+        str(artifacts["ft"]),
+        "--original",
+        str(artifacts["orig"]),
+        "--retrain",
+        str(artifacts["retrain"]),
+        "--forget",
+        "random:0.2",
+    )
     assert res.exit_code == 2 and "different forget set" in res.output
-    res = invoke("evaluate", str(artifacts["orig"]), "--original", str(artifacts["orig"]),
-                 "--retrain", str(artifacts["retrain"]))
+    res = invoke(
+        "evaluate",
+        str(artifacts["orig"]),
+        "--original",
+        str(artifacts["orig"]),
+        "--retrain",
+        str(artifacts["retrain"]),
+    )
     assert res.exit_code == 2 and "--forget" in res.output
     with pytest.raises(DataError):
         o, _ = load_model(artifacts["orig"])
@@ -133,17 +183,43 @@ def test_evaluate_refuses_mismatched_models(artifacts: dict[str, Path], tmp_path
 
 def test_parse_assignments() -> None:
     assert parse_assignments(["size=500", "name=x", "f=0.5", "l=[1,2]"], "--p") == {
-        "size": 500, "name": "x", "f": 0.5, "l": [1, 2]}
+        "size": 500,
+        "name": "x",
+        "f": 0.5,
+        "l": [1, 2],
+    }
     with pytest.raises(ConfigError):
         parse_assignments(["novalue"], "--p")
 
 
 def test_audit_command_writes_table_plot_and_reuses_pools(tmp_path: Path) -> None:
-    args = ["audit", "--method", "original", "--method", "ft", "--method-config",
-            'ft={"num_epochs": 1}', "--dataset", "digits", "--model", "mlp",
-            "--model-option", "width=16", "--model-option", "depth=1", "--shadows", "4",
-            "--epochs", "4", "--batch-size", "32", "--target-fraction", "0.3",
-            "--cache", str(tmp_path / "cache")]
+    args = [
+        "audit",
+        "--method",
+        "original",
+        "--method",
+        "ft",
+        "--method-config",
+        'ft={"num_epochs": 1}',
+        "--dataset",
+        "digits",
+        "--model",
+        "mlp",
+        "--model-option",
+        "width=16",
+        "--model-option",
+        "depth=1",
+        "--shadows",
+        "4",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--target-fraction",
+        "0.3",
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
     res = invoke(*args, "--out", str(tmp_path / "a"))
     assert res.exit_code == 0, res.output
     for f in ("table.md", "results.json", "roc.png", "ft/per_example.csv"):
@@ -159,8 +235,19 @@ def test_audit_command_writes_table_plot_and_reuses_pools(tmp_path: Path) -> Non
 
 
 def test_audit_command_errors(tmp_path: Path) -> None:
-    res = invoke("audit", "--method", "nope", "--dataset", "digits", "--shadows", "4",
-                 "--out", str(tmp_path), "--cache", str(tmp_path / "c"))
+    res = invoke(
+        "audit",
+        "--method",
+        "nope",
+        "--dataset",
+        "digits",
+        "--shadows",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--cache",
+        str(tmp_path / "c"),
+    )
     assert res.exit_code == 2 and "unknown unlearning method" in res.output
     res = invoke("audit", "--method", "ft", "--method-config", "ga={}", "--out", str(tmp_path))
     assert res.exit_code == 2 and "METHOD=JSON" in res.output

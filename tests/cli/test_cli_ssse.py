@@ -33,9 +33,21 @@ def invoke(*args: str):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("cli")
-    r = invoke("train", "--dataset", "digits", "--model", "logreg", "--out", d / "m0", "--epochs", "3")
+    r = invoke(
+        "train", "--dataset", "digits", "--model", "logreg", "--out", d / "m0", "--epochs", "3"
+    )
     assert r.exit_code == 0, r.output
-    r = invoke("prepare", "--model", d / "m0", "--out", d / "st", "--group-size", "4", "--solver", "woodbury")
+    r = invoke(
+        "prepare",
+        "--model",
+        d / "m0",
+        "--out",
+        d / "st",
+        "--group-size",
+        "4",
+        "--solver",
+        "woodbury",
+    )
     assert r.exit_code == 0, r.output
     return d
 
@@ -45,9 +57,23 @@ def test_erase_then_refuse_repeats_unknown_ids_and_wrong_models(trained: Path):
     _, manifest = load_model(d / "m0")
     ids = train_ids(manifest)
     before = (d / "st" / "manifest.json").read_bytes()
-    r = invoke("erase", "--model", d / "m0", "--state", d / "st", "--out", d / "m1", "--ids", ",".join(map(str, ids[:3])), "--state-out", d / "st1")
+    r = invoke(
+        "erase",
+        "--model",
+        d / "m0",
+        "--state",
+        d / "st",
+        "--out",
+        d / "m1",
+        "--ids",
+        ",".join(map(str, ids[:3])),
+        "--state-out",
+        d / "st1",
+    )
     assert r.exit_code == 0, r.output
-    assert (d / "st" / "manifest.json").read_bytes() == before  # --state-out left the old state alone
+    assert (
+        d / "st" / "manifest.json"
+    ).read_bytes() == before  # --state-out left the old state alone
     st1 = ErasureState.load(d / "st1", load_model(d / "m1")[0])
     assert sorted(st1.erased_ids.tolist()) == sorted(ids[:3])
     assert json.loads((d / "m1.json").read_text())["ssse"]["k"] == 3
@@ -69,12 +95,26 @@ def test_erase_then_refuse_repeats_unknown_ids_and_wrong_models(trained: Path):
 
 def test_sequence_of_requests_through_the_cli(trained: Path):
     d = trained
-    r = invoke("erase", "--model", d / "m0", "--state", d / "st", "--out", d / "a1", "--forget", "class:2", "--state-out", d / "sa")
+    r = invoke(
+        "erase",
+        "--model",
+        d / "m0",
+        "--state",
+        d / "st",
+        "--out",
+        d / "a1",
+        "--forget",
+        "class:2",
+        "--state-out",
+        d / "sa",
+    )
     assert r.exit_code == 0, r.output
     ids = train_ids(load_model(d / "a1")[1])
     y = {int(i): int(c) for i, c in zip(*_labels(load_model(d / "a1")[1]), strict=True)}
     other = next(i for i in ids if y[i] != 2)
-    r = invoke("erase", "--model", d / "a1", "--state", d / "sa", "--out", d / "a2", "--ids", str(other))
+    r = invoke(
+        "erase", "--model", d / "a1", "--state", d / "sa", "--out", d / "a2", "--ids", str(other)
+    )
     assert r.exit_code == 0, r.output
     st = ErasureState.load(d / "sa", load_model(d / "a2")[0])
     assert [e["request"] for e in st.ledger] == [1, 2]
@@ -86,12 +126,24 @@ def test_sequence_of_requests_through_the_cli(trained: Path):
 def test_malformed_state_is_refused(trained: Path, tmp_path: Path):
     (tmp_path / "st").mkdir()
     (tmp_path / "st" / "manifest.json").write_text("{not json")
-    r = invoke("erase", "--model", trained / "m0", "--state", tmp_path / "st", "--out", tmp_path / "x", "--ids", "1")
+    r = invoke(
+        "erase",
+        "--model",
+        trained / "m0",
+        "--state",
+        tmp_path / "st",
+        "--out",
+        tmp_path / "x",
+        "--ids",
+        "1",
+    )
     assert r.exit_code == 2 and "not valid JSON" in r.output
 
 
 def test_demo_runs_end_to_end_on_digits(tmp_path: Path):
-    r = invoke("demo", "--out", tmp_path, "--dataset", "digits", "--model", "logreg", "--epochs", "3")
+    r = invoke(
+        "demo", "--out", tmp_path, "--dataset", "digits", "--model", "logreg", "--epochs", "3"
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "results.json").read_text())
     assert set(res["rows"]) == {"Original", "SSSE", "Retrain"}
@@ -103,7 +155,17 @@ def test_demo_runs_end_to_end_on_digits(tmp_path: Path):
 
 def test_unlearn_accepts_models_from_train(trained: Path):
     d = trained
-    r = invoke("unlearn", "--method", "ssse", "--model", d / "m0", "--forget", "random:0.05", "--out", d / "u1")
+    r = invoke(
+        "unlearn",
+        "--method",
+        "ssse",
+        "--model",
+        d / "m0",
+        "--forget",
+        "random:0.05",
+        "--out",
+        d / "u1",
+    )
     assert r.exit_code == 0, r.output
     manifest = json.loads((d / "u1.json").read_text())
     assert manifest["unlearn"]["method"] == "ssse"

@@ -45,13 +45,15 @@ def unchanged(inv: BlockInverse, snap: dict[str, torch.Tensor]) -> bool:
     return now.keys() == snap.keys() and all(torch.equal(now[k], snap[k]) for k in snap)
 
 
-case = st.fixed_dictionaries({
-    "m": st.integers(2, 14),
-    "d": st.integers(1, 9),
-    "log_lam": st.floats(math.log(1e-4), 0.0),
-    "seed": st.integers(0, 2**31 - 1),
-    "solver": st.sampled_from(EXACT),
-})
+case = st.fixed_dictionaries(
+    {
+        "m": st.integers(2, 14),
+        "d": st.integers(1, 9),
+        "log_lam": st.floats(math.log(1e-4), 0.0),
+        "seed": st.integers(0, 2**31 - 1),
+        "solver": st.sampled_from(EXACT),
+    }
+)
 
 
 @FEW
@@ -73,14 +75,15 @@ def test_downdate_equals_fresh_build_and_keeps_original(c: dict, data: st.DataOb
 
 @FEW
 @given(m=st.integers(3, 10), d=st.integers(1, 8), seed=st.integers(0, 2**31 - 1))
-def test_sherman_morrison_minus_sign_downdate_with_same_normalizer(m: int, d: int,
-                                                                   seed: int) -> None:
+def test_sherman_morrison_minus_sign_downdate_with_same_normalizer(
+    m: int, d: int, seed: int
+) -> None:
     # the paper's recursion run backwards (normaliser unchanged → no rebuild)
     G, V = rand(seed, m, d), rand(seed + 1, d)
     lam, n = 0.05, float(m)
     inv = SOLVERS.get("sherman_morrison")().build(G, lam, n)
     down = inv.downdate(torch.tensor([0, m - 1]), n)
-    assert rel(down.solve(V), fresh_solve(G[1:m - 1], lam, n, V)) < 1e-8
+    assert rel(down.solve(V), fresh_solve(G[1 : m - 1], lam, n, V)) < 1e-8
 
 
 @FEW
@@ -112,10 +115,9 @@ def test_grouped_gradient_loses_one_member(solver: str) -> None:
     inv = SOLVERS.get(solver)().build(G, lam, float(n))
     i, b = 5, 5 // size  # sample 5 is in group 1
     new_row = (size * G[b] - per_sample[i]) / (size - 1)
-    out = inv.replace_rows(torch.tensor([b]), new_row[None], float(n - 1),
-                           old_values=G[b:b + 1])
+    out = inv.replace_rows(torch.tensor([b]), new_row[None], float(n - 1), old_values=G[b : b + 1])
     remaining = torch.cat([per_sample[4:5], per_sample[6:8]])  # group 1 without sample 5
-    G_ref = torch.cat([G[:b], remaining.mean(0, keepdim=True), G[b + 1:]])
+    G_ref = torch.cat([G[:b], remaining.mean(0, keepdim=True), G[b + 1 :]])
     V = rand(8, d)
     assert rel(out.solve(V), fresh_solve(G_ref, lam, float(n - 1), V)) < 1e-10
 
@@ -167,8 +169,10 @@ def test_dense_needs_the_removed_gradients() -> None:
 def test_block_diagonal_downdate_mixed_solvers_and_failed_update_changes_nothing() -> None:
     m, lam = 12, 0.05
     G = rand(11, m, 42)
-    blocks = [IndexBlock("small", torch.arange(0, 42, 21)),  # d_b=2 ≪ m: dense
-              IndexBlock("wide", torch.tensor([i for i in range(42) if i % 21]))]  # woodbury
+    blocks = [
+        IndexBlock("small", torch.arange(0, 42, 21)),  # d_b=2 ≪ m: dense
+        IndexBlock("wide", torch.tensor([i for i in range(42) if i % 21])),
+    ]  # woodbury
     inv = BlockDiagonalInverse.build(G, blocks, lam, float(m))
     assert [e.inverse.method for e in inv.entries] == ["dense", "woodbury"]
     V = rand(12, 42, 2)
@@ -197,7 +201,7 @@ def test_from_grams_matches_build_and_downdates() -> None:
     X, R = rand(0, n, p), rand(1, n, k)
     grams = torch.einsum("ni,nk,nj->kij", X, R**2, X)
     blocks = [IndexBlock(f"attr{j}", torch.arange(j * p, (j + 1) * p)) for j in range(k)]
-    G = torch.cat([R[:, j:j + 1] * X for j in range(k)], dim=1)  # per-sample gradients r_ik·x_i
+    G = torch.cat([R[:, j : j + 1] * X for j in range(k)], dim=1)  # per-sample gradients r_ik·x_i
     lam, v = 1e-3, rand(2, k * p)
     inv = BlockDiagonalInverse.from_grams(grams, blocks, n, lam, float(n))
     assert rel(inv.solve(v), BlockDiagonalInverse.build(G, blocks, lam, float(n)).solve(v)) < 1e-10
@@ -209,7 +213,8 @@ def test_from_grams_matches_build_and_downdates() -> None:
 @FEW
 @given(c=case, how=st.sampled_from(["incremental", "refactor"]), data=st.data())
 def test_woodbury_downdate_paths_equal_fresh_build_and_keep_original(
-        c: dict, how: str, data: st.DataObject) -> None:
+    c: dict, how: str, data: st.DataObject
+) -> None:
     """Both exact Woodbury paths (the kept factor + PCG, or a new factor): a sequence of
     downdates with new normalisers and a group-style row replacement in between."""
     m, d, lam = c["m"] + 4, c["d"], math.exp(c["log_lam"])
@@ -383,8 +388,11 @@ def test_woodbury_states_saved_before_the_patch_load() -> None:
     Gp = out.effective_rows()
     K = Gp.double() @ Gp.double().T
     L = torch.linalg.cholesky(K + 9.5 * 0.1 * torch.eye(10, dtype=F64))
-    old = {k: t for k, t in out.state_dict().items()
-           if k in ("method", "name", "d_b", "damping", "normalizer", "rows", "n_built")}
+    old = {
+        k: t
+        for k, t in out.state_dict().items()
+        if k in ("method", "name", "d_b", "damping", "normalizer", "rows", "n_built")
+    }
     old.update(G=Gp, K=K, L=L)
     back = load_block_inverse(old)
     assert not back.patch_ids.numel() and rel(back.solve(V), out.solve(V)) < 1e-12

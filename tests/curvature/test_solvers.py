@@ -41,14 +41,16 @@ def rand(seed: int, *shape: int, dtype: torch.dtype = F64) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
-problem = st.fixed_dictionaries({
-    "m": st.integers(0, 12),
-    "d": st.integers(1, 10),
-    "log_lam": st.floats(math.log(1e-4), 0.0),
-    "n": st.floats(1.0, 60.0),
-    "r": st.integers(0, 3),  # 0: a vector
-    "seed": st.integers(0, 2**31 - 1),
-})
+problem = st.fixed_dictionaries(
+    {
+        "m": st.integers(0, 12),
+        "d": st.integers(1, 10),
+        "log_lam": st.floats(math.log(1e-4), 0.0),
+        "n": st.floats(1.0, 60.0),
+        "r": st.integers(0, 3),  # 0: a vector
+        "seed": st.integers(0, 2**31 - 1),
+    }
+)
 
 
 @FEW
@@ -91,8 +93,9 @@ def test_fp32_inputs_give_fp32_outputs_close_to_fp64(p: dict) -> None:
     solver=st.sampled_from(ALL),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_block_diagonal_matches_dense_block_reference(d: int, m: int, n_blocks: int,
-                                                      solver: str, seed: int) -> None:
+def test_block_diagonal_matches_dense_block_reference(
+    d: int, m: int, n_blocks: int, solver: str, seed: int
+) -> None:
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(d, generator=gen)
     cuts = sorted(torch.randperm(d - 1, generator=gen)[: min(n_blocks, d) - 1].add(1).tolist())
@@ -115,9 +118,14 @@ def test_slice_blocks_and_full_block() -> None:
     lam, n = 0.1, 7.0
     v = rand(1, 9)
     by_slice = BlockDiagonalInverse.build(
-        G, [IndexBlock("a", slice(0, 4)), IndexBlock("b", slice(4, 9))], lam, n)
-    ref = torch.cat([torch.linalg.solve(fisher(G[:, :4], lam, n), v[:4]),
-                     torch.linalg.solve(fisher(G[:, 4:], lam, n), v[4:])])
+        G, [IndexBlock("a", slice(0, 4)), IndexBlock("b", slice(4, 9))], lam, n
+    )
+    ref = torch.cat(
+        [
+            torch.linalg.solve(fisher(G[:, :4], lam, n), v[:4]),
+            torch.linalg.solve(fisher(G[:, 4:], lam, n), v[4:]),
+        ]
+    )
     assert rel(by_slice.solve(v), ref) < 1e-12
     full = BlockDiagonalInverse.build(G, None, lam, n, solver="woodbury")
     assert rel(full.solve(v), torch.linalg.solve(fisher(G, lam, n), v)) < 1e-12
@@ -170,8 +178,7 @@ def test_memory_budget_error_before_allocation() -> None:
     # an expanded tensor takes no memory; a dense 2e5×2e5 build would need ~1e12 bytes
     G = torch.zeros(1).expand(64, 200_000)
     with pytest.raises(MemoryBudgetError, match="woodbury") as err:
-        BlockDiagonalInverse.build(G, None, 0.1, 64.0, solver="dense",
-                                   memory_budget_bytes=2**30)
+        BlockDiagonalInverse.build(G, None, 0.1, 64.0, solver="dense", memory_budget_bytes=2**30)
     assert "GiB" in str(err.value)
     with pytest.raises(MemoryBudgetError):
         BlockDiagonalInverse.build(G, None, 0.1, 64.0, memory_budget_bytes=2**20)
@@ -231,14 +238,20 @@ def test_state_dict_round_trip_gives_identical_solves(tmp_path) -> None:
     G = rand(5, 9, 8)
     V = rand(6, 8, 2)
     for name in EXACT:
-        inv = SOLVERS.get(name)().build(G, 0.05, 9.0, name=name).downdate(
-            torch.tensor([2]), 8.0, row_values=G[2:3])
+        inv = (
+            SOLVERS.get(name)()
+            .build(G, 0.05, 9.0, name=name)
+            .downdate(torch.tensor([2]), 8.0, row_values=G[2:3])
+        )
         back = load_block_inverse(inv.state_dict())
         assert type(back) is type(inv) and back.name == name
         assert torch.equal(back.solve(V), inv.solve(V))
         assert torch.equal(back.rows, inv.rows)
-    blocks = [IndexBlock("w", torch.tensor([0, 2, 4, 6, 7])), IndexBlock("b", slice(1, 2)),
-              IndexBlock("c", torch.tensor([3, 5]))]
+    blocks = [
+        IndexBlock("w", torch.tensor([0, 2, 4, 6, 7])),
+        IndexBlock("b", slice(1, 2)),
+        IndexBlock("c", torch.tensor([3, 5])),
+    ]
     bd = BlockDiagonalInverse.build(G, blocks, 0.05, 9.0)
     save_tensors(tmp_path / "inv.safetensors", bd.state_dict())
     back = BlockDiagonalInverse.from_state_dict(load_tensors(tmp_path / "inv.safetensors"))
@@ -295,8 +308,9 @@ def test_downdate_plan_by_hand() -> None:
     # m = 3 500 rows, 100 removed (the mnist5k linear block): 8 PCG iterations (+1 check)
     how, inc, ref = downdate_plan(3500, 100, 3400, 3500, 3500 / 3400)
     b = 3500
-    assert inc == (2 * b * b * 100 + 100 * 100 * b + 100**3 / 3
-                   + BLAS2_WEIGHT * 9 * (3 * b * b + 2 * b * 100))
+    assert inc == (
+        2 * b * b * 100 + 100 * 100 * b + 100**3 / 3 + BLAS2_WEIGHT * 9 * (3 * b * b + 2 * b * 100)
+    )
     assert ref == 3400**3 / 3 + BLAS2_WEIGHT * 2 * 3400**2
     assert how == "incremental"
     # 500 dropped rows, all new: refactor; in a sequence (100 new, 400 reused): incremental
@@ -338,8 +352,11 @@ def test_woodbury_incremental_falls_back_to_a_factor_when_pcg_breaks_down(monkey
     from unlearnkit.curvature.solvers.pcg import PCGResult
 
     G, V = rand(0, 12, 30), rand(1, 30, 2)
-    inv = SOLVERS.get("woodbury")().build(G, 0.01, 12.0).downdate(
-        torch.tensor([3, 7]), 10.0, how="incremental")
+    inv = (
+        SOLVERS.get("woodbury")()
+        .build(G, 0.01, 12.0)
+        .downdate(torch.tensor([3, 7]), 10.0, how="incremental")
+    )
     monkeypatch.setattr(woodbury, "pcg", lambda *a, **k: PCGResult(a[2] * 0, 100, False))
     keep = [i for i in range(12) if i not in (3, 7)]
     assert rel(inv.solve(V), torch.linalg.solve(fisher(G[keep], 0.01, 10.0), V)) < 1e-10
@@ -348,8 +365,11 @@ def test_woodbury_incremental_falls_back_to_a_factor_when_pcg_breaks_down(monkey
 def test_woodbury_state_dict_without_basis_loads() -> None:
     """States saved before the incremental downdates have no basis / base normaliser."""
     G, V = rand(2, 8, 20), rand(3, 20)
-    inv = SOLVERS.get("woodbury")().build(G, 0.1, 8.0).downdate(torch.tensor([1]), 7.0,
-                                                                how="refactor")
+    inv = (
+        SOLVERS.get("woodbury")()
+        .build(G, 0.1, 8.0)
+        .downdate(torch.tensor([1]), 7.0, how="refactor")
+    )
     old = {k: t for k, t in inv.state_dict().items() if k not in ("basis", "base_normalizer")}
     back = load_block_inverse(old)
     assert torch.equal(back.basis, back.rows) and back.base_normalizer == 7.0
@@ -377,9 +397,16 @@ def test_downdate_plan_with_replaced_rows_by_hand() -> None:
     b, k, kappa = 5000, 100, 50_000 / 49_900
     how, inc, ref = downdate_plan(b, k, b, b, kappa, k, k)
     it = pcg_iterations(kappa) + 1
-    assert inc == pytest.approx(2 * b * b * k + k * k * b + k**3 / 3
-                                + BLAS2_WEIGHT * it * (3 * b * b + 2 * b * k)
-                                + 2 * b * b * k + 2 * b * k * k + k**3 / 3
-                                + BLAS2_WEIGHT * it * 2 * b * k, rel=1e-14)
+    assert inc == pytest.approx(
+        2 * b * b * k
+        + k * k * b
+        + k**3 / 3
+        + BLAS2_WEIGHT * it * (3 * b * b + 2 * b * k)
+        + 2 * b * b * k
+        + 2 * b * k * k
+        + k**3 / 3
+        + BLAS2_WEIGHT * it * 2 * b * k,
+        rel=1e-14,
+    )
     assert ref == b**3 / 3 + BLAS2_WEIGHT * 2 * b * b and how == "incremental"
     assert downdate_plan(b, 1000, b, b, 50_000 / 49_000, 100, 1000)[0] == "refactor"

@@ -14,10 +14,16 @@ F64 = torch.float64
 
 
 @settings(max_examples=25, deadline=None)
-@given(m=st.integers(1, 40), d=st.integers(1, 30), chunk=st.integers(8, 2000),
-       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 10_000))
-def test_gram_cols_and_rows_match_fp64_products(m: int, d: int, chunk: int, dtype: torch.dtype,
-                                                seed: int) -> None:
+@given(
+    m=st.integers(1, 40),
+    d=st.integers(1, 30),
+    chunk=st.integers(8, 2000),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 10_000),
+)
+def test_gram_cols_and_rows_match_fp64_products(
+    m: int, d: int, chunk: int, dtype: torch.dtype, seed: int
+) -> None:
     G = torch.randn(m, d, generator=torch.Generator().manual_seed(seed)).to(dtype)
     G64 = G.to(F64)
     A = gram_cols64(G, chunk_bytes=chunk)
@@ -25,8 +31,7 @@ def test_gram_cols_and_rows_match_fp64_products(m: int, d: int, chunk: int, dtyp
     torch.testing.assert_close(A, G64.T @ G64, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(K, G64 @ G64.T, rtol=1e-12, atol=1e-12)
     assert torch.equal(A, A.T) and torch.equal(K, K.T)  # both triangles filled
-    torch.testing.assert_close(row_sq_norms64(G, chunk), (G64 * G64).sum(1), rtol=1e-12,
-                               atol=0)
+    torch.testing.assert_close(row_sq_norms64(G, chunk), (G64 * G64).sum(1), rtol=1e-12, atol=0)
 
 
 def test_column_selection_and_downdate_into_existing_gram() -> None:

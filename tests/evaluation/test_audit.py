@@ -101,8 +101,14 @@ def _synthetic(shift: float, out_source: str, shadows: int = 32, seed: int = 0) 
         return AttackData(s_unl, f, u, f, u, groups)
     s_ret = mu + rng.normal(size=f.shape)
     z = np.zeros_like(f)
-    return AttackData(np.vstack([s_unl, s_ret]), np.vstack([f, z]), np.vstack([z, f | u]),
-                      np.vstack([f, z]), np.vstack([z, u]), np.concatenate([groups, groups]))
+    return AttackData(
+        np.vstack([s_unl, s_ret]),
+        np.vstack([f, z]),
+        np.vstack([z, f | u]),
+        np.vstack([f, z]),
+        np.vstack([z, u]),
+        np.concatenate([groups, groups]),
+    )
 
 
 @pytest.mark.parametrize("out_source", ["retrain", "unlearned"])
@@ -134,8 +140,11 @@ def test_attack_scores_only_held_out_rows_and_skips_unsupported() -> None:
     assert o.n_skipped > 0
     assert o.trials.sum() + o.n_skipped == (data.trial_in | data.trial_out).sum()
     with pytest.raises(DataError):
-        run_attack(AttackData(data.stat, data.fit_in, data.fit_in, data.trial_in,
-                              data.trial_out, data.groups))
+        run_attack(
+            AttackData(
+                data.stat, data.fit_in, data.fit_in, data.trial_in, data.trial_out, data.groups
+            )
+        )
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -149,8 +158,10 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def hayes_results(cache: Path) -> dict:
     auditor = Auditor(AuditConfig(shadows=8, **TINY), cache)
-    return {m: auditor.audit(m, c) for m, c in
-            [("original", None), ("retrain", None), ("ft", {"num_epochs": 1})]}
+    return {
+        m: auditor.audit(m, c)
+        for m, c in [("original", None), ("retrain", None), ("ft", {"num_epochs": 1})]
+    }
 
 
 def test_retrain_is_at_chance_and_original_is_detected(hayes_results: dict) -> None:
@@ -159,13 +170,15 @@ def test_retrain_is_at_chance_and_original_is_detected(hayes_results: dict) -> N
     assert abs(ret.auc - 0.5) < 0.08 and abs(ret.balanced_accuracy - 0.5) < 0.06
     assert orig.n_pos == ret.n_pos > 500 and orig.n_neg == ret.n_neg > 500
     # sanity of the shadow models themselves: originals fit their forget sets, retrain less
-    assert hayes_results["original"].accuracy["forget"] > hayes_results["retrain"].accuracy[
-        "forget"]
+    assert (
+        hayes_results["original"].accuracy["forget"] > hayes_results["retrain"].accuracy["forget"]
+    )
     assert hayes_results["ft"].unlearn_seconds > 0
 
 
-def test_second_audit_trains_nothing(cache: Path, hayes_results: dict,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_audit_trains_nothing(
+    cache: Path, hayes_results: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = {"train": 0, "unlearn": 0}
     real_train = training.train
 
@@ -190,8 +203,7 @@ def test_second_audit_trains_nothing(cache: Path, hayes_results: dict,
         assert all(p.trained == 0 and p.reused == p.total == 8 for p in r.pools)
     first = hayes_results["ft"].outcome
     assert np.array_equal(np.isnan(again["ft"].outcome.scores), np.isnan(first.scores))
-    np.testing.assert_allclose(again["ft"].outcome.scores[first.trials],
-                               first.scores[first.trials])
+    np.testing.assert_allclose(again["ft"].outcome.scores[first.trials], first.scores[first.trials])
     # growing the pool trains only the new splits
     bigger = Auditor(AuditConfig(shadows=9, **TINY), cache)
     rep = bigger.originals()
@@ -204,8 +216,20 @@ def test_crash_mid_pool_loses_only_the_member_being_trained(
     from unlearnkit.data import load_dataset
 
     pop = load_dataset("digits").subset(np.arange(200))
-    jobs = [TrainJob(tmp_path, k, content_key("p"), "logreg", {}, {"name": "sgd", "epochs": 1},
-                     np.arange(k, 200, 2), k, k) for k in range(3)]
+    jobs = [
+        TrainJob(
+            tmp_path,
+            k,
+            content_key("p"),
+            "logreg",
+            {},
+            {"name": "sgd", "epochs": 1},
+            np.arange(k, 200, 2),
+            k,
+            k,
+        )
+        for k in range(3)
+    ]
     real_run = TrainJob.run
 
     def crash_on_second(self: TrainJob, ctx: WorkerContext) -> float:
@@ -229,8 +253,13 @@ def test_crash_mid_pool_loses_only_the_member_being_trained(
 
 
 def test_deepunlearn_mode_runs(cache: Path) -> None:
-    cfg = AuditConfig(scheme="deepunlearn", shadows=4, forget_sets=2, forget_fraction=0.5,
-                      **{k: v for k, v in TINY.items() if k != "target_fraction"})
+    cfg = AuditConfig(
+        scheme="deepunlearn",
+        shadows=4,
+        forget_sets=2,
+        forget_fraction=0.5,
+        **{k: v for k, v in TINY.items() if k != "target_fraction"},
+    )
     auditor = Auditor(cfg, cache)
     r = auditor.audit("original")
     s = r.summary()
@@ -285,15 +314,27 @@ def test_worker_processes_train_the_same_models_as_in_process(tmp_path: Path) ->
     pop = load_dataset("digits").subset(np.arange(120))
 
     def jobs(folder: Path) -> list[TrainJob]:
-        return [TrainJob(folder, k, content_key("w"), "logreg", {},
-                         {"name": "sgd", "epochs": 1, "batch_size": 16}, np.arange(k, 120, 2),
-                         k, k) for k in range(2)]
+        return [
+            TrainJob(
+                folder,
+                k,
+                content_key("w"),
+                "logreg",
+                {},
+                {"name": "sgd", "epochs": 1, "batch_size": 16},
+                np.arange(k, 120, 2),
+                k,
+                k,
+            )
+            for k in range(2)
+        ]
 
     # member 0 exists already; the one missing member is trained in a spawned process
     run_pool("w", jobs(tmp_path / "a")[:1], WorkerContext(pop))
     seen: list[tuple[str, int, int]] = []
-    spawned = run_pool("w", jobs(tmp_path / "a"), WorkerContext(pop), workers=2,
-                       progress=lambda *a: seen.append(a))
+    spawned = run_pool(
+        "w", jobs(tmp_path / "a"), WorkerContext(pop), workers=2, progress=lambda *a: seen.append(a)
+    )
     local = run_pool("w", jobs(tmp_path / "b"), WorkerContext(pop), workers=1)
     assert (spawned.trained, spawned.reused, local.trained) == (1, 1, 2)
     assert seen == [("w", 1, 2), ("w", 2, 2)]

@@ -33,8 +33,14 @@ def test_two_steps_match_hand_computed_anchor_loss() -> None:
     """θ1 = θ0 − lr∇CE(θ0);  θ2 = θ1 − lr(∇CE(θ1) + λ(θ1 − θ0)), eval mode, layer2 + fc only."""
     d = data()
     lr, lam = 0.2, 0.7
-    cfg = {"num_blocks": 1, "num_epochs": 2, "batch_size": 64, "learning_rate": lr,
-           "sgda_weight_decay": lam, "sgda_decay_rate": 0.5}
+    cfg = {
+        "num_blocks": 1,
+        "num_epochs": 2,
+        "batch_size": 64,
+        "learning_rate": lr,
+        "sgda_weight_decay": lam,
+        "sgda_decay_rate": 0.5,
+    }
     ref = model().eval()
     names = [n for n, _ in ref.named_parameters() if n.startswith(("layer2", "fc"))]
     params = dict(ref.named_parameters())
@@ -55,8 +61,14 @@ def test_two_steps_match_hand_computed_anchor_loss() -> None:
 def test_step_decay_applies_from_the_milestones() -> None:
     """E=3 (milestones [1, 2, 2]): lr·r at e=2. Zero λ, one batch: compare with hand SGD."""
     d = data()
-    cfg = {"num_blocks": 0, "num_epochs": 3, "batch_size": 64, "learning_rate": 0.3,
-           "sgda_weight_decay": 0.0, "sgda_decay_rate": 0.1}
+    cfg = {
+        "num_blocks": 0,
+        "num_epochs": 3,
+        "batch_size": 64,
+        "learning_rate": 0.3,
+        "sgda_weight_decay": 0.0,
+        "sgda_decay_rate": 0.1,
+    }
     ref = model().eval()
     for lr in (0.3, 0.3, 0.03):
         ref.zero_grad()

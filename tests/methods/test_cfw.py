@@ -49,8 +49,14 @@ def test_weaken_step_once_before_the_last_epoch(epochs: int, noised: bool) -> No
 
 
 def test_balanced_weights() -> None:
-    ds = ArrayDataset("r", torch.zeros(4, 1), torch.tensor([0, 0, 0, 1]), torch.arange(4), "multiclass",
-                      ("a", "b", "c"))
+    ds = ArrayDataset(
+        "r",
+        torch.zeros(4, 1),
+        torch.tensor([0, 0, 0, 1]),
+        torch.arange(4),
+        "multiclass",
+        ("a", "b", "c"),
+    )
     assert torch.allclose(balanced_class_weights(ds), torch.tensor([4 / 6, 2.0, 1.0]))
 
 
@@ -58,7 +64,9 @@ def test_balanced_weights() -> None:
 def test_class_weighted_loss_step(faithful: bool) -> None:
     """One SGD step (one batch, no noise): per-sample weights, or the faithful batch product."""
     y = torch.tensor([0, 0, 0, 0, 1, 1, 2, 0])
-    retain = ArrayDataset("r", dataset("x", 8, 5).x, y, torch.arange(8), "multiclass", ("a", "b", "c"))
+    retain = ArrayDataset(
+        "r", dataset("x", 8, 5).x, y, torch.arange(8), "multiclass", ("a", "b", "c")
+    )
     d = UnlearnData(retain, dataset("forget", 4, 2, 100))
     w = torch.tensor([8 / (3 * 5), 8 / (3 * 2), 8 / (3 * 1)])
     torch.manual_seed(0)
@@ -66,11 +74,20 @@ def test_class_weighted_loss_step(faithful: bool) -> None:
     per = F.cross_entropy(ref(retain.x), y, reduction="none")
     loss = per.mean() * w[y].mean() if faithful else (w[y] * per).mean()
     loss.backward()
-    cfg = {"num_epochs": 1, "batch_size": 64, "learning_rate": 0.3, "momentum": 0.0,
-           "weight_decay": 0.0, "start_confuser_std": 0.0, "faithful": faithful}
+    cfg = {
+        "num_epochs": 1,
+        "batch_size": 64,
+        "learning_rate": 0.3,
+        "momentum": 0.0,
+        "weight_decay": 0.0,
+        "start_confuser_std": 0.0,
+        "faithful": faithful,
+    }
     torch.manual_seed(0)
     out = dict(CFW().unlearn(TinyConvNoBN(), d, cfg).model.named_parameters())
     for n, p in ref.named_parameters():
         assert torch.allclose(out[n], p.detach() - 0.3 * p.grad, atol=1e-6), n
     per = per.detach()
-    assert not math.isclose(float(per.mean() * w[y].mean()), float((w[y] * per).mean()), rel_tol=1e-3)
+    assert not math.isclose(
+        float(per.mean() * w[y].mean()), float((w[y] * per).mean()), rel_tol=1e-3
+    )

@@ -43,7 +43,9 @@ def test_fine_tuning_is_one_sgd_step_on_the_transposed_model() -> None:
     ref.train()
     ref.zero_grad()
     F.cross_entropy(ref(d.retain.x), d.retain.y).backward()
-    expected = {n: p.detach() - 0.05 * (p.grad + 1e-3 * p.detach()) for n, p in ref.named_parameters()}
+    expected = {
+        n: p.detach() - 0.05 * (p.grad + 1e-3 * p.detach()) for n, p in ref.named_parameters()
+    }
     out = CT().unlearn(model(), d, cfg).model
     for n, p in out.named_parameters():
         assert torch.allclose(p, expected[n], atol=1e-6), n

@@ -43,14 +43,24 @@ def test_zero_epochs_reinitialises_exactly_last_block_and_head(faithful: bool) -
     for blk in out.layer2:
         bound = math.sqrt(2) * math.sqrt(3 / (4 * 9))  # kaiming_uniform, fan_out = 4·3·3
         assert blk.conv.weight.abs().max() <= bound
-        assert torch.equal(blk.bn.weight, torch.ones(4)) and torch.equal(blk.bn.bias, torch.zeros(4))
+        assert torch.equal(blk.bn.weight, torch.ones(4)) and torch.equal(
+            blk.bn.bias, torch.zeros(4)
+        )
         stats = (blk.bn.running_mean, blk.bn.running_var)
-        want = (torch.full((4,), 0.3), torch.full((4,), 2.0)) if faithful else (torch.zeros(4), torch.ones(4))
+        want = (
+            (torch.full((4,), 0.3), torch.full((4,), 2.0))
+            if faithful
+            else (torch.zeros(4), torch.ones(4))
+        )
         assert torch.equal(stats[0], want[0]) and torch.equal(stats[1], want[1])
     assert out.fc.weight.abs().max() <= math.sqrt(6 / (4 + 3))  # xavier_uniform
     assert torch.equal(out.fc.bias, torch.zeros(3))
     diff = changed(before, out)
-    assert {k for k in diff if k.endswith("weight")} >= {"fc.weight", "layer2.0.conv.weight", "layer2.1.conv.weight"}
+    assert {k for k in diff if k.endswith("weight")} >= {
+        "fc.weight",
+        "layer2.0.conv.weight",
+        "layer2.1.conv.weight",
+    }
 
 
 def test_training_uses_augmented_retain_batches_and_frozen_front() -> None:
@@ -58,7 +68,12 @@ def test_training_uses_augmented_retain_batches_and_frozen_front() -> None:
     CALLS.clear()
     m = model()
     before = state(m)
-    cfg = {"num_epochs": 2, "batch_size": 10, "augmentation": "test-partb-spy", "learning_rate": 0.1}
+    cfg = {
+        "num_epochs": 2,
+        "batch_size": 10,
+        "augmentation": "test-partb-spy",
+        "learning_rate": 0.1,
+    }
     out = EUk().unlearn(m, d, cfg).model
     batches = [torch.Size([10, 3, 6, 6]), torch.Size([10, 3, 6, 6]), torch.Size([4, 3, 6, 6])]
     assert CALLS == [torch.Size([1, 3, 6, 6])] + batches * 2  # a pre-flight check, then 2 epochs
@@ -84,7 +99,10 @@ def test_crop_is_a_window_of_the_zero_padded_image_and_flip_mirrors() -> None:
     padded = F.pad(x, (2, 2, 2, 2))
     for i in range(16):
         hits = [
-            (a, b) for a in range(5) for b in range(5) if torch.equal(out[i], padded[i, :, a : a + 5, b : b + 5])
+            (a, b)
+            for a in range(5)
+            for b in range(5)
+            if torch.equal(out[i], padded[i, :, a : a + 5, b : b + 5])
         ]
         assert hits, i
     offsets = {tuple(out[i].flatten()[:3].tolist()) for i in range(16)}

@@ -19,7 +19,10 @@ def _tiny() -> TinyConvNoBN:
 def test_uniform_kl_matches_definition() -> None:
     z = torch.randn(5, 4)
     p = F.softmax(z, dim=1)
-    want = sum(sum(0.25 * (math.log(0.25) - math.log(p[i, c])) for c in range(4)) for i in range(5)) / 5
+    want = (
+        sum(sum(0.25 * (math.log(0.25) - math.log(p[i, c])) for c in range(4)) for i in range(5))
+        / 5
+    )
     assert math.isclose(uniform_kl_loss(z).item(), want, rel_tol=1e-5)
     assert abs(uniform_kl_loss(torch.full((3, 4), 2.0)).item()) < 1e-6
 
@@ -53,7 +56,9 @@ def test_strengthen_round_uses_scaled_retain_lr_and_contrast_runs() -> None:
     lr = retain lr · batch_size / 64."""
     d = data()
     cfg = {
-        "num_epochs": 1, "batch_size": 32, "learning_rate": 0.0,
+        "num_epochs": 1,
+        "batch_size": 32,
+        "learning_rate": 0.0,
         "forget_optimizer": {"learning_rate": 1e-30, "momentum": 0.0, "weight_decay": 0.0},
         "retain_optimizer": {"learning_rate": 0.4, "momentum": 0.0, "weight_decay": 0.0},
     }

@@ -51,27 +51,40 @@ def test_reset_touches_exactly_stem_conv_and_head() -> None:
     out = KDE().unlearn(m, data(), {"num_epochs": 0, "retain_num_epochs": 0}).model
     assert changed(before, out) == {"conv1.weight", "fc.weight", "fc.bias"}
     assert out.conv1.weight.abs().max() <= 1 / math.sqrt(3 * 9)
-    assert out.fc.weight.abs().max() <= 1 / math.sqrt(4) and out.fc.bias.abs().max() <= 1 / math.sqrt(4)
+    assert out.fc.weight.abs().max() <= 1 / math.sqrt(
+        4
+    ) and out.fc.bias.abs().max() <= 1 / math.sqrt(4)
 
 
 def test_warm_up_is_distillation_on_val_inputs() -> None:
     """One val batch, E_r = 0: θ1 = θ_reset − lr·(∇KL_τ(T‖S) + wd·θ_reset), train mode."""
     d = data()
     lr, wd, tau = 0.3, 1e-3, 2.0
-    cfg = {"num_epochs": 1, "retain_num_epochs": 0, "batch_size": 64, "learning_rate": lr,
-           "weight_decay": wd, "temperature": tau}
+    cfg = {
+        "num_epochs": 1,
+        "retain_num_epochs": 0,
+        "batch_size": 64,
+        "learning_rate": lr,
+        "weight_decay": wd,
+        "temperature": tau,
+    }
     teacher = model().eval()
     student = KDE().unlearn(model(), d, {**cfg, "num_epochs": 0}).model.train()
     with torch.no_grad():
         q = F.log_softmax(teacher(d.val.x) / tau, dim=1)
-    loss = F.kl_div(F.log_softmax(student(d.val.x) / tau, dim=1), q, reduction="batchmean", log_target=True)
+    loss = F.kl_div(
+        F.log_softmax(student(d.val.x) / tau, dim=1), q, reduction="batchmean", log_target=True
+    )
     loss.backward()
     out = dict(KDE().unlearn(model(), d, cfg).model.named_parameters())
     for n, p in student.named_parameters():
         assert torch.allclose(out[n], p.detach() - lr * (p.grad + wd * p.detach()), atol=1e-6), n
     # the result depends on the validation inputs
-    shifted = UnlearnData(d.retain, d.forget, type(d.val)("v", d.val.x + 1, d.val.y, d.val.ids,
-                                                           "multiclass", d.val.classes))
+    shifted = UnlearnData(
+        d.retain,
+        d.forget,
+        type(d.val)("v", d.val.x + 1, d.val.y, d.val.ids, "multiclass", d.val.classes),
+    )
     other = dict(KDE().unlearn(model(), shifted, cfg).model.named_parameters())
     assert not torch.allclose(other["fc.weight"], out["fc.weight"])
 

@@ -16,7 +16,9 @@ from unlearnkit.methods.msg import MSG, MSGConfig, reinit_small_gradients, trian
 def _hand_gradient(m: nn.Module, d) -> dict[str, torch.Tensor]:
     """G = ∇CE(retain) − ∇CE(forget): R′ = all of retain when |retain| = |forget|, one batch each."""
     m.zero_grad()
-    (F.cross_entropy(m(d.retain.x), d.retain.y) - F.cross_entropy(m(d.forget.x), d.forget.y)).backward()
+    (
+        F.cross_entropy(m(d.retain.x), d.retain.y) - F.cross_entropy(m(d.forget.x), d.forget.y)
+    ).backward()
     return {n: p.grad.clone() for n, p in m.named_parameters()}
 
 
@@ -44,8 +46,13 @@ def test_reinitialises_exactly_the_smallest_gradient_entries() -> None:
 def test_kept_entries_get_a_tenth_of_the_gradient() -> None:
     """One SGD step (momentum 0, wd 0, one batch): Δ = −lr·M⊙∇CE, M = 1 on S, 0.1 elsewhere."""
     d = data(n_retain=8, n_forget=8)
-    cfg = {"init_rate": 0.3, "batch_size": 64, "momentum": 0.0, "weight_decay": 0.0,
-           "learning_rate": 0.5}
+    cfg = {
+        "init_rate": 0.3,
+        "batch_size": 64,
+        "momentum": 0.0,
+        "weight_decay": 0.0,
+        "learning_rate": 0.5,
+    }
     torch.manual_seed(0)
     m = TinyConvNoBN()
     g = _hand_gradient(m, d)
@@ -67,7 +74,9 @@ def test_kept_entries_get_a_tenth_of_the_gradient() -> None:
 def test_fresh_values_are_kaiming_normal_fan_out() -> None:
     gen = torch.Generator().manual_seed(0)
     conv = nn.Conv2d(8, 32, 3, bias=False)
-    mult = reinit_small_gradients(conv, torch.zeros_like(conv.weight), MSGConfig(init_rate=1.0), gen)
+    mult = reinit_small_gradients(
+        conv, torch.zeros_like(conv.weight), MSGConfig(init_rate=1.0), gen
+    )
     std = math.sqrt(2 / (32 * 9))
     assert abs(conv.weight.std().item() / std - 1) < 0.06
     assert abs(conv.weight.mean().item()) < 0.1 * std
@@ -88,7 +97,9 @@ def test_gradient_pass_bn_side_effect_only_when_faithful(faithful: bool, bn_chan
 
 
 def test_triangular_schedule() -> None:
-    assert [triangular_factor(e, 5) for e in range(1, 6)] == pytest.approx([1 / 3, 2 / 3, 1, 2 / 3, 1 / 3])
+    assert [triangular_factor(e, 5) for e in range(1, 6)] == pytest.approx(
+        [1 / 3, 2 / 3, 1, 2 / 3, 1 / 3]
+    )
     assert [triangular_factor(e, 2) for e in (1, 2)] == pytest.approx([1.0, 0.5])
 
 

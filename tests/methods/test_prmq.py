@@ -21,7 +21,9 @@ def test_prunes_the_global_smallest_fraction_and_reinitialises_weights() -> None
     m = model()
     before = state(m)
     layers = [(n, mod) for n, mod in m.named_modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]
-    keys = [f"{n}.{p}" for n, mod in layers for p in ("weight", "bias") if getattr(mod, p) is not None]
+    keys = [
+        f"{n}.{p}" for n, mod in layers for p in ("weight", "bias") if getattr(mod, p) is not None
+    ]
     flat = torch.cat([before[k].flatten() for k in keys])
     k = round(0.6 * flat.numel())
     threshold = flat.abs().sort().values[k - 1]
@@ -64,6 +66,6 @@ def test_iteration_count_and_teacher_forward_passes() -> None:
 
 def test_class_weights_and_entropy() -> None:
     d = data()  # 24 retain samples, 8 of each of 3 classes
-    assert torch.allclose(inverse_power_class_weights(d.retain), torch.full((3,), 8 ** -0.1))
+    assert torch.allclose(inverse_power_class_weights(d.retain), torch.full((3,), 8**-0.1))
     z = torch.tensor([[0.0, 0.0], [10.0, -10.0]])
     assert torch.allclose(entropy(z), torch.tensor([math.log(2), 0.0]), atol=1e-6)

@@ -11,8 +11,12 @@ from torch import nn
 import unlearnkit.methods.rni as rni
 from unlearnkit.methods.rni import RNI, RNIConfig, noise_plan, norm_param_names
 
-STILL = {"learning_rate": 0.0, "weight_decay": 0.0, "momentum": 0.0,
-         "fine_optimizer": {"learning_rate": 0.0, "weight_decay": 0.0, "momentum": 0.0}}
+STILL = {
+    "learning_rate": 0.0,
+    "weight_decay": 0.0,
+    "momentum": 0.0,
+    "fine_optimizer": {"learning_rate": 0.0, "weight_decay": 0.0, "momentum": 0.0},
+}
 
 
 def _spy_plans(monkeypatch: pytest.MonkeyPatch) -> list:
@@ -28,8 +32,9 @@ def _spy_plans(monkeypatch: pytest.MonkeyPatch) -> list:
 
 
 def test_plan_rules() -> None:
-    cfg = RNIConfig(num_epochs=6, fine_num_epochs=2, reset_num_epochs=2, num_random_tensors=3,
-                    noise_ratio=0.7)
+    cfg = RNIConfig(
+        num_epochs=6, fine_num_epochs=2, reset_num_epochs=2, num_random_tensors=3, noise_ratio=0.7
+    )
     others = [f"t{i}" for i in range(6)]
     plans = noise_plan(["bn.w", "bn.b"], others, cfg, torch.Generator().manual_seed(0))
     assert [p.fine for p in plans] == [False] * 4 + [True] * 2
@@ -48,8 +53,16 @@ def test_head_reset_and_noise_on_the_planned_tensors(monkeypatch: pytest.MonkeyP
     seen = _spy_plans(monkeypatch)
     m = model()
     before = state(m)
-    cfg = {**STILL, "num_epochs": 3, "fine_num_epochs": 0, "reset_num_epochs": 1,
-           "num_random_tensors": 4, "noise_ratio": 1.0, "origin_noise": 0.5, "batch_size": 8}
+    cfg = {
+        **STILL,
+        "num_epochs": 3,
+        "fine_num_epochs": 0,
+        "reset_num_epochs": 1,
+        "num_random_tensors": 4,
+        "noise_ratio": 1.0,
+        "origin_noise": 0.5,
+        "batch_size": 8,
+    }
     out = RNI().unlearn(m, data(), cfg).model
     (plans,) = seen
     noised = {n for p in plans for n in p.noised}
@@ -65,8 +78,14 @@ def test_noisy_phase_trains_only_norm_and_chosen_tensors(monkeypatch: pytest.Mon
     seen = _spy_plans(monkeypatch)
     m = model()
     before = state(m)
-    cfg = {"num_epochs": 1, "fine_num_epochs": 0, "num_random_tensors": 2, "noise_ratio": 0.0,
-           "learning_rate": 0.1, "batch_size": 8}
+    cfg = {
+        "num_epochs": 1,
+        "fine_num_epochs": 0,
+        "num_random_tensors": 2,
+        "noise_ratio": 0.0,
+        "learning_rate": 0.1,
+        "batch_size": 8,
+    }
     out = RNI().unlearn(m, data(), cfg).model
     (plans,) = seen
     params = {n for n, _ in m.named_parameters()}
@@ -78,8 +97,12 @@ def test_noisy_phase_trains_only_norm_and_chosen_tensors(monkeypatch: pytest.Mon
 def test_fine_phase_trains_everything_with_per_epoch_lrs() -> None:
     m = model()
     before = state(m)
-    cfg = {"num_epochs": 2, "fine_num_epochs": 2, "batch_size": 8,
-           "fine_optimizer": {"learning_rate": [0.0, 0.05]}}
+    cfg = {
+        "num_epochs": 2,
+        "fine_num_epochs": 2,
+        "batch_size": 8,
+        "fine_optimizer": {"learning_rate": [0.0, 0.05]},
+    }
     out = RNI().unlearn(m, data(), cfg).model
     assert changed(before, out) >= {n for n, _ in m.named_parameters()}
 
@@ -89,7 +112,10 @@ def test_norm_tensors_by_type_or_by_name() -> None:
     net.bn1 = nn.BatchNorm2d(2)
     net.downsample = nn.Sequential(nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2))
     assert norm_param_names(net, faithful=False) == {
-        "bn1.weight", "bn1.bias", "downsample.1.weight", "downsample.1.bias"
+        "bn1.weight",
+        "bn1.bias",
+        "downsample.1.weight",
+        "downsample.1.bias",
     }
     assert norm_param_names(net, faithful=True) == {"bn1.weight", "bn1.bias"}
 

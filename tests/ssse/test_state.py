@@ -146,7 +146,9 @@ def test_solvers_give_identical_erasures(blobs, mlp):
 def test_bad_requests_are_refused_and_nothing_changes(blobs, mlp):
     state = ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="full", mode="exact"))
     before = model_fingerprint(mlp)
-    unknown = ArrayDataset("x", blobs.x[:1], blobs.y[:1], torch.tensor([5]), "multiclass", blobs.classes)
+    unknown = ArrayDataset(
+        "x", blobs.x[:1], blobs.y[:1], torch.tensor([5]), "multiclass", blobs.classes
+    )
     with pytest.raises(UnknownIdsError):
         state.erase(mlp, unknown)
     s1 = blobs.subset(blobs.ids[[1]])
@@ -156,7 +158,9 @@ def test_bad_requests_are_refused_and_nothing_changes(blobs, mlp):
     with pytest.raises(StateMismatchError):
         st1.erase(mlp, blobs.subset(blobs.ids[[2]]))  # the old model, not the one st1 applies to
     nan = blobs.subset(blobs.ids[[3]])
-    nan = ArrayDataset("nan", torch.full_like(nan.x, float("nan")), nan.y, nan.ids, "multiclass", nan.classes)
+    nan = ArrayDataset(
+        "nan", torch.full_like(nan.x, float("nan")), nan.y, nan.ids, "multiclass", nan.classes
+    )
     with pytest.raises(NumericalError):
         st1.erase(m1, nan)
     with pytest.raises(ConfigError):
@@ -184,7 +188,9 @@ def test_save_load_round_trip_and_tampering(tmp_path, blobs, mlp):
     manifest = json.loads((tmp_path / "st" / "manifest.json").read_text())
     raw = (tmp_path / "st" / "state.safetensors").read_bytes()
     mid = len(raw) // 2
-    (tmp_path / "st" / "state.safetensors").write_bytes(raw[:mid] + bytes([raw[mid] ^ 0xFF]) + raw[mid + 1 :])
+    (tmp_path / "st" / "state.safetensors").write_bytes(
+        raw[:mid] + bytes([raw[mid] ^ 0xFF]) + raw[mid + 1 :]
+    )
     with pytest.raises(StateMismatchError, match="checksum"):
         ErasureState.load(tmp_path / "st")
     assert manifest["n_remaining"] == len(blobs) - 2
@@ -202,7 +208,9 @@ def test_memory_budget_is_checked_before_collecting_rows(blobs, mlp):
         ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="full", memory_budget_bytes=1000))
     # enough for the rows (60 × 63 × 4 B) but not for a dense 63² fp64 block + workspace
     with pytest.raises(MemoryBudgetError):
-        ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="full", solver="dense", memory_budget_bytes=16_000))
+        ErasureState.prepare(
+            mlp, blobs, ErasureConfig(blocks="full", solver="dense", memory_budget_bytes=16_000)
+        )
 
 
 def brute_exact_step(model, theta_model, data, members, gone, lam, eps=1.0):
@@ -225,7 +233,8 @@ def brute_exact_step(model, theta_model, data, members, gone, lam, eps=1.0):
 
 
 def test_exact_sequence_on_the_kept_woodbury_factor_matches_brute_force(
-        tmp_path, blobs, mlp, monkeypatch):
+    tmp_path, blobs, mlp, monkeypatch
+):
     """Three requests with the incremental Woodbury downdate forced (the build's factor + PCG;
     the cost model would refactor a 60-row block), a save/load in the middle: each step equals
     a fresh dense fp64 computation on the retained data."""
@@ -260,7 +269,9 @@ def test_grouped_exact_sequence_matches_brute_force(blobs, mlp, monkeypatch):
     calls = []
     real = state_mod.build_rows
     monkeypatch.setattr(state_mod, "build_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
-    cfg = ErasureConfig(blocks="per_layer", solver="woodbury", damping=5e-2, mode="exact", group_size=4)
+    cfg = ErasureConfig(
+        blocks="per_layer", solver="woodbury", damping=5e-2, mode="exact", group_size=4
+    )
     state = ErasureState.prepare(mlp, blobs, cfg)
     n_prepare = len(calls)
     members = state.group_members.clone()
@@ -306,7 +317,9 @@ def test_exact_state_holds_the_rows_once(tmp_path, blobs, mlp):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_exact_sequence_on_cuda_with_the_kept_factor_and_a_reload(tmp_path, blobs, mlp, monkeypatch):
+def test_exact_sequence_on_cuda_with_the_kept_factor_and_a_reload(
+    tmp_path, blobs, mlp, monkeypatch
+):
     """The incremental Woodbury path and a state saved/loaded mid-sequence with a GPU model
     (θ_F then lives on the CPU) give the CPU's erasure."""
     import copy

@@ -22,7 +22,11 @@ def list_datasets() -> None:
         table.add_column(col)
     for row in dataset_info():
         table.add_row(
-            row["name"], row["task"], str(row["size"]), str(row["input_shape"]),
-            str(row["num_outputs"]), row["description"],
+            row["name"],
+            row["task"],
+            str(row["size"]),
+            str(row["input_shape"]),
+            str(row["num_outputs"]),
+            row["description"],
         )
     console.print(table)

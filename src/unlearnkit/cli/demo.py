@@ -24,9 +24,19 @@ def demo_cmd(
 
     from unlearnkit.demo import render_table, run_demo
 
-    res = run_demo(out, dataset=dataset, model=model, forget=forget, epochs=epochs, seed=seed, log=console.print)
+    res = run_demo(
+        out,
+        dataset=dataset,
+        model=model,
+        forget=forget,
+        epochs=epochs,
+        seed=seed,
+        log=console.print,
+    )
     console.print(Markdown(render_table(res)))
-    console.print(f"ε = {res['eps']:g} (loss matching, no retrain needed; oracle {res['eps_oracle']:g}). "
-                  f"Prepare {res['prepare_seconds']:.1f} s once; erase {res['erase_seconds']:.2f} s; "
-                  f"retrain {res['rows']['Retrain']['seconds']:.1f} s.")
+    console.print(
+        f"ε = {res['eps']:g} (loss matching, no retrain needed; oracle {res['eps_oracle']:g}). "
+        f"Prepare {res['prepare_seconds']:.1f} s once; erase {res['erase_seconds']:.2f} s; "
+        f"retrain {res['rows']['Retrain']['seconds']:.1f} s."
+    )
     console.print(f"report: {out / 'report.md'}")

@@ -157,7 +157,8 @@ def evaluate(
     seed = forget_seed if forget_seed is not None else int(rec.get("forget_seed", 0))
     source = rec.get("source")
     if isinstance(source, dict) and source.get("fingerprint") not in (
-        None, model_fingerprint(o_model)
+        None,
+        model_fingerprint(o_model),
     ):
         raise StateMismatchError(
             f"{unlearned} was not unlearned from {original} (the original's fingerprint "
@@ -173,18 +174,26 @@ def evaluate(
                 f"{spec_text!r} with seed {seed}"
             )
     parts = {
-        "retain": split.retain(data.train), "forget": split.forget(data.train),
-        "val": data.val, "test": data.test,
+        "retain": split.retain(data.train),
+        "forget": split.forget(data.train),
+        "val": data.val,
+        "test": data.test,
     }
     with console.status("evaluating"):
         report = evaluate_unlearned(
-            u_model, o_model, r_model, parts,
+            u_model,
+            o_model,
+            r_model,
+            parts,
             method_seconds=method_seconds if method_seconds is not None else _seconds(u_man),
             retrain_seconds=retrain_seconds if retrain_seconds is not None else _seconds(r_man),
         )
     report["inputs"] = {
-        "unlearned": str(unlearned), "original": str(original), "retrain": str(retrain),
-        "forget": spec_text, "forget_seed": seed,
+        "unlearned": str(unlearned),
+        "original": str(original),
+        "retrain": str(retrain),
+        "forget": spec_text,
+        "forget_seed": seed,
     }
     _print_evaluation(report)
     if json_out is not None:
@@ -209,21 +218,27 @@ def _progress_callback(progress: Progress) -> Any:
 def _print_audit(results: list[Any]) -> None:
     table = Table(title="U-LiRA (%): closer to chance is better (50, TPR@α ≈ α)")
     fprs = results[0].config.fprs
-    for col in ("method", "bal. acc", "AUC", *[f"TPR@{100 * a:g}%" for a in fprs],
-                "trials +/−"):
+    for col in ("method", "bal. acc", "AUC", *[f"TPR@{100 * a:g}%" for a in fprs], "trials +/−"):
         table.add_column(col, justify="right" if col != "method" else "left")
     pools: dict[str, Any] = {}
     for r in results:
         m = r.outcome.metrics
         tprs = [_num(m.tpr_at_fpr[a], pct=True) + ("" if m.supported[a] else "†") for a in fprs]
-        table.add_row(r.method, _num(m.balanced_accuracy, pct=True), _num(m.auc, pct=True),
-                      *tprs, f"{m.n_pos}/{m.n_neg}")
+        table.add_row(
+            r.method,
+            _num(m.balanced_accuracy, pct=True),
+            _num(m.auc, pct=True),
+            *tprs,
+            f"{m.n_pos}/{m.n_neg}",
+        )
         pools.update({p.folder: p for p in r.pools})
     console.print(table)
     console.print("† fewer than 1/α negatives: the rate is not resolved.")
     for p in pools.values():
-        console.print(f"pool {p.name}: {p.trained} trained, {p.reused} reused "
-                      f"({p.seconds:.1f} s) in {escape(p.folder)}")
+        console.print(
+            f"pool {p.name}: {p.trained} trained, {p.reused} reused "
+            f"({p.seconds:.1f} s) in {escape(p.folder)}"
+        )
 
 
 @app.command("audit")
@@ -262,9 +277,9 @@ def audit(
     split_seed: Annotated[int, typer.Option(help="train/val/test split seed")] = 0,
     seed: Annotated[int, typer.Option(help="seed of the shadow splits")] = 0,
     workers: Annotated[int, typer.Option(help="training processes", min=1)] = 1,
-    cache: Annotated[
-        Path, typer.Option(help="pool cache (shared across audits)")
-    ] = Path("~/.cache/unlearnkit/pools"),
+    cache: Annotated[Path, typer.Option(help="pool cache (shared across audits)")] = Path(
+        "~/.cache/unlearnkit/pools"
+    ),
 ) -> None:
     """U-LiRA audit of one or more methods (Hayes et al. 2024): shadow originals on random
     halves, unlearned with each method, per-example Gaussians, held-out target models."""
@@ -275,13 +290,28 @@ def audit(
 
     try:
         config = AuditConfig(
-            dataset=dataset, dataset_params=parse_assignments(dataset_param, "--dataset-param"),
-            val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
-            model=model, model_options=parse_assignments(model_option, "--model-option"),
-            recipe={"name": "sgd", "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                    "momentum": momentum, "weight_decay": weight_decay},
-            scheme=scheme, shadows=shadows, seed=seed, target_fraction=target_fraction,
-            forget_sets=forget_sets, forget_fraction=forget_fraction, out_source=out_source,
+            dataset=dataset,
+            dataset_params=parse_assignments(dataset_param, "--dataset-param"),
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            model=model,
+            model_options=parse_assignments(model_option, "--model-option"),
+            recipe={
+                "name": "sgd",
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "lr": lr,
+                "momentum": momentum,
+                "weight_decay": weight_decay,
+            },
+            scheme=scheme,
+            shadows=shadows,
+            seed=seed,
+            target_fraction=target_fraction,
+            forget_sets=forget_sets,
+            forget_fraction=forget_fraction,
+            out_source=out_source,
             workers=workers,
         )
     except ValidationError as e:
@@ -289,7 +319,10 @@ def audit(
     configs = parse_method_configs(method, method_config)
     t0 = time.perf_counter()
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         console=console,
     ) as progress:
         auditor = Auditor(config, cache, _progress_callback(progress))
@@ -297,5 +330,7 @@ def audit(
     wall = time.perf_counter() - t0
     paths = write_audit_results(results, out, extra={"wall_seconds": wall})
     _print_audit(results)
-    console.print(f"wall time {wall:.1f} s; wrote {paths['table']}, {paths['results']}, "
-                  f"{paths.get('roc', '')}")
+    console.print(
+        f"wall time {wall:.1f} s; wrote {paths['table']}, {paths['results']}, "
+        f"{paths.get('roc', '')}"
+    )

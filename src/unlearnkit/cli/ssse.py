@@ -19,13 +19,17 @@ def prepare_cmd(
     out: Path = typer.Option(..., help="folder for the erasure state"),
     curvature: str = typer.Option("empirical", help="empirical | true | ggn"),
     damping: float = typer.Option(1e-3, help="λ in F = λI + (1/N)ΣrrT"),
-    normalizer: str | None = typer.Option(None, help="samples | rows (default: samples, rows with groups)"),
+    normalizer: str | None = typer.Option(
+        None, help="samples | rows (default: samples, rows with groups)"
+    ),
     blocks: str = typer.Option("per_layer", help="full | per_layer | chunks | per_output_head"),
     block_size: int | None = typer.Option(None, help="chunk size for --blocks chunks"),
     group_size: int = typer.Option(1, help="rows are means over groups of g samples"),
     solver: str = typer.Option("auto", help="auto | dense | woodbury | sherman_morrison"),
     mode: str = typer.Option("exact", help="exact (Fisher of the remaining data) | paper"),
-    l2: float = typer.Option(0.0, help="ℓ2 coefficient of the training objective (regularised step)"),
+    l2: float = typer.Option(
+        0.0, help="ℓ2 coefficient of the training objective (regularised step)"
+    ),
     memory_budget: float | None = typer.Option(None, help="memory budget in GiB"),
 ) -> None:
     """Compute and invert the block-diagonal curvature of the model's training data (once)."""
@@ -36,9 +40,17 @@ def prepare_cmd(
     net, manifest = load_model(model)
     _, mat = data_from_manifest(manifest)
     cfg = ErasureConfig(
-        task=mat.fit_on.task, curvature=curvature, damping=damping, normalizer=normalizer, blocks=blocks,
-        block_options={"size": block_size} if block_size else {}, group_size=group_size, solver=solver,
-        mode=mode, l2=l2, regularized_step=l2 > 0,
+        task=mat.fit_on.task,
+        curvature=curvature,
+        damping=damping,
+        normalizer=normalizer,
+        blocks=blocks,
+        block_options={"size": block_size} if block_size else {},
+        group_size=group_size,
+        solver=solver,
+        mode=mode,
+        l2=l2,
+        regularized_step=l2 > 0,
         memory_budget_bytes=int(memory_budget * 2**30) if memory_budget else None,
     )
     with console.status(f"preparing: {curvature} rows of {len(mat.fit_on)} samples, then F⁻¹"):
@@ -52,13 +64,19 @@ def prepare_cmd(
 @friendly_errors
 def erase_cmd(
     model: Path = typer.Option(..., help="the model the state applies to (artifact)"),
-    state: Path = typer.Option(..., help="erasure state folder (from `prepare` or a previous `erase`)"),
+    state: Path = typer.Option(
+        ..., help="erasure state folder (from `prepare` or a previous `erase`)"
+    ),
     out: Path = typer.Option(..., help="output artifact for the erased model"),
     ids: str | None = typer.Option(None, help="sample ids: 1,2,3 or @file"),
-    forget: str | None = typer.Option(None, help="or a forget spec over the training data, e.g. class:3"),
+    forget: str | None = typer.Option(
+        None, help="or a forget spec over the training data, e.g. class:3"
+    ),
     forget_seed: int = typer.Option(0),
     eps: float = typer.Option(1.0, help="step scale ε (SSSE eq. 4)"),
-    state_out: Path | None = typer.Option(None, help="where to write the new state (default: replace --state)"),
+    state_out: Path | None = typer.Option(
+        None, help="where to write the new state (default: replace --state)"
+    ),
 ) -> None:
     """Erase samples with one SSSE step; writes the new model and the updated state.
 
@@ -87,15 +105,30 @@ def erase_cmd(
         sel = fs.forget(mat.fit_on)
     new_model, new_state = st.erase(net, sel, eps=eps)
     entry = new_state.ledger[-1]
-    path = save_model(out, new_model, {
-        "data": manifest.get("data"), "role": "ssse", "parent": str(model),
-        "ssse": {"eps": eps, "k": entry["k"], "request": entry["request"], "state": str(state_out or state)},
-    })
+    path = save_model(
+        out,
+        new_model,
+        {
+            "data": manifest.get("data"),
+            "role": "ssse",
+            "parent": str(model),
+            "ssse": {
+                "eps": eps,
+                "k": entry["k"],
+                "request": entry["request"],
+                "state": str(state_out or state),
+            },
+        },
+    )
     new_state.save(state_out or state)
-    console.print(f"erased {entry['k']} sample(s) in {entry['seconds']:.3f} s (‖step‖ = {entry['step_norm']:.3g}); "
-                  f"{new_state.n_remaining} remain. Model: {path}")
-    console.print(f"accuracy on the erased samples: {evaluate_accuracy(new_model, sel):.4f} "
-                  f"(before: {evaluate_accuracy(net, sel):.4f})")
+    console.print(
+        f"erased {entry['k']} sample(s) in {entry['seconds']:.3f} s (‖step‖ = {entry['step_norm']:.3g}); "
+        f"{new_state.n_remaining} remain. Model: {path}"
+    )
+    console.print(
+        f"accuracy on the erased samples: {evaluate_accuracy(new_model, sel):.4f} "
+        f"(before: {evaluate_accuracy(net, sel):.4f})"
+    )
 
 
 reproduce_app = typer.Typer(help="Reproduce the SSSE paper's experiments.", no_args_is_help=True)
@@ -105,9 +138,13 @@ app.add_typer(reproduce_app, name="reproduce")
 @reproduce_app.command("ssse-convex")
 @friendly_errors
 def reproduce_convex_cmd(
-    out: Path = typer.Option(..., help="output folder: results.json, fig1_gamma.png, fig1_distance.png"),
+    out: Path = typer.Option(
+        ..., help="output folder: results.json, fig1_gamma.png, fig1_distance.png"
+    ),
     l2: float = typer.Option(1e-3, help="ℓ2 coefficient = damping λ"),
-    max_attributes: int | None = typer.Option(None, help="limit the number of attributes (quick runs)"),
+    max_attributes: int | None = typer.Option(
+        None, help="limit the number of attributes (quick runs)"
+    ),
     fraction: list[float] = typer.Option([0.1, 0.25, 0.5, 1.0], help="removal fractions"),
     pool: int = typer.Option(2, help="average-pool the images by this factor (features)"),
     seed: int = typer.Option(0),
@@ -115,9 +152,19 @@ def reproduce_convex_cmd(
     """The paper's §3: linear multi-attribute classifier, γ_S and distance over ε (Figure 1)."""
     from unlearnkit.ssse.reproduce_convex import run_convex
 
-    res = run_convex(out, l2=l2, fractions=tuple(fraction), max_attributes=max_attributes, seed=seed, pool=pool,
-                     log=console.print)
-    _print_summary(res["summary"], ("best_eps", "best_gamma_mean", "distance_at_best_eps", "loss_matching_gamma_mean"))
+    res = run_convex(
+        out,
+        l2=l2,
+        fractions=tuple(fraction),
+        max_attributes=max_attributes,
+        seed=seed,
+        pool=pool,
+        log=console.print,
+    )
+    _print_summary(
+        res["summary"],
+        ("best_eps", "best_gamma_mean", "distance_at_best_eps", "loss_matching_gamma_mean"),
+    )
     console.print(f"wrote {out}/results.json and Figure 1 PNGs in {res['total_seconds']:.0f} s")
 
 
@@ -133,16 +180,31 @@ def reproduce_deep_cmd(
     damping: float = typer.Option(1e-3),
     blocks: str = typer.Option("per_layer"),
     block_size: int | None = typer.Option(None),
-    refine: int = typer.Option(12, help="ε points refined around each coarse best (0: coarse grid only)"),
-    criterion: str = typer.Option("worst_split", help="oracle best ε: worst_split (max |gap|/tolerance) | sum"),
+    refine: int = typer.Option(
+        12, help="ε points refined around each coarse best (0: coarse grid only)"
+    ),
+    criterion: str = typer.Option(
+        "worst_split", help="oracle best ε: worst_split (max |gap|/tolerance) | sum"
+    ),
     seed: int = typer.Option(0),
 ) -> None:
     """The paper's §4 at CPU scale: class and half-class removal, |ΔAcc| vs retrain (Figure 2)."""
     from unlearnkit.ssse.reproduce_deep import run_deep
 
-    res = run_deep(out, datasets=tuple(dataset), model=model, classes=tuple(classes), epochs=epochs,
-                   group_size=group_size, damping=damping, blocks=blocks, block_size=block_size,
-                   refine=refine, criterion=criterion, seed=seed)
+    res = run_deep(
+        out,
+        datasets=tuple(dataset),
+        model=model,
+        classes=tuple(classes),
+        epochs=epochs,
+        group_size=group_size,
+        damping=damping,
+        blocks=blocks,
+        block_size=block_size,
+        refine=refine,
+        criterion=criterion,
+        seed=seed,
+    )
     for name, d in res["datasets"].items():
         console.print(f"[bold]{name}[/]")
         console.print(json.dumps(d["summary"], indent=1)[:4000])

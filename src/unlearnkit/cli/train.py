@@ -16,7 +16,9 @@ def train_cmd(
     dataset: str = typer.Option(..., help="dataset name (see `unlearnkit data list`)"),
     model: str = typer.Option(..., help="model name: linear, logreg, mlp, cnn, resnet20, resnet18"),
     out: Path = typer.Option(..., help="output prefix or folder for <name>.safetensors + .json"),
-    recipe: str = typer.Option("sgd", help="sgd (SGD + momentum + cosine) or lbfgs (convex models)"),
+    recipe: str = typer.Option(
+        "sgd", help="sgd (SGD + momentum + cosine) or lbfgs (convex models)"
+    ),
     epochs: int = typer.Option(15, help="sgd: epochs"),
     batch_size: int = typer.Option(64, help="sgd: batch size"),
     lr: float = typer.Option(0.05, help="sgd: learning rate"),
@@ -26,7 +28,9 @@ def train_cmd(
     split_seed: int = typer.Option(0, help="seed of the train/val/test split"),
     val_fraction: float = typer.Option(0.1),
     test_fraction: float = typer.Option(0.2),
-    forget: str | None = typer.Option(None, help="train on retain only (a retrain): forget spec, e.g. random:0.1"),
+    forget: str | None = typer.Option(
+        None, help="train on retain only (a retrain): forget spec, e.g. random:0.1"
+    ),
     forget_seed: int = typer.Option(0),
     dataset_param: list[str] = typer.Option([], help="dataset parameter KEY=VALUE (repeatable)"),
 ) -> None:
@@ -36,7 +40,15 @@ def train_cmd(
     from unlearnkit.training import LBFGSRecipe, SGDRecipe, evaluate_accuracy, train
     from unlearnkit.workflow import DataPlan, data_block, materialise
 
-    plan = DataPlan(dataset, parse_kv(dataset_param), val_fraction, test_fraction, split_seed, forget, forget_seed)
+    plan = DataPlan(
+        dataset,
+        parse_kv(dataset_param),
+        val_fraction,
+        test_fraction,
+        split_seed,
+        forget,
+        forget_seed,
+    )
     mat = materialise(plan)
     rec = (
         SGDRecipe(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
@@ -46,10 +58,23 @@ def train_cmd(
     net = build_model(model, mat.full.input_shape, mat.full.num_outputs, seed=seed)
     with console.status(f"training {model} on {dataset} ({len(mat.fit_on)} samples)"):
         res = train(net, mat.fit_on, rec, seed=seed)
-    metrics = {"train_accuracy": evaluate_accuracy(res.model, mat.fit_on), "val_accuracy": evaluate_accuracy(res.model, mat.val),
-               "test_accuracy": evaluate_accuracy(res.model, mat.test), "seconds": res.seconds}
+    metrics = {
+        "train_accuracy": evaluate_accuracy(res.model, mat.fit_on),
+        "val_accuracy": evaluate_accuracy(res.model, mat.val),
+        "test_accuracy": evaluate_accuracy(res.model, mat.test),
+        "seconds": res.seconds,
+    }
     if res.grad_norm is not None:
         metrics["grad_norm"] = res.grad_norm
-    path = save_model(out, res.model, {"data": data_block(plan, mat), "recipe": rec.model_dump(), "seed": seed,
-                                       "metrics": metrics, "role": "retrain" if forget else "original"})
+    path = save_model(
+        out,
+        res.model,
+        {
+            "data": data_block(plan, mat),
+            "recipe": rec.model_dump(),
+            "seed": seed,
+            "metrics": metrics,
+            "role": "retrain" if forget else "original",
+        },
+    )
     console.print(f"saved {path}  " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()))

@@ -107,8 +107,11 @@ def _check_partition(blocks: Sequence[BlockLike], d: int) -> list[tuple[str, Ten
         raise ConfigError(f"block names must be unique, got {names}")
     allidx = torch.cat([i for _, i in out]) if out else torch.empty(0, dtype=torch.int64)
     in_range = allidx.numel() == 0 or (int(allidx.min()) >= 0 and int(allidx.max()) < d)
-    if (allidx.numel() != d or not in_range
-            or not bool((torch.bincount(allidx, minlength=d) == 1).all())):
+    if (
+        allidx.numel() != d
+        or not in_range
+        or not bool((torch.bincount(allidx, minlength=d) == 1).all())
+    ):
         raise ConfigError(
             f"blocks must partition the {d} parameters (every position exactly once); they "
             f"cover {allidx.unique().numel()} distinct positions with {allidx.numel()} entries"
@@ -119,7 +122,7 @@ def _check_partition(blocks: Sequence[BlockLike], d: int) -> list[tuple[str, Ten
 def _check_finite_rows(G: Tensor, chunk_bytes: int) -> None:
     step = max(1, chunk_bytes // (8 * max(1, G.shape[1])))
     for s in range(0, G.shape[0], step):
-        bad = ~torch.isfinite(G[s:s + step]).all(dim=1)
+        bad = ~torch.isfinite(G[s : s + step]).all(dim=1)
         if bool(bad.any()):
             rows = (bad.nonzero().flatten() + s).tolist()[:10]
             raise NumericalError(f"gradients contain NaN or Inf in rows {rows}")
@@ -149,17 +152,39 @@ class BlockDiagonalInverse:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def plan(cls, m: int, d: int, blocks: Sequence[BlockLike] | None, *,
-             solver: str = "auto", dtype: torch.dtype = torch.float32,
-             memory_budget_bytes: int | None = None) -> list[dict[str, object]]:
+    def plan(
+        cls,
+        m: int,
+        d: int,
+        blocks: Sequence[BlockLike] | None,
+        *,
+        solver: str = "auto",
+        dtype: torch.dtype = torch.float32,
+        memory_budget_bytes: int | None = None,
+    ) -> list[dict[str, object]]:
         """The per-block solver choice and memory estimate, without building anything."""
         plans = cls._plan(m, d, blocks, solver, dtype, memory_budget_bytes)
-        return [{"name": p.name, "d_b": p.index.numel(), "m": m, "method": p.method,
-                 "reason": p.reason, "bytes": p.est.peak} for p in plans]
+        return [
+            {
+                "name": p.name,
+                "d_b": p.index.numel(),
+                "m": m,
+                "method": p.method,
+                "reason": p.reason,
+                "bytes": p.est.peak,
+            }
+            for p in plans
+        ]
 
     @staticmethod
-    def _plan(m: int, d: int, blocks: Sequence[BlockLike] | None, solver: str,
-              dtype: torch.dtype, budget: int | None) -> list[_Plan]:
+    def _plan(
+        m: int,
+        d: int,
+        blocks: Sequence[BlockLike] | None,
+        solver: str,
+        dtype: torch.dtype,
+        budget: int | None,
+    ) -> list[_Plan]:
         if solver not in SOLVERS:
             SOLVERS.get(solver)  # raises ConfigError listing the known solvers
         if blocks is None:
@@ -172,12 +197,27 @@ class BlockDiagonalInverse:
             if solver == "auto":
                 choice = auto.choose(m, d_b, dtype, memory_budget_bytes=budget)
                 other = "woodbury" if choice.method == "dense" else "dense"
-                plans.append(_Plan(name, idx, choice.method, choice.reason,
-                                   estimate(choice.method, m, d_b, dtype),
-                                   (other, estimate(other, m, d_b, dtype))))
+                plans.append(
+                    _Plan(
+                        name,
+                        idx,
+                        choice.method,
+                        choice.reason,
+                        estimate(choice.method, m, d_b, dtype),
+                        (other, estimate(other, m, d_b, dtype)),
+                    )
+                )
             else:
-                plans.append(_Plan(name, idx, solver, f"{solver}: requested",
-                                   estimate(solver, m, d_b, dtype), None))
+                plans.append(
+                    _Plan(
+                        name,
+                        idx,
+                        solver,
+                        f"{solver}: requested",
+                        estimate(solver, m, d_b, dtype),
+                        None,
+                    )
+                )
         if budget is not None and _total(plans) > budget and solver == "auto":
             # switch blocks to their lower-memory candidate, biggest saving first
             def saving(p: _Plan) -> int:
@@ -187,7 +227,9 @@ class BlockDiagonalInverse:
                 if _total(plans) <= budget or saving(p) <= 0 or p.alt is None:
                     continue
                 (p.method, p.est), p.alt = p.alt, (p.method, p.est)
-                p.reason = f"{p.method}: lower memory ({format_bytes(p.est.peak)}) to fit the budget"
+                p.reason = (
+                    f"{p.method}: lower memory ({format_bytes(p.est.peak)}) to fit the budget"
+                )
         if budget is not None and _total(plans) > budget:
             big = max(plans, key=lambda p: p.est.peak)
             wood = sum(estimate("woodbury", m, p.index.numel(), dtype).peak for p in plans)
@@ -203,9 +245,16 @@ class BlockDiagonalInverse:
         return plans
 
     @classmethod
-    def build(cls, G: Tensor, blocks: Sequence[BlockLike] | None, damping: float,
-              normalizer: float, solver: str = "auto", memory_budget_bytes: int | None = None,
-              chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> BlockDiagonalInverse:
+    def build(
+        cls,
+        G: Tensor,
+        blocks: Sequence[BlockLike] | None,
+        damping: float,
+        normalizer: float,
+        solver: str = "auto",
+        memory_budget_bytes: int | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> BlockDiagonalInverse:
         """Build F⁻¹ from gradient rows G (m, d); ``blocks=None`` means one full block.
 
         The memory estimate is checked against ``memory_budget_bytes`` before any large
@@ -226,8 +275,14 @@ class BlockDiagonalInverse:
         return cls(entries, d)
 
     @classmethod
-    def from_grams(cls, grams: Sequence[Tensor] | Tensor, blocks: Sequence[BlockLike],
-                   n_rows: int, damping: float, normalizer: float) -> BlockDiagonalInverse:
+    def from_grams(
+        cls,
+        grams: Sequence[Tensor] | Tensor,
+        blocks: Sequence[BlockLike],
+        n_rows: int,
+        damping: float,
+        normalizer: float,
+    ) -> BlockDiagonalInverse:
         """Dense blocks from precomputed unnormalised Grams A_j = Σᵢ gᵢⱼgᵢⱼᵀ (one per block).
 
         E.g. the linear multi-attribute model: A_k = Xᵀdiag(r_k²)X for all k in one einsum.
@@ -240,8 +295,10 @@ class BlockDiagonalInverse:
         entries = []
         for (name, idx), A in zip(parts, grams, strict=True):
             if tuple(A.shape) != (idx.numel(), idx.numel()):
-                raise ConfigError(f"block {name!r}: Gram has shape {tuple(A.shape)}, expected "
-                                  f"({idx.numel()}, {idx.numel()})")
+                raise ConfigError(
+                    f"block {name!r}: Gram has shape {tuple(A.shape)}, expected "
+                    f"({idx.numel()}, {idx.numel()})"
+                )
             inv = DenseSolver().from_gram(A, n_rows, lam, n, name=name)
             entries.append(BlockEntry(name, idx, _selector(idx), inv, "dense: precomputed Gram"))
         return cls(entries, d)
@@ -299,8 +356,9 @@ class BlockDiagonalInverse:
             raise ConfigError(f"{what} must have shape ({k}, {self.d}), got {shape}")
         return values
 
-    def downdate(self, rows: Tensor, normalizer: float,
-                 row_values: Tensor | None = None) -> BlockDiagonalInverse:
+    def downdate(
+        self, rows: Tensor, normalizer: float, row_values: Tensor | None = None
+    ) -> BlockDiagonalInverse:
         """Exact inverse for the Fisher without ``rows`` and with normaliser N' (new object).
 
         ``row_values`` (k, d): the removed rows' gradients, needed by ``dense`` blocks.
@@ -308,15 +366,20 @@ class BlockDiagonalInverse:
         r = torch.as_tensor(rows)
         vals = self._cols(row_values, r.numel(), "row_values")
         entries = [
-            BlockEntry(e.name, e.index, e.sel,
-                       e.inverse.downdate(r, normalizer, None if vals is None else vals[:, e.sel]),
-                       e.reason)
+            BlockEntry(
+                e.name,
+                e.index,
+                e.sel,
+                e.inverse.downdate(r, normalizer, None if vals is None else vals[:, e.sel]),
+                e.reason,
+            )
             for e in self.entries
         ]
         return BlockDiagonalInverse(entries, self.d)
 
-    def replace_rows(self, rows: Tensor, new_values: Tensor, normalizer: float,
-                     old_values: Tensor | None = None) -> BlockDiagonalInverse:
+    def replace_rows(
+        self, rows: Tensor, new_values: Tensor, normalizer: float, old_values: Tensor | None = None
+    ) -> BlockDiagonalInverse:
         """Exact inverse after rows change value (a group-averaged gradient losing a member).
 
         ``new_values`` (k, d); ``old_values`` (k, d) are needed by ``dense`` blocks.
@@ -326,10 +389,15 @@ class BlockDiagonalInverse:
         assert new is not None
         old = self._cols(old_values, r.numel(), "old_values")
         entries = [
-            BlockEntry(e.name, e.index, e.sel,
-                       e.inverse.replace_rows(r, new[:, e.sel], normalizer,
-                                              None if old is None else old[:, e.sel]),
-                       e.reason)
+            BlockEntry(
+                e.name,
+                e.index,
+                e.sel,
+                e.inverse.replace_rows(
+                    r, new[:, e.sel], normalizer, None if old is None else old[:, e.sel]
+                ),
+                e.reason,
+            )
             for e in self.entries
         ]
         return BlockDiagonalInverse(entries, self.d)
@@ -340,12 +408,16 @@ class BlockDiagonalInverse:
 
     def describe(self) -> str:
         """One line per block: name, size, solver, why, memory."""
-        lines = [f"block-diagonal Fisher inverse: d={self.d}, m={self.m}, λ={self.damping:g}, "
-                 f"N={self.normalizer:g}, {len(self.entries)} blocks, "
-                 f"{format_bytes(self.memory_bytes())}"]
+        lines = [
+            f"block-diagonal Fisher inverse: d={self.d}, m={self.m}, λ={self.damping:g}, "
+            f"N={self.normalizer:g}, {len(self.entries)} blocks, "
+            f"{format_bytes(self.memory_bytes())}"
+        ]
         for e in self.entries:
-            lines.append(f"  {e.name}: d_b={e.index.numel()} {e.inverse.method} "
-                         f"[{e.reason}] {format_bytes(e.inverse.memory_bytes())}")
+            lines.append(
+                f"  {e.name}: d_b={e.index.numel()} {e.inverse.method} "
+                f"[{e.reason}] {format_bytes(e.inverse.memory_bytes())}"
+            )
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ persistence
@@ -370,11 +442,17 @@ class BlockDiagonalInverse:
             entries = []
             for i in range(nb):
                 pre = f"blocks.{i}.inv."
-                sub = {k[len(pre):]: t for k, t in state.items() if k.startswith(pre)}
+                sub = {k[len(pre) :]: t for k, t in state.items() if k.startswith(pre)}
                 idx = state[f"blocks.{i}.index"].to(torch.int64).cpu()
-                entries.append(BlockEntry(decode_str(state[f"blocks.{i}.name"]), idx,
-                                          _selector(idx), load_block_inverse(sub),
-                                          decode_str(state[f"blocks.{i}.reason"])))
+                entries.append(
+                    BlockEntry(
+                        decode_str(state[f"blocks.{i}.name"]),
+                        idx,
+                        _selector(idx),
+                        load_block_inverse(sub),
+                        decode_str(state[f"blocks.{i}.reason"]),
+                    )
+                )
         except KeyError as e:
             raise ConfigError(f"Fisher-inverse state is missing {e}") from None
         _check_partition([IndexBlock(e.name, e.index) for e in entries], d)
@@ -384,17 +462,31 @@ class BlockDiagonalInverse:
         return f"BlockDiagonalInverse(d={self.d}, m={self.m}, blocks={len(self.entries)})"
 
 
-def _build_block(G: Tensor, sel: slice | Tensor, method: str, damping: float,
-                 normalizer: float, name: str, chunk_bytes: int) -> BlockInverse:
+def _build_block(
+    G: Tensor,
+    sel: slice | Tensor,
+    method: str,
+    damping: float,
+    normalizer: float,
+    name: str,
+    chunk_bytes: int,
+) -> BlockInverse:
     """Build one block without copying G more than the solver needs."""
     if method == "dense":  # stream row chunks straight into the fp64 Gram
         A = gram_cols64(G, chunk_bytes=chunk_bytes, cols=sel)
         return DenseSolver(chunk_bytes).from_gram(
-            A, G.shape[0], damping, normalizer, name=name, copy=False,
-            row_sq_norms=row_sq_norms64(G, chunk_bytes, cols=sel))
+            A,
+            G.shape[0],
+            damping,
+            normalizer,
+            name=name,
+            copy=False,
+            row_sq_norms=row_sq_norms64(G, chunk_bytes, cols=sel),
+        )
     block = G[:, sel] if isinstance(sel, slice) else G.index_select(1, sel.to(G.device))
     if method == "woodbury":
         owned = not isinstance(sel, slice)  # index_select already made a private copy
-        return WoodburySolver(chunk_bytes).build(block, damping, normalizer, name=name,
-                                                 copy=not owned)
+        return WoodburySolver(chunk_bytes).build(
+            block, damping, normalizer, name=name, copy=not owned
+        )
     return SOLVERS.get(method)(chunk_bytes).build(block, damping, normalizer, name=name)

@@ -56,20 +56,25 @@ def _chunk(elements_per_line: int) -> int:
 
 @ESTIMATORS.register("dense")
 def _dense(m: int, d_b: int, itemsize: int) -> MemoryEstimate:
-    return MemoryEstimate(persistent=2 * d_b * d_b * FP64 + m * FP64,
-                          workspace=d_b * d_b * FP64 + min(m * d_b * FP64, _chunk(d_b)))
+    return MemoryEstimate(
+        persistent=2 * d_b * d_b * FP64 + m * FP64,
+        workspace=d_b * d_b * FP64 + min(m * d_b * FP64, _chunk(d_b)),
+    )
 
 
 @ESTIMATORS.register("woodbury")
 def _woodbury(m: int, d_b: int, itemsize: int) -> MemoryEstimate:
-    return MemoryEstimate(persistent=m * d_b * itemsize + 2 * m * m * FP64,
-                          workspace=m * m * FP64 + min(m * d_b * FP64, _chunk(m)))
+    return MemoryEstimate(
+        persistent=m * d_b * itemsize + 2 * m * m * FP64,
+        workspace=m * m * FP64 + min(m * d_b * FP64, _chunk(m)),
+    )
 
 
 @ESTIMATORS.register("sherman_morrison")
 def _sherman_morrison(m: int, d_b: int, itemsize: int) -> MemoryEstimate:
-    return MemoryEstimate(persistent=d_b * d_b * FP64 + m * d_b * itemsize,
-                          workspace=3 * d_b * FP64)
+    return MemoryEstimate(
+        persistent=d_b * d_b * FP64 + m * d_b * itemsize, workspace=3 * d_b * FP64
+    )
 
 
 def estimate(method: str, m: int, d_b: int, dtype: torch.dtype = torch.float32) -> MemoryEstimate:

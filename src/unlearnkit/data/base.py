@@ -63,7 +63,11 @@ class ArrayDataset:
         sorted_ids = self.ids[order]
         idx = torch.searchsorted(sorted_ids, want)
         idx = idx.clamp(max=max(len(sorted_ids) - 1, 0))
-        found = (sorted_ids[idx] == want) if len(sorted_ids) else torch.zeros_like(want, dtype=torch.bool)
+        found = (
+            (sorted_ids[idx] == want)
+            if len(sorted_ids)
+            else torch.zeros_like(want, dtype=torch.bool)
+        )
         if not bool(found.all()):
             missing = want[~found][:10].tolist()
             raise UnknownIdsError(
@@ -71,7 +75,9 @@ class ArrayDataset:
             )
         return order[idx]
 
-    def subset(self, ids: torch.Tensor | np.ndarray | list[int], name: str | None = None) -> ArrayDataset:
+    def subset(
+        self, ids: torch.Tensor | np.ndarray | list[int], name: str | None = None
+    ) -> ArrayDataset:
         """The samples with these ids (in the order given)."""
         pos = self.positions(ids)
         return ArrayDataset(
@@ -98,7 +104,9 @@ def concat(datasets: list[ArrayDataset], name: str | None = None) -> ArrayDatase
     first = datasets[0]
     for d in datasets[1:]:
         if d.task != first.task or d.classes != first.classes:
-            raise DataError(f"cannot concatenate {d.name!r} with {first.name!r}: task or classes differ")
+            raise DataError(
+                f"cannot concatenate {d.name!r} with {first.name!r}: task or classes differ"
+            )
     return ArrayDataset(
         name=name or first.name,
         x=torch.cat([d.x for d in datasets]),

@@ -85,10 +85,15 @@ STATISTICS.register("correctness")(correctness)
 #: Defaults each scheme gives the options left as ``None`` in :class:`AuditConfig`.
 SCHEME_DEFAULTS: dict[str, dict[str, Any]] = {
     "hayes": {
-        "statistic": "phi", "fit": LiraFitConfig(), "held_out": True, "out_source": "retrain",
+        "statistic": "phi",
+        "fit": LiraFitConfig(),
+        "held_out": True,
+        "out_source": "retrain",
     },
     "deepunlearn": {
-        "statistic": "correctness", "fit": DEEP_UNLEARN_COMPAT, "held_out": False,
+        "statistic": "correctness",
+        "fit": DEEP_UNLEARN_COMPAT,
+        "held_out": False,
         "out_source": "unlearned",
     },
 }
@@ -235,7 +240,10 @@ class Auditor:
         )
         self.recipe = make_recipe(config.recipe).model_dump(mode="json")
         options = SchemeOptions(
-            config.shadows, config.seed, config.target_fraction, config.forget_sets,
+            config.shadows,
+            config.seed,
+            config.target_fraction,
+            config.forget_sets,
             config.forget_fraction,
         )
         self.plan: SplitPlan = SPLIT_SCHEMES.get(config.scheme)(
@@ -275,9 +283,17 @@ class Auditor:
     def original_jobs(self) -> list[TrainJob]:
         folder = self.original_spec.folder(self.cache)
         return [
-            TrainJob(folder, s.index, self.original_spec.key, self.config.model,
-                     self.config.model_options, self.recipe, s.train_ids, s.init_seed,
-                     s.train_seed)
+            TrainJob(
+                folder,
+                s.index,
+                self.original_spec.key,
+                self.config.model,
+                self.config.model_options,
+                self.recipe,
+                s.train_ids,
+                s.init_seed,
+                s.train_seed,
+            )
             for s in self.plan.splits
         ]
 
@@ -287,17 +303,33 @@ class Auditor:
         jobs = []
         for r in self.plan.runs:
             s = self.plan.splits[r.split]
-            jobs.append(TrainJob(folder, r.index, self.retrain_spec.key, self.config.model,
-                                 self.config.model_options, self.recipe, self.plan.retain_ids(r),
-                                 s.init_seed, s.train_seed))
+            jobs.append(
+                TrainJob(
+                    folder,
+                    r.index,
+                    self.retrain_spec.key,
+                    self.config.model,
+                    self.config.model_options,
+                    self.recipe,
+                    self.plan.retain_ids(r),
+                    s.init_seed,
+                    s.train_seed,
+                )
+            )
         return jobs
 
     def _train_pool(self, name: str, spec: PoolSpec, jobs: list[TrainJob]) -> PoolReport:
         if name in self._reports:
             return self._reports[name]
         write_pool_manifest(spec, self.cache, {"members": len(jobs)})
-        report = run_pool(name, jobs, self.context, workers=self.config.workers,
-                          threads=self.config.threads, progress=self.progress)
+        report = run_pool(
+            name,
+            jobs,
+            self.context,
+            workers=self.config.workers,
+            threads=self.config.threads,
+            progress=self.progress,
+        )
         logits, accs, secs = [], [], []
         test = self.context.test
         from unlearnkit.training import evaluate_accuracy, predict_logits
@@ -337,21 +369,40 @@ class Auditor:
         reports = [self.originals()]
         spec = PoolSpec(
             f"unlearned-{method}",
-            {**self.retrain_spec.definition, "method": method, "config": config,
-             "unlearn_seed": self.config.unlearn_seed,
-             "val": dataset_fingerprint(self.context.val) if self.context.val else None,
-             "test": dataset_fingerprint(self.context.test) if self.context.test else None},
+            {
+                **self.retrain_spec.definition,
+                "method": method,
+                "config": config,
+                "unlearn_seed": self.config.unlearn_seed,
+                "val": dataset_fingerprint(self.context.val) if self.context.val else None,
+                "test": dataset_fingerprint(self.context.test) if self.context.test else None,
+            },
         )
         folder = spec.folder(self.cache)
         jobs = [
-            UnlearnJob(folder, r.index, self.original_jobs[r.split], method, config,
-                       self.config.unlearn_seed, self.plan.retain_ids(r), r.forget_ids)
+            UnlearnJob(
+                folder,
+                r.index,
+                self.original_jobs[r.split],
+                method,
+                config,
+                self.config.unlearn_seed,
+                self.plan.retain_ids(r),
+                r.forget_ids,
+            )
             for r in self.plan.runs
         ]
         write_pool_manifest(spec, self.cache, {"members": len(jobs)})
-        reports.append(run_pool(f"unlearn {method}", jobs, self.context,
-                                workers=self.config.workers, threads=self.config.threads,
-                                progress=self.progress))
+        reports.append(
+            run_pool(
+                f"unlearn {method}",
+                jobs,
+                self.context,
+                workers=self.config.workers,
+                threads=self.config.threads,
+                progress=self.progress,
+            )
+        )
         manifests = [j.manifest() for j in jobs]
         self._test_acc[method] = [
             float("nan") if m.get("test_accuracy") is None else float(m["test_accuracy"])
@@ -393,7 +444,8 @@ class Auditor:
         return {
             "forget": float(np.mean(fa)),
             "retain": float(np.mean(ra)),
-            "test": float(np.nanmean(self._test_acc[method])) if self._test_acc.get(method)
+            "test": float(np.nanmean(self._test_acc[method]))
+            if self._test_acc.get(method)
             else float("nan"),
         }
 
@@ -420,8 +472,11 @@ class Auditor:
         ]:
             reports.append(self._reports["retrain"])
         outcome = run_attack(
-            data, self.config.resolved("fit"), score=self.config.score,
-            held_out=self.config.resolved("held_out"), folds=self.config.folds,
+            data,
+            self.config.resolved("fit"),
+            score=self.config.score,
+            held_out=self.config.resolved("held_out"),
+            folds=self.config.folds,
             fprs=self.config.fprs,
         )
         n_runs = len(self.plan.runs)  # the method's rows come first

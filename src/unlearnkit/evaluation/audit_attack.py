@@ -84,8 +84,12 @@ class AttackOutcome:
 
 
 def _fit_and_score(
-    data: AttackData, fit_rows: np.ndarray, score_rows: np.ndarray,
-    config: LiraFitConfig, score: str, out: np.ndarray,
+    data: AttackData,
+    fit_rows: np.ndarray,
+    score_rows: np.ndarray,
+    config: LiraFitConfig,
+    score: str,
+    out: np.ndarray,
 ) -> np.ndarray:
     """Fit on ``fit_rows``, write scores of ``score_rows`` into ``out``; return support."""
     f_in, f_out = data.fit_in[fit_rows], data.fit_out[fit_rows]
@@ -123,8 +127,9 @@ def run_attack(
         fold_of_group = {g: i % n_folds for i, g in enumerate(uniq)}
         fold = np.array([fold_of_group[g] for g in data.groups])
         for k in range(n_folds):
-            _fit_and_score(data, np.flatnonzero(fold != k), np.flatnonzero(fold == k), cfg,
-                           score, raw)
+            _fit_and_score(
+                data, np.flatnonzero(fold != k), np.flatnonzero(fold == k), cfg, score, raw
+            )
     else:
         everything = np.arange(rows)
         _fit_and_score(data, everything, everything, cfg, score, raw)
@@ -140,13 +145,18 @@ def run_attack(
     threshold = 0.0 if score == "online" else None
     metrics = attack_metrics(scores[scored], labels[scored], threshold=threshold, fprs=fprs)
     supported = examples_with_support(data.fit_in, data.fit_out, 2)
-    full = fit_gaussians(
-        data.stat[:, supported], data.fit_in[:, supported], data.fit_out[:, supported], cfg
-    ) if supported.any() else None
+    full = (
+        fit_gaussians(
+            data.stat[:, supported], data.fit_in[:, supported], data.fit_out[:, supported], cfg
+        )
+        if supported.any()
+        else None
+    )
     if full is None:  # pragma: no cover - implies no trial could be scored above
         raise DataError("no example has 2 IN and 2 OUT models")
-    return AttackOutcome(metrics, scores, labels, scored, full, supported, n_skipped, held_out,
-                         score)
+    return AttackOutcome(
+        metrics, scores, labels, scored, full, supported, n_skipped, held_out, score
+    )
 
 
 def per_example_summary(outcome: AttackOutcome) -> dict[str, np.ndarray]:

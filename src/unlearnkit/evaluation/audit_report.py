@@ -33,8 +33,15 @@ if TYPE_CHECKING:
     from unlearnkit.evaluation.audit import AuditResult
 
 PER_EXAMPLE_COLUMNS = (
-    "n_in", "n_out", "mean_score_in", "mean_score_out", "balanced_accuracy",
-    "mu_in", "sd_in", "mu_out", "sd_out",
+    "n_in",
+    "n_out",
+    "mean_score_in",
+    "mean_score_out",
+    "balanced_accuracy",
+    "mu_in",
+    "sd_in",
+    "mu_out",
+    "sd_out",
 )
 
 
@@ -71,13 +78,18 @@ def results_table(results: Sequence[AuditResult]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         m = r.outcome.metrics
-        tprs = [
-            _pct(m.tpr_at_fpr[a]) + ("" if m.supported[a] else "†") for a in fprs
-        ]
+        tprs = [_pct(m.tpr_at_fpr[a]) + ("" if m.supported[a] else "†") for a in fprs]
         secs = "-" if r.unlearn_seconds is None else f"{r.unlearn_seconds:.2f}"
-        row = [r.method, _pct(m.balanced_accuracy), _pct(m.auc), *tprs,
-               f"{m.n_pos}/{m.n_neg}", _pct(r.accuracy["forget"]), _pct(r.accuracy["test"]),
-               secs]
+        row = [
+            r.method,
+            _pct(m.balanced_accuracy),
+            _pct(m.auc),
+            *tprs,
+            f"{m.n_pos}/{m.n_neg}",
+            _pct(r.accuracy["forget"]),
+            _pct(r.accuracy["test"]),
+            secs,
+        ]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     lines.append(

@@ -212,7 +212,9 @@ def run_pool(
     elif todo:
         ctx = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(
-            max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
+            max_workers=min(workers, len(todo)),
+            mp_context=ctx,
+            initializer=_init_worker,
             initargs=(context, threads),
         ) as pool:
             futures = [pool.submit(_run_job, j) for j in todo]
@@ -222,9 +224,7 @@ def run_pool(
                 if progress:
                     progress(name, done, len(jobs))
     folder = str(jobs[0].folder) if jobs else ""
-    return PoolReport(
-        name, folder, len(jobs), len(todo), reused, time.perf_counter() - t0, seconds
-    )
+    return PoolReport(name, folder, len(jobs), len(todo), reused, time.perf_counter() - t0, seconds)
 
 
 # ----------------------------------------------------------------------------- training jobs

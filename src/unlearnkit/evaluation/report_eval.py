@@ -76,15 +76,17 @@ def _mia(
     for col, holdout in (("val_mia", "val"), ("test_mia", "test")):
         value = None
         if "forget" in loss and holdout in loss:
-            value = _attempt(notes, f"{name} {col}",
-                             lambda h=holdout: population_mia(loss["forget"], loss[h]))
+            value = _attempt(
+                notes, f"{name} {col}", lambda h=holdout: population_mia(loss["forget"], loss[h])
+            )
         out[col] = value
         out[col.replace("mia", "indisc")] = None if value is None else indiscernibility(value)
     out["svc_mia_efficacy"] = None
     if task == "multiclass" and all(k in z for k in ("retain", "test", "forget")):
         sig = {k: true_class_confidence(z[k], parts[k].y) for k in ("retain", "test", "forget")}
         out["svc_mia_efficacy"] = _attempt(
-            notes, f"{name} svc_mia_efficacy",
+            notes,
+            f"{name} svc_mia_efficacy",
             lambda: svc_mia_efficacy(sig["retain"], sig["test"], sig["forget"]),
         )
     return out

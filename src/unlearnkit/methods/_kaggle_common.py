@@ -108,9 +108,9 @@ def model_layout(model: nn.Module) -> Layout:
     return Layout("generic", (), blocks, (cls_name, cls_mod))
 
 
-def conv_layers(model: nn.Module, kinds: tuple[type[nn.Module], ...] = (nn.Conv2d,)) -> list[
-    tuple[str, nn.Module]
-]:
+def conv_layers(
+    model: nn.Module, kinds: tuple[type[nn.Module], ...] = (nn.Conv2d,)
+) -> list[tuple[str, nn.Module]]:
     """Every submodule of one of ``kinds`` (default ``Conv2d``), with its qualified name."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds)]
 
@@ -281,7 +281,9 @@ def random_crop(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -
 
 def _require_images(x: torch.Tensor, name: str) -> None:
     if x.dim() != 4:
-        raise UnsupportedError(f"augmentation {name!r} needs image batches (B, C, H, W), got {tuple(x.shape)}")
+        raise UnsupportedError(
+            f"augmentation {name!r} needs image batches (B, C, H, W), got {tuple(x.shape)}"
+        )
 
 
 @AUGMENTATIONS.register("none")

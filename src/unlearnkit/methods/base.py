@@ -84,14 +84,20 @@ class Unlearner(ABC):
             isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules()
         ):
             raise UnsupportedError(f"{self.abbreviation} needs a model with convolution layers")
-        if "classifier" in self.requires and not isinstance(getattr(model, "fc", None), torch.nn.Linear):
+        if "classifier" in self.requires and not isinstance(
+            getattr(model, "fc", None), torch.nn.Linear
+        ):
             raise UnsupportedError(
                 f"{self.abbreviation} needs a model whose classifier is a Linear attribute named 'fc'"
             )
 
     @abstractmethod
     def run(
-        self, model: torch.nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator
+        self,
+        model: torch.nn.Module,
+        data: UnlearnData,
+        config: MethodConfig,
+        generator: torch.Generator,
     ) -> torch.nn.Module:
         """Unlearn in place on ``model`` (already a copy) and return it."""
 

@@ -95,7 +95,10 @@ def train_last_blocks(
     opt = torch.optim.SGD(params, lr=cfg.learning_rate, momentum=0.0, weight_decay=0.0)
     with frozen_except(model, params):
         for epoch in range(cfg.num_epochs):
-            set_lr(opt, cfg.learning_rate * step_decay_factor(epoch, cfg.num_epochs, cfg.sgda_decay_rate))
+            set_lr(
+                opt,
+                cfg.learning_rate * step_decay_factor(epoch, cfg.num_epochs, cfg.sgda_decay_rate),
+            )
             run_epoch(model, batches(), loss_fn, opt)
 
 

@@ -58,7 +58,9 @@ class EUkConfig(CFkConfig):
     @classmethod
     def _known(cls, v: str) -> str:
         if v != "auto" and v not in AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {v!r}; known: auto, {', '.join(AUGMENTATIONS.names())}")
+            raise ValueError(
+                f"unknown augmentation {v!r}; known: auto, {', '.join(AUGMENTATIONS.names())}"
+            )
         return v
 
 

@@ -108,11 +108,15 @@ class FCS(PartBUnlearner):
         model.train()
 
         # Stage 1: forget predictions towards uniform.
-        run_epoch(model, forget, lambda m, x, _y: uniform_kl_loss(m(x)), make_sgd(model.parameters(), cfg))
+        run_epoch(
+            model, forget, lambda m, x, _y: uniform_kl_loss(m(x)), make_sgd(model.parameters(), cfg)
+        )
 
         opt_f = make_sgd(model.parameters(), cfg.forget_optimizer)
         total_steps = max(len(forget) * cfg.num_epochs, 1)
-        sched_f = torch.optim.lr_scheduler.CosineAnnealingLR(opt_f, T_max=total_steps, eta_min=cfg.eta_min)
+        sched_f = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt_f, T_max=total_steps, eta_min=cfg.eta_min
+        )
         retain_cfg = cfg.retain_optimizer.model_copy(
             update={"learning_rate": cfg.retain_optimizer.learning_rate * bs / 64}
         )

@@ -130,6 +130,9 @@ class KDE(PartBUnlearner):
         opt_r = make_sgd(model.parameters(), cfg.retain_optimizer)
         loader = make_loader(data.retain, cfg.batch_size, shuffle=True, generator=generator)
         for epoch in range(cfg.retain_num_epochs):
-            set_lr(opt_r, cfg.retain_optimizer.learning_rate * cosine_factor(epoch, cfg.retain_num_epochs))
+            set_lr(
+                opt_r,
+                cfg.retain_optimizer.learning_rate * cosine_factor(epoch, cfg.retain_num_epochs),
+            )
             run_epoch(model, loader, retain_loss, opt_r)
         return model

@@ -152,7 +152,8 @@ class MSG(PartBUnlearner):
         with side_effects:
             grads = collect_gradient(model, data, cfg, generator)
         multipliers = {
-            conv.weight: reinit_small_gradients(conv, g, cfg, generator) for conv, g in grads.items()
+            conv.weight: reinit_small_gradients(conv, g, cfg, generator)
+            for conv, g in grads.items()
         }
         opt = make_sgd(model.parameters(), cfg)
         loader = make_loader(data.retain, cfg.batch_size, shuffle=True, generator=generator)

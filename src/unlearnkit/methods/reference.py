@@ -27,7 +27,13 @@ class Original(Unlearner):
     paper = "-"
     uses = ()
 
-    def run(self, model: torch.nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator) -> torch.nn.Module:
+    def run(
+        self,
+        model: torch.nn.Module,
+        data: UnlearnData,
+        config: MethodConfig,
+        generator: torch.Generator,
+    ) -> torch.nn.Module:
         return model
 
 
@@ -57,7 +63,13 @@ class Retrain(Unlearner):
         super().check(model, data)
         spec_of(model)  # raises ConfigError when the initial weights cannot be rebuilt
 
-    def run(self, model: torch.nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator) -> torch.nn.Module:
+    def run(
+        self,
+        model: torch.nn.Module,
+        data: UnlearnData,
+        config: MethodConfig,
+        generator: torch.Generator,
+    ) -> torch.nn.Module:
         assert isinstance(config, RetrainConfig)
         device = next(model.parameters()).device
         init = build_from_spec(spec_of(model)).to(device)

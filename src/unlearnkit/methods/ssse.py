@@ -54,7 +54,13 @@ class SSSE(Unlearner):
     uses = ("retain", "forget")
     Config = SSSEConfig
 
-    def run(self, model: torch.nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator) -> torch.nn.Module:
+    def run(
+        self,
+        model: torch.nn.Module,
+        data: UnlearnData,
+        config: MethodConfig,
+        generator: torch.Generator,
+    ) -> torch.nn.Module:
         assert isinstance(config, SSSEConfig)
         import time
 
@@ -82,12 +88,18 @@ class SSSE(Unlearner):
             holdout = matched_holdout(data.forget, data.val)
             guard = guard_sample(data.retain)
             if config.eps_rule == "loss_matching":
-                eps = loss_matching_rule(request, data.forget, holdout, DEFAULT_GRID, guard, config.max_retain_drop).eps
+                eps = loss_matching_rule(
+                    request, data.forget, holdout, DEFAULT_GRID, guard, config.max_retain_drop
+                ).eps
             else:
-                eps = class_forgetting_rule(request, holdout, DEFAULT_GRID, guard, config.max_retain_drop).eps
+                eps = class_forgetting_rule(
+                    request, holdout, DEFAULT_GRID, guard, config.max_retain_drop
+                ).eps
         out = request.apply(eps)
         self.run_info.update(
-            prepare_seconds=t1 - t0, erase_seconds=time.perf_counter() - t1, eps=eps,
+            prepare_seconds=t1 - t0,
+            erase_seconds=time.perf_counter() - t1,
+            eps=eps,
             solvers=state.inverse.describe().splitlines()[0],
         )
         return out

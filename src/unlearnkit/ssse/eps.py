@@ -56,13 +56,17 @@ EpsRule = Callable[..., EpsChoice]
 EPS_RULES: Registry[EpsRule] = Registry("ε selection rule")
 
 
-def _pick(rule: str, grid: Sequence[float], scores: Sequence[float], maximise: bool, **extra: Any) -> EpsChoice:
+def _pick(
+    rule: str, grid: Sequence[float], scores: Sequence[float], maximise: bool, **extra: Any
+) -> EpsChoice:
     arr = np.asarray(scores, dtype=float)
     if not np.isfinite(arr).any():
         raise ConfigError(f"ε rule {rule!r}: no grid point gave a finite score")
     arr = np.where(np.isfinite(arr), arr, -np.inf if maximise else np.inf)
     i = int(np.argmax(arr) if maximise else np.argmin(arr))
-    return EpsChoice(rule, float(grid[i]), [float(g) for g in grid], [float(s) for s in scores], maximise, extra)
+    return EpsChoice(
+        rule, float(grid[i]), [float(g) for g in grid], [float(s) for s in scores], maximise, extra
+    )
 
 
 def _losses(model: nn.Module, data: ArrayDataset) -> np.ndarray:
@@ -82,7 +86,10 @@ def gamma_rule(
     s_o = predict_logits(original, forget).numpy()
     s_r = predict_logits(retrained, forget).numpy()
     labels = forget.y.numpy()
-    scores = [similarity_ratio(predict_logits(request.apply(e), forget).numpy(), s_o, s_r, labels) for e in grid]
+    scores = [
+        similarity_ratio(predict_logits(request.apply(e), forget).numpy(), s_o, s_r, labels)
+        for e in grid
+    ]
     return _pick("gamma", grid, scores, maximise=True)
 
 
@@ -102,7 +109,9 @@ def accuracy_gap_rule(
     return _pick("accuracy_gap", grid, scores, maximise=False)
 
 
-def _guard(request: ErasureRequest, grid: Sequence[float], retain: ArrayDataset | None, max_drop: float) -> tuple[list[bool], list[float]]:
+def _guard(
+    request: ErasureRequest, grid: Sequence[float], retain: ArrayDataset | None, max_drop: float
+) -> tuple[list[bool], list[float]]:
     """Eligible grid points: retained accuracy ≥ (accuracy at ε = 0) − max_drop."""
     if retain is None:
         return [True] * len(grid), []
@@ -147,8 +156,10 @@ def class_forgetting_rule(
     if len(holdout_of_classes) == 0:
         raise ConfigError("class_forgetting needs held-out samples of the removed classes")
     ok, accs = _guard(request, grid, retain, max_retain_drop)
-    scores = [evaluate_accuracy(request.apply(e), holdout_of_classes) if eligible else float("nan")
-              for e, eligible in zip(grid, ok, strict=True)]
+    scores = [
+        evaluate_accuracy(request.apply(e), holdout_of_classes) if eligible else float("nan")
+        for e, eligible in zip(grid, ok, strict=True)
+    ]
     return _pick("class_forgetting", grid, scores, maximise=False, retain_accuracy=accs)
 
 
@@ -160,7 +171,9 @@ def guard_sample(retain: ArrayDataset, size: int = 1000, seed: int = 0) -> Array
     return retain.subset(retain.ids[torch.randperm(len(retain), generator=g)[:size]])
 
 
-def matched_holdout(forget: ArrayDataset, holdout: ArrayDataset, attribute: int | None = None) -> ArrayDataset:
+def matched_holdout(
+    forget: ArrayDataset, holdout: ArrayDataset, attribute: int | None = None
+) -> ArrayDataset:
     """Held-out samples of the same kind as S: same classes (multiclass) or having
     ``attribute`` (multilabel); all of ``holdout`` when neither applies."""
     if forget.task == "multiclass":

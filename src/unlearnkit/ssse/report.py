@@ -47,8 +47,10 @@ def deep_markdown(res: dict[str, Any]) -> str:
     """Per dataset: a summary per (variant, scenario), then original and retrain accuracies,
     the gaps at the oracle best ε (primary criterion and summed gap) and at the retrain-free ε."""
     tol = res.get("tolerance", {})
-    tol_txt = "; ".join(f"{kind}: " + " / ".join(f"{100 * t[k]:g}" for k in ("retain", "forget", "test"))
-                        for kind, t in tol.items())
+    tol_txt = "; ".join(
+        f"{kind}: " + " / ".join(f"{100 * t[k]:g}" for k in ("retain", "forget", "test"))
+        for kind, t in tol.items()
+    )
     lines = [
         f"# SSSE deep reproduction ({res['model']}, groups of {res['group_size']}, λ = {res['damping']:g}, "
         f"blocks {res['blocks']})",
@@ -57,8 +59,8 @@ def deep_markdown(res: dict[str, Any]) -> str:
         f"{res.get('refine', 0)} points inside the bracket around each coarse best. Best ε: argmin of "
         f"`{res.get('criterion', 'sum')}` over the union (`worst_split` = max over splits of |gap| / tolerance; "
         f"tolerances retain / forget / test in points, {tol_txt}); `sum` = argmin of the summed |gap|. "
-        "Gaps are |Acc(SSSE) − Acc(retrain)| in points, retain / forget / test; \"original |gap|\" is "
-        "that of the model before erasure (ε = 0); \"ε range\": the consecutive evaluated ε around the best "
+        'Gaps are |Acc(SSSE) − Acc(retrain)| in points, retain / forget / test; "original |gap|" is '
+        'that of the model before erasure (ε = 0); "ε range": the consecutive evaluated ε around the best '
         "at which every target holds."
         + (f" Total {res['total_seconds']:.0f} s." if "total_seconds" in res else ""),
         "",
@@ -68,15 +70,18 @@ def deep_markdown(res: dict[str, Any]) -> str:
             f"## {name}",
             "",
             f"n_train = {d['n_train']}, Original test accuracy {d['original_test_accuracy']:.4f}, "
-            f"training {d['train_seconds']:.0f} s, prepare " + ", ".join(f"{k} {v:.1f} s" for k, v in d["prepare_seconds"].items()),
+            f"training {d['train_seconds']:.0f} s, prepare "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in d["prepare_seconds"].items()),
             "",
             "| variant | scenario | mean \\|gap\\| at best ε | max \\|gap\\| | mean forget acc | targets met |",
             "|---|---|---|---|---|---|",
         ]
         for key, m in d["summary"].items():
             v, kind = key.split("/")
-            lines.append(f"| {v} | {kind} | {_gaps(m['mean_gap_at_best'])} | {_gaps(m['max_gap_at_best'])} | "
-                         f"{100 * m['mean_forget_accuracy_at_best']:.1f}% | {m['targets_met']} |")
+            lines.append(
+                f"| {v} | {kind} | {_gaps(m['mean_gap_at_best'])} | {_gaps(m['max_gap_at_best'])} | "
+                f"{100 * m['mean_forget_accuracy_at_best']:.1f}% | {m['targets_met']} |"
+            )
         lines += [
             "",
             "| variant | scenario | class | k | retrain acc (retain/forget/test) | original \\|gap\\| | "

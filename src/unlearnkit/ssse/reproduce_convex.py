@@ -82,7 +82,9 @@ def run_convex(
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     ds = pooled(load_dataset(dataset), pool)
-    splits = train_val_test_split(ds, val_fraction=0.0, test_fraction=0.2, seed=seed, stratify=False)
+    splits = train_val_test_split(
+        ds, val_fraction=0.0, test_fraction=0.2, seed=seed, stratify=False
+    )
     train_set, test_set = splits.train, splits.test
     recipe = LBFGSRecipe(l2=l2, tol=1e-5, max_iter=5000, output_dtype="float64")
     init = build_model("linear", ds.input_shape, ds.num_outputs, seed=seed)
@@ -99,7 +101,11 @@ def run_convex(
     prepare_seconds: dict[str, float] = {}
     for v in variants:
         cfg = ErasureConfig(
-            task="multilabel", damping=l2, l2=l2, blocks="per_output_head", solver="dense",
+            task="multilabel",
+            damping=l2,
+            l2=l2,
+            blocks="per_output_head",
+            solver="dense",
             **VARIANTS[v],
         )
         t0 = time.perf_counter()
@@ -114,7 +120,11 @@ def run_convex(
         for a in attrs:
             name = ds.classes[a]
             for f in fractions:
-                split = select_forget(train_set, {"kind": "attribute_fraction", "attribute": a, "fraction": f}, seed=seed)
+                split = select_forget(
+                    train_set,
+                    {"kind": "attribute_fraction", "attribute": a, "fraction": f},
+                    seed=seed,
+                )
                 forget, retain = split.forget(train_set), split.retain(train_set)
                 t0 = time.perf_counter()
                 retr, gn = newton_refit(theta_o, retain, l2, tol)  # the unique optimum of L_{-S}
@@ -130,44 +140,74 @@ def run_convex(
                     erase_seconds = time.perf_counter() - t0
                     thetas = torch.stack([req.theta_for(e) for e in eps_grid]).numpy()
                     dist = normalized_parameter_distance(
-                        thetas, flat_params(retr, state.layout).double().numpy(),
+                        thetas,
+                        flat_params(retr, state.layout).double().numpy(),
                         flat_params(theta_o, state.layout).double().numpy(),
                     )
                     gam = [
-                        similarity_ratio(predict_logits(req.apply(e), forget).numpy(), s_o, s_r, labels)
+                        similarity_ratio(
+                            predict_logits(req.apply(e), forget).numpy(), s_o, s_r, labels
+                        )
                         for e in eps_grid
                     ]
-                    free = loss_matching_rule(req, forget, holdout, eps_grid, guard_sample(retain, seed=seed))
+                    free = loss_matching_rule(
+                        req, forget, holdout, eps_grid, guard_sample(retain, seed=seed)
+                    )
                     i_free = list(eps_grid).index(free.eps)
-                    records.append({
-                        "variant": v, "attribute": name, "fraction": f, "k": len(forget),
-                        "gamma": [float(x) for x in gam], "distance": [float(x) for x in dist],
-                        "eps_loss_matching": free.eps, "gamma_loss_matching": float(gam[i_free]),
-                        "distance_loss_matching": float(dist[i_free]), "erase_seconds": erase_seconds,
-                    })
+                    records.append(
+                        {
+                            "variant": v,
+                            "attribute": name,
+                            "fraction": f,
+                            "k": len(forget),
+                            "gamma": [float(x) for x in gam],
+                            "distance": [float(x) for x in dist],
+                            "eps_loss_matching": free.eps,
+                            "gamma_loss_matching": float(gam[i_free]),
+                            "distance_loss_matching": float(dist[i_free]),
+                            "erase_seconds": erase_seconds,
+                        }
+                    )
                 progress.advance(task)
                 if log is not None:
-                    best = {r["variant"]: max(r["gamma"]) for r in records[-len(states):]}
-                    log(f"{name} {f:.0%}: k={len(forget)} retrain {retrain_seconds[-1]:.1f}s max γ " + str({k: round(v, 3) for k, v in best.items()}))
+                    best = {r["variant"]: max(r["gamma"]) for r in records[-len(states) :]}
+                    log(
+                        f"{name} {f:.0%}: k={len(forget)} retrain {retrain_seconds[-1]:.1f}s max γ "
+                        + str({k: round(v, 3) for k, v in best.items()})
+                    )
 
     results = summarise(records, list(eps_grid), list(fractions), list(variants))
-    results.update({
-        "dataset": dataset, "pool": pool, "input_shape": list(ds.input_shape), "n_train": len(train_set), "n_test": len(test_set), "l2": l2,
-        "attributes": [ds.classes[a] for a in attrs],
-        "attribute_frequency": {ds.classes[a]: float(freq[a]) for a in attrs},
-        "train_grad_norm": train_grad_norm, "lbfgs_grad_norm": orig.grad_norm, "train_seconds": train_seconds,
-        "mean_retrain_seconds": float(np.mean(retrain_seconds)) if retrain_seconds else None,
-        "max_retrain_grad_norm": float(np.max(retrain_grad_norms)) if retrain_grad_norms else None,
-        "prepare_seconds": prepare_seconds, "total_seconds": time.perf_counter() - t_start,
-        "records": records,
-    })
+    results.update(
+        {
+            "dataset": dataset,
+            "pool": pool,
+            "input_shape": list(ds.input_shape),
+            "n_train": len(train_set),
+            "n_test": len(test_set),
+            "l2": l2,
+            "attributes": [ds.classes[a] for a in attrs],
+            "attribute_frequency": {ds.classes[a]: float(freq[a]) for a in attrs},
+            "train_grad_norm": train_grad_norm,
+            "lbfgs_grad_norm": orig.grad_norm,
+            "train_seconds": train_seconds,
+            "mean_retrain_seconds": float(np.mean(retrain_seconds)) if retrain_seconds else None,
+            "max_retrain_grad_norm": float(np.max(retrain_grad_norms))
+            if retrain_grad_norms
+            else None,
+            "prepare_seconds": prepare_seconds,
+            "total_seconds": time.perf_counter() - t_start,
+            "records": records,
+        }
+    )
     atomic_write_json(out / "results.json", results)
     plot_figure1(results, out)
     atomic_write_bytes(out / "README.md", convex_markdown(results).encode())
     return results
 
 
-def newton_refit(model: torch.nn.Module, data: ArrayDataset, l2: float, tol: float, max_iter: int = 50) -> tuple[torch.nn.Module, float]:
+def newton_refit(
+    model: torch.nn.Module, data: ArrayDataset, l2: float, tol: float, max_iter: int = 50
+) -> tuple[torch.nn.Module, float]:
     """Exact optimum of J(W) = (1/n)Σ_i Σ_k BCE(w_k·x_i, y_ik) + (l2/2)‖W‖² for the no-bias
     linear multilabel model by Newton's method, all heads at once (the heads are independent:
     ∇_k J = Xᵀ(p_k − y_k)/n + l2·w_k, H_k = Xᵀdiag(p_k(1−p_k))X/n + l2·I). Warm-started from
@@ -208,7 +248,9 @@ def pooled(ds: ArrayDataset, pool: int) -> ArrayDataset:
     return ArrayDataset(ds.name, x, ds.y, ds.ids, ds.task, ds.classes, ds.meta)
 
 
-def summarise(records: list[dict[str, Any]], grid: list[float], fractions: list[float], variants: list[str]) -> dict[str, Any]:
+def summarise(
+    records: list[dict[str, Any]], grid: list[float], fractions: list[float], variants: list[str]
+) -> dict[str, Any]:
     """Mean/std over attributes of γ_S and distance per (variant, fraction, ε); best ε."""
     summary: dict[str, Any] = {"eps_grid": grid, "summary": {}}
     for v in variants:
@@ -222,14 +264,19 @@ def summarise(records: list[dict[str, Any]], grid: list[float], fractions: list[
             gm = g.mean(0)
             i = int(np.argmax(gm))
             summary["summary"][v][str(f)] = {
-                "gamma_mean": gm.tolist(), "gamma_std": g.std(0).tolist(),
-                "distance_mean": d.mean(0).tolist(), "distance_std": d.std(0).tolist(),
-                "best_eps": grid[i], "best_gamma_mean": float(gm[i]),
+                "gamma_mean": gm.tolist(),
+                "gamma_std": g.std(0).tolist(),
+                "distance_mean": d.mean(0).tolist(),
+                "distance_std": d.std(0).tolist(),
+                "best_eps": grid[i],
+                "best_gamma_mean": float(gm[i]),
                 "distance_at_best_eps": float(d.mean(0)[i]),
                 "min_distance_mean": float(d.mean(0).min()),
                 "eps_min_distance": grid[int(np.argmin(d.mean(0)))],
                 "loss_matching_gamma_mean": float(np.mean([r["gamma_loss_matching"] for r in rs])),
-                "loss_matching_distance_mean": float(np.mean([r["distance_loss_matching"] for r in rs])),
+                "loss_matching_distance_mean": float(
+                    np.mean([r["distance_loss_matching"] for r in rs])
+                ),
                 "loss_matching_eps_median": float(np.median([r["eps_loss_matching"] for r in rs])),
                 "n_attributes": len(rs),
             }
@@ -250,7 +297,9 @@ def plot_figure1(results: dict[str, Any], out: Path) -> None:
         ("gamma", "fig1_gamma.png", "similarity ratio γ_S (higher is better)"),
         ("distance", "fig1_distance.png", "‖θ̂−θ*₋S‖ / ‖θ*−θ*₋S‖ (lower is better)"),
     ):
-        fig, axes = plt.subplots(1, len(variants), figsize=(4.2 * len(variants), 3.6), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(variants), figsize=(4.2 * len(variants), 3.6), sharey=True, squeeze=False
+        )
         for ax, v in zip(axes[0], variants, strict=True):
             for f, s in results["summary"][v].items():
                 m, sd = np.array(s[f"{key}_mean"]), np.array(s[f"{key}_std"])

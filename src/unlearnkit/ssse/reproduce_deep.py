@@ -121,8 +121,9 @@ def check_grid(grid: Sequence[float], refine: int) -> None:
         raise ConfigError(f"refine must be ≥ 0, got {refine}")
 
 
-def met_interval(eps: Sequence[float], gap: dict[str, Sequence[float]], tol: dict[str, float],
-                 best: float) -> list[float] | None:
+def met_interval(
+    eps: Sequence[float], gap: dict[str, Sequence[float]], tol: dict[str, float], best: float
+) -> list[float] | None:
     """The widest run of consecutive ``eps`` (sorted) around ``best`` at which every split is
     within its tolerance, as [ε_lo, ε_hi]; None when ``best`` itself misses a target. A
     measure of how sharply ε must be chosen."""
@@ -169,7 +170,9 @@ def oracle_search(
 
     acc, gap = measure(grid)
     coarse_best = {c: int(np.argmin(fn(gap, tol))) for c, fn in CRITERIA.items()}
-    brackets = {c: [grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]] for c, i in coarse_best.items()}
+    brackets = {
+        c: [grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]] for c, i in coarse_best.items()
+    }
     fine = sorted({p for i in coarse_best.values() for p in refine_points(grid, i, refine)})
     facc, fgap = measure(fine)
     order = np.argsort(grid + fine, kind="stable")
@@ -180,23 +183,43 @@ def oracle_search(
     for c, fn in CRITERIA.items():
         score = fn(ugap, tol)
         b = int(np.argmin(score))
-        by[c] = {"eps": union[b], "score": float(score[b]), "coarse_eps": grid[coarse_best[c]],
-                 "gap": {k: ugap[k][b] for k in SPLITS}, "accuracy": {k: uacc[k][b] for k in SPLITS}}
+        by[c] = {
+            "eps": union[b],
+            "score": float(score[b]),
+            "coarse_eps": grid[coarse_best[c]],
+            "gap": {k: ugap[k][b] for k in SPLITS},
+            "accuracy": {k: uacc[k][b] for k in SPLITS},
+        }
     best = by[criterion]
     met = {k: best["gap"][k] <= tol[k] + _SLACK for k in SPLITS}
     return {
-        "accuracy": acc, "gap": gap,
-        "refined": {"eps": fine, "accuracy": facc, "gap": fgap, "brackets": brackets, "points": refine},
-        "criterion": criterion, "tolerance": dict(tol), "by_criterion": by,
-        "best_eps": best["eps"], "coarse_best_eps": best["coarse_eps"], "score_at_best": best["score"],
-        "gap_at_best": best["gap"], "accuracy_at_best": best["accuracy"],
-        "targets_met": met, "all_targets_met": all(met.values()),
+        "accuracy": acc,
+        "gap": gap,
+        "refined": {
+            "eps": fine,
+            "accuracy": facc,
+            "gap": fgap,
+            "brackets": brackets,
+            "points": refine,
+        },
+        "criterion": criterion,
+        "tolerance": dict(tol),
+        "by_criterion": by,
+        "best_eps": best["eps"],
+        "coarse_best_eps": best["coarse_eps"],
+        "score_at_best": best["score"],
+        "gap_at_best": best["gap"],
+        "accuracy_at_best": best["accuracy"],
+        "targets_met": met,
+        "all_targets_met": all(met.values()),
         "met_interval": met_interval(union, ugap, tol, best["eps"]),
     }
 
 
 def free_search(
-    rule: Callable[[Sequence[float]], EpsChoice], grid: Sequence[float], refine: int,
+    rule: Callable[[Sequence[float]], EpsChoice],
+    grid: Sequence[float],
+    refine: int,
 ) -> EpsChoice:
     """A retrain-free rule on the coarse grid, then on the coarse grid plus ``refine`` points
     around its own coarse choice (the rule never sees the oracle's choice)."""
@@ -212,9 +235,11 @@ def free_search(
 #: The retrain-free rule per removal kind: (request, forget, held-out, guard) → rule over a grid.
 FREE_RULES: dict[str, Callable[..., Callable[[Sequence[float]], EpsChoice]]] = {
     "class": lambda req, forget, holdout, guard: (
-        lambda g: class_forgetting_rule(req, holdout, g, guard)),
+        lambda g: class_forgetting_rule(req, holdout, g, guard)
+    ),
     "half": lambda req, forget, holdout, guard: (
-        lambda g: loss_matching_rule(req, forget, holdout, g, guard)),
+        lambda g: loss_matching_rule(req, forget, holdout, g, guard)
+    ),
 }
 
 
@@ -258,9 +283,18 @@ def run_deep(
     t_start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"eps_grid": list(eps_grid), "refine": refine, "criterion": criterion,
-                               "tolerance": TOLERANCE, "model": model, "group_size": group_size,
-                               "damping": damping, "blocks": blocks, "epochs": epochs, "datasets": {}}
+    results: dict[str, Any] = {
+        "eps_grid": list(eps_grid),
+        "refine": refine,
+        "criterion": criterion,
+        "tolerance": TOLERANCE,
+        "model": model,
+        "group_size": group_size,
+        "damping": damping,
+        "blocks": blocks,
+        "epochs": epochs,
+        "datasets": {},
+    }
     recipe = SGDRecipe(epochs=epochs, batch_size=batch_size, lr=lr, augment=())
     for name in datasets:
         ds = load_dataset(name, **DATASET_PARAMS.get(name, {}))
@@ -272,8 +306,15 @@ def run_deep(
         opts = {"size": block_size} if blocks == "chunks" else {}
         states, prep = {}, {}
         for v in variants:
-            cfg = ErasureConfig(task="multiclass", damping=damping, group_size=group_size,
-                                blocks=blocks, block_options=opts, mode=v, seed=seed)
+            cfg = ErasureConfig(
+                task="multiclass",
+                damping=damping,
+                group_size=group_size,
+                blocks=blocks,
+                block_options=opts,
+                mode=v,
+                seed=seed,
+            )
             t0 = time.perf_counter()
             states[v] = ErasureState.prepare(orig, sp.train, cfg)
             prep[v] = time.perf_counter() - t0
@@ -281,8 +322,10 @@ def run_deep(
         with Progress(transient=True) as progress:
             task = progress.add_task(f"ssse-deep {name}", total=2 * len(classes))
             for c in classes:
-                for kind, spec in (("class", {"kind": "class", "label": c}),
-                                   ("half", {"kind": "class_fraction", "label": c, "fraction": 0.5})):
+                for kind, spec in (
+                    ("class", {"kind": "class", "label": c}),
+                    ("half", {"kind": "class_fraction", "label": c, "fraction": 0.5}),
+                ):
                     fs = select_forget(sp.train, spec, seed=seed)
                     retain, forget = fs.retain(sp.train), fs.forget(sp.train)
                     data = {"retain": retain, "forget": forget, "test": sp.test}
@@ -299,27 +342,43 @@ def run_deep(
                         erase_seconds = time.perf_counter() - t0
                         accuracy = _AccuracyCache(req, data)
                         t0 = time.perf_counter()
-                        found = oracle_search(accuracy, ref, eps_grid, TOLERANCE[kind], refine, criterion)
+                        found = oracle_search(
+                            accuracy, ref, eps_grid, TOLERANCE[kind], refine, criterion
+                        )
                         search_seconds = time.perf_counter() - t0
                         rule = FREE_RULES[kind](req, forget, holdout, guard)
                         free = free_search(rule, eps_grid, refine)
                         free_acc = accuracy(free.eps)
-                        scen.append({
-                            "variant": v, "kind": kind, "class": c, "k": len(forget),
-                            "original": base, "retrain": ref, **found,
-                            "free_rule": free.rule, "free_eps": free.eps,
-                            "free_coarse_eps": free.extra.get("coarse_eps", free.eps),
-                            "free_grid": free.grid, "free_scores": free.scores,
-                            "accuracy_at_free": free_acc,
-                            "gap_at_free": {k: abs(free_acc[k] - ref[k]) for k in SPLITS},
-                            "erase_seconds": erase_seconds, "search_seconds": search_seconds,
-                            "retrain_seconds": retrain_seconds,
-                        })
+                        scen.append(
+                            {
+                                "variant": v,
+                                "kind": kind,
+                                "class": c,
+                                "k": len(forget),
+                                "original": base,
+                                "retrain": ref,
+                                **found,
+                                "free_rule": free.rule,
+                                "free_eps": free.eps,
+                                "free_coarse_eps": free.extra.get("coarse_eps", free.eps),
+                                "free_grid": free.grid,
+                                "free_scores": free.scores,
+                                "accuracy_at_free": free_acc,
+                                "gap_at_free": {k: abs(free_acc[k] - ref[k]) for k in SPLITS},
+                                "erase_seconds": erase_seconds,
+                                "search_seconds": search_seconds,
+                                "retrain_seconds": retrain_seconds,
+                            }
+                        )
                     progress.advance(task)
         results["datasets"][name] = {
-            "n_train": len(sp.train), "n_test": len(sp.test), "train_seconds": train_seconds,
-            "prepare_seconds": prep, "original_test_accuracy": evaluate_accuracy(orig, sp.test),
-            "scenarios": scen, "summary": summarise(scen),
+            "n_train": len(sp.train),
+            "n_test": len(sp.test),
+            "train_seconds": train_seconds,
+            "prepare_seconds": prep,
+            "original_test_accuracy": evaluate_accuracy(orig, sp.test),
+            "scenarios": scen,
+            "summary": summarise(scen),
         }
         results["total_seconds"] = time.perf_counter() - t_start
         atomic_write_json(out / "results.json", results)
@@ -338,11 +397,19 @@ def summarise(scen: list[dict[str, Any]]) -> dict[str, Any]:
             if not rs:
                 continue
             out[f"{v}/{kind}"] = {
-                "mean_gap_at_best": {k: float(np.mean([r["gap_at_best"][k] for r in rs])) for k in SPLITS},
-                "max_gap_at_best": {k: float(np.max([r["gap_at_best"][k] for r in rs])) for k in SPLITS},
-                "mean_forget_accuracy_at_best": float(np.mean([r["accuracy_at_best"]["forget"] for r in rs])),
+                "mean_gap_at_best": {
+                    k: float(np.mean([r["gap_at_best"][k] for r in rs])) for k in SPLITS
+                },
+                "max_gap_at_best": {
+                    k: float(np.max([r["gap_at_best"][k] for r in rs])) for k in SPLITS
+                },
+                "mean_forget_accuracy_at_best": float(
+                    np.mean([r["accuracy_at_best"]["forget"] for r in rs])
+                ),
                 "targets_met": f"{sum(r['all_targets_met'] for r in rs)}/{len(rs)}",
-                "mean_gap_at_free": {k: float(np.mean([r["gap_at_free"][k] for r in rs])) for k in SPLITS},
+                "mean_gap_at_free": {
+                    k: float(np.mean([r["gap_at_free"][k] for r in rs])) for k in SPLITS
+                },
                 "best_eps": [r["best_eps"] for r in rs],
                 "free_eps": [r["free_eps"] for r in rs],
             }
@@ -376,7 +443,9 @@ def plot_figure2(results: dict[str, Any], name: str, out: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("|Acc(SSSE) − Acc(retrain)| (points)")
     axes[-1].legend(fontsize=7)
-    fig.suptitle(f"SSSE vs retrain on {name} ({results['model']}, groups of {results['group_size']})")
+    fig.suptitle(
+        f"SSSE vs retrain on {name} ({results['model']}, groups of {results['group_size']})"
+    )
     fig.tight_layout()
     fig.savefig(out / f"fig2_{name}.png", dpi=120)
     plt.close(fig)

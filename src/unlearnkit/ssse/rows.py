@@ -41,7 +41,9 @@ def is_linear_multilabel(model: nn.Module, cfg: ErasureConfig) -> bool:
     )
 
 
-def linear_multilabel_rows(model: nn.Module, x: Tensor, y: Tensor, ids: Tensor, kind: str) -> GradientMatrix:
+def linear_multilabel_rows(
+    model: nn.Module, x: Tensor, y: Tensor, ids: Tensor, kind: str
+) -> GradientMatrix:
     """Closed-form rows (one per sample) for the no-bias linear multilabel model."""
     fc: nn.Linear = model.fc  # type: ignore[assignment]
     W = fc.weight.detach()
@@ -69,15 +71,28 @@ def linear_multilabel_rows(model: nn.Module, x: Tensor, y: Tensor, ids: Tensor, 
 
 
 def build_rows(
-    model: nn.Module, x: Tensor, y: Tensor, ids: Tensor, cfg: ErasureConfig, group_size: int | None = None
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    ids: Tensor,
+    cfg: ErasureConfig,
+    group_size: int | None = None,
 ) -> GradientMatrix:
     """Rows of ``cfg.curvature`` for (x, y): the closed form when it applies, else torch.func."""
     g = cfg.group_size if group_size is None else group_size
     if g == 1 and is_linear_multilabel(model, cfg):
         return linear_multilabel_rows(model, x, y, ids, cfg.curvature)
     return curvature_rows(
-        cfg.curvature, model, x, y, cfg.task, ids=ids, group_size=g, seed=cfg.seed,
-        chunk_size=cfg.chunk_size, compute_dtype=next(model.parameters()).dtype,
+        cfg.curvature,
+        model,
+        x,
+        y,
+        cfg.task,
+        ids=ids,
+        group_size=g,
+        seed=cfg.seed,
+        chunk_size=cfg.chunk_size,
+        compute_dtype=next(model.parameters()).dtype,
     )
 
 

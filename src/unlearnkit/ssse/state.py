@@ -111,9 +111,13 @@ def share_rows(inverse: BlockDiagonalInverse, rows: Tensor | None) -> BlockDiago
     entries = []
     for e in inverse.entries:
         inv = e.inverse
-        if isinstance(inv, WoodburyInverse) and isinstance(e.sel, slice) \
-                and tuple(inv.G.shape) == (rows.shape[0], e.index.numel()) \
-                and inv.G.dtype == rows.dtype and inv.G.device == rows.device:
+        if (
+            isinstance(inv, WoodburyInverse)
+            and isinstance(e.sel, slice)
+            and tuple(inv.G.shape) == (rows.shape[0], e.index.numel())
+            and inv.G.dtype == rows.dtype
+            and inv.G.device == rows.device
+        ):
             try:  # equal outside the replaced-row patch and on it
                 inv = inv.sharing(rows[:, e.sel])
             except ConfigError:
@@ -147,7 +151,10 @@ class ErasureState:
     # ------------------------------------------------------------------ construction
     @classmethod
     def prepare(
-        cls, model: nn.Module, data: ArrayDataset, config: ErasureConfig | dict[str, Any] | None = None
+        cls,
+        model: nn.Module,
+        data: ArrayDataset,
+        config: ErasureConfig | dict[str, Any] | None = None,
     ) -> ErasureState:
         """Compute the curvature rows of ``data`` at the model's θ and invert F (once)."""
         cfg = config if isinstance(config, ErasureConfig) else ErasureConfig(**(config or {}))
@@ -170,7 +177,11 @@ class ErasureState:
         gm = build_rows(model, data.x, data.y, data.ids, cfg)
         normalizer = len(data) if cfg.normalizer_kind == "samples" else gm.n_groups
         inverse = BlockDiagonalInverse.build(
-            gm.G, blocks, cfg.damping, normalizer, solver=cfg.solver,
+            gm.G,
+            blocks,
+            cfg.damping,
+            normalizer,
+            solver=cfg.solver,
             memory_budget_bytes=max(budget - rows_bytes, 0),
         )
         rows = gm.G if cfg.mode == "exact" else None
@@ -291,7 +302,9 @@ class ErasureState:
         k = int(pos.numel())
         model = copy.deepcopy(model).eval()
         dtype = next(model.parameters()).dtype
-        gm = per_sample_gradients(model, forget.x, forget.y, self.config.task, ids=forget.ids, compute_dtype=dtype)
+        gm = per_sample_gradients(
+            model, forget.x, forget.y, self.config.task, ids=forget.ids, compute_dtype=dtype
+        )
         v = gm.G.double().sum(0)
         theta = flat_params(model, self.layout).double()
         if self.config.regularized_step:
@@ -327,7 +340,10 @@ class ErasureState:
         )
 
     def _leave_out(
-        self, model: nn.Module, forget: ArrayDataset, n_after: int,
+        self,
+        model: nn.Module,
+        forget: ArrayDataset,
+        n_after: int,
         forget_rows: Tensor | None = None,
     ) -> tuple[BlockDiagonalInverse, tuple[Tensor, Tensor] | None, Tensor, Tensor]:
         """Exact Fisher of the remaining data: drop or re-average the rows holding S.
@@ -380,7 +396,9 @@ class ErasureState:
         sizes[hit_groups] -= lost
         return inverse, patch, sizes, members
 
-    def erase(self, model: nn.Module, forget: ArrayDataset, eps: float = 1.0) -> tuple[nn.Module, ErasureState]:
+    def erase(
+        self, model: nn.Module, forget: ArrayDataset, eps: float = 1.0
+    ) -> tuple[nn.Module, ErasureState]:
         """Erase ``forget`` with scale ε: returns (new model, new state); inputs unchanged."""
         return self.request(model, forget).commit(eps)
 
@@ -486,8 +504,9 @@ class ErasureState:
         return state
 
 
-def _patched(patch: tuple[Tensor, Tensor] | None, ridx: Tensor, values: Tensor
-             ) -> tuple[Tensor, Tensor]:
+def _patched(
+    patch: tuple[Tensor, Tensor] | None, ridx: Tensor, values: Tensor
+) -> tuple[Tensor, Tensor]:
     """A new row patch: ``patch`` with the rows ``ridx`` set to ``values`` (inputs unchanged)."""
     if patch is None:
         return ridx.clone(), values
@@ -509,7 +528,9 @@ def _rebuild_layout(names: list[str], shapes: list[list[int]]) -> ParamLayout:
         for k in s:
             n *= int(k)
         off += n
-    return ParamLayout(tuple(names), tuple(tuple(int(k) for k in s) for s in shapes), tuple(offsets))
+    return ParamLayout(
+        tuple(names), tuple(tuple(int(k) for k in s) for s in shapes), tuple(offsets)
+    )
 
 
 @dataclass(frozen=True)

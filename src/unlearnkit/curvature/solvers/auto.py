@@ -53,13 +53,19 @@ class AutoSolver(Solver):
 
     name = "auto"
 
-    def __init__(self, memory_budget_bytes: int | None = None,
-                 chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+    def __init__(
+        self, memory_budget_bytes: int | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    ) -> None:
         super().__init__(chunk_bytes)
         self.memory_budget_bytes = memory_budget_bytes
 
-    def choose(self, m: int, d_b: int, dtype: torch.dtype = torch.float32,
-               memory_budget_bytes: int | None = None) -> Choice:
+    def choose(
+        self,
+        m: int,
+        d_b: int,
+        dtype: torch.dtype = torch.float32,
+        memory_budget_bytes: int | None = None,
+    ) -> Choice:
         """The cheapest candidate that fits ``memory_budget_bytes`` (default: the solver's)."""
         budget = self.memory_budget_bytes if memory_budget_bytes is None else memory_budget_bytes
         cost = {k: build_flops(k, m, d_b) for k in CANDIDATES}
@@ -75,14 +81,16 @@ class AutoSolver(Solver):
         best = min(fits, key=lambda k: (cost[k], mem[k]))
         other = next(k for k in CANDIDATES if k != best)
         rel = "<" if m < d_b else (">" if m > d_b else "=")
-        reason = (f"{best}: m={m} {rel} d_b={d_b}; {cost[best]:.2g} vs {cost[other]:.2g} "
-                  f"flops; {format_bytes(mem[best])} vs {format_bytes(mem[other])}")
+        reason = (
+            f"{best}: m={m} {rel} d_b={d_b}; {cost[best]:.2g} vs {cost[other]:.2g} "
+            f"flops; {format_bytes(mem[best])} vs {format_bytes(mem[other])}"
+        )
         if other not in fits and cost[other] < cost[best]:
             reason += f" ({other} is cheaper but exceeds the budget of {format_bytes(budget or 0)})"
         return Choice(best, reason, cost[best], mem[best])
 
-    def build(self, G: Tensor, damping: float, normalizer: float, *,
-              name: str = "block") -> BlockInverse:
+    def build(
+        self, G: Tensor, damping: float, normalizer: float, *, name: str = "block"
+    ) -> BlockInverse:
         choice = self.choose(G.shape[0], G.shape[1], G.dtype)
-        return SOLVERS.get(choice.method)(self.chunk_bytes).build(G, damping, normalizer,
-                                                                  name=name)
+        return SOLVERS.get(choice.method)(self.chunk_bytes).build(G, damping, normalizer, name=name)

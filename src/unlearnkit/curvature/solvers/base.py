@@ -73,13 +73,16 @@ def positions_of(rows: Tensor, active: Tensor, n_built: int, name: str) -> Tenso
     lookup[active] = torch.arange(active.numel())
     bad = (rows < 0) | (rows >= n_built)
     if bool(bad.any()):
-        raise UnknownIdsError(f"block {name!r}: rows {rows[bad].tolist()[:10]} do not exist "
-                              f"(the block was built from {n_built} rows)")
+        raise UnknownIdsError(
+            f"block {name!r}: rows {rows[bad].tolist()[:10]} do not exist "
+            f"(the block was built from {n_built} rows)"
+        )
     pos = lookup[rows]
     gone = pos < 0
     if bool(gone.any()):
-        raise AlreadyErasedError(f"block {name!r}: rows {rows[gone].tolist()[:10]} were "
-                                 "already removed")
+        raise AlreadyErasedError(
+            f"block {name!r}: rows {rows[gone].tolist()[:10]} were already removed"
+        )
     return pos
 
 
@@ -96,9 +99,13 @@ def _lines_per_chunk(elements_per_line: int, chunk_bytes: int) -> int:
     return max(1, chunk_bytes // (8 * max(1, elements_per_line)))
 
 
-def gram_cols64(G: Tensor, out: Tensor | None = None, alpha: float = 1.0,
-                chunk_bytes: int = DEFAULT_CHUNK_BYTES, cols: Tensor | slice | None = None
-                ) -> Tensor:
+def gram_cols64(
+    G: Tensor,
+    out: Tensor | None = None,
+    alpha: float = 1.0,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    cols: Tensor | slice | None = None,
+) -> Tensor:
     """A (+)= α·G[:, cols]ᵀG[:, cols] accumulated in fp64, streaming over row chunks.
 
     A symmetric rank-k update (BLAS ``dsyrk`` on CPU: half a GEMM's flops, see
@@ -110,23 +117,25 @@ def gram_cols64(G: Tensor, out: Tensor | None = None, alpha: float = 1.0,
     A = torch.zeros(d, d, dtype=F64, device=G.device) if out is None else out
     step = _lines_per_chunk(d, chunk_bytes)
     for s in range(0, G.shape[0], step):
-        gram_update_(A, G[s:s + step][:, sel], alpha)
+        gram_update_(A, G[s : s + step][:, sel], alpha)
     return finish_gram_(A)
 
 
-def row_sq_norms64(G: Tensor, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-                   cols: Tensor | slice | None = None) -> Tensor:
+def row_sq_norms64(
+    G: Tensor, chunk_bytes: int = DEFAULT_CHUNK_BYTES, cols: Tensor | slice | None = None
+) -> Tensor:
     """‖G[i, cols]‖² for every row, accumulated in fp64 (``vector_norm(dtype=fp64)``)."""
     sel = slice(None) if cols is None else cols
     out = torch.empty(G.shape[0], dtype=F64, device=G.device)
     step = _lines_per_chunk(G[:0, sel].shape[1], chunk_bytes)
     for s in range(0, G.shape[0], step):
-        out[s:s + step] = torch.linalg.vector_norm(G[s:s + step][:, sel], dim=1, dtype=F64)
+        out[s : s + step] = torch.linalg.vector_norm(G[s : s + step][:, sel], dim=1, dtype=F64)
     return out.square_()
 
 
-def gram_rows64(G: Tensor, H: Tensor | None = None,
-                chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Tensor:
+def gram_rows64(
+    G: Tensor, H: Tensor | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Tensor:
     """K = G·Hᵀ (H defaults to G) accumulated in fp64, streaming over column chunks.
 
     With H = G this is a symmetric rank-k update (BLAS ``dsyrk`` on CPU, half the flops).
@@ -135,12 +144,12 @@ def gram_rows64(G: Tensor, H: Tensor | None = None,
         K = torch.zeros(G.shape[0], G.shape[0], dtype=F64, device=G.device)
         step = _lines_per_chunk(G.shape[0], chunk_bytes)
         for s in range(0, G.shape[1], step):
-            gram_update_(K, G[:, s:s + step], rows=True)
+            gram_update_(K, G[:, s : s + step], rows=True)
         return finish_gram_(K)
     K = torch.zeros(G.shape[0], H.shape[0], dtype=F64, device=G.device)
     step = _lines_per_chunk(G.shape[0] + H.shape[0], chunk_bytes)
     for s in range(0, G.shape[1], step):
-        K.addmm_(G[:, s:s + step].to(F64), H[:, s:s + step].to(F64).T)
+        K.addmm_(G[:, s : s + step].to(F64), H[:, s : s + step].to(F64).T)
     return K
 
 
@@ -149,7 +158,7 @@ def matmul64(G: Tensor, V: Tensor, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Te
     out = torch.empty(G.shape[0], V.shape[1], dtype=F64, device=V.device)
     step = _lines_per_chunk(G.shape[1], chunk_bytes)
     for s in range(0, G.shape[0], step):
-        torch.mm(G[s:s + step].to(F64), V, out=out[s:s + step])
+        torch.mm(G[s : s + step].to(F64), V, out=out[s : s + step])
     return out
 
 
@@ -158,7 +167,7 @@ def rmatmul64(G: Tensor, Z: Tensor, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> T
     out = torch.zeros(G.shape[1], Z.shape[1], dtype=F64, device=Z.device)
     step = _lines_per_chunk(G.shape[1], chunk_bytes)
     for s in range(0, G.shape[0], step):
-        out.addmm_(G[s:s + step].to(F64).T, Z[s:s + step])
+        out.addmm_(G[s : s + step].to(F64).T, Z[s : s + step])
     return out
 
 
@@ -202,8 +211,9 @@ class BlockInverse(ABC):
 
     method: ClassVar[str]
 
-    def __init__(self, *, name: str, d_b: int, damping: float, normalizer: float,
-                 rows: Tensor, n_built: int) -> None:
+    def __init__(
+        self, *, name: str, d_b: int, damping: float, normalizer: float, rows: Tensor, n_built: int
+    ) -> None:
         self.name = name
         self.d_b = int(d_b)
         self.damping, self.normalizer = check_hyper(damping, normalizer)
@@ -220,8 +230,10 @@ class BlockInverse(ABC):
         """F⁻¹V for V of shape (d_b,) or (d_b, r); computed in fp64, returned in V's dtype."""
         if not isinstance(V, Tensor) or V.ndim not in (1, 2) or V.shape[0] != self.d_b:
             shape = tuple(V.shape) if isinstance(V, Tensor) else type(V).__name__
-            raise ConfigError(f"block {self.name!r}: expected a vector ({self.d_b},) or a "
-                              f"matrix ({self.d_b}, r), got {shape}")
+            raise ConfigError(
+                f"block {self.name!r}: expected a vector ({self.d_b},) or a "
+                f"matrix ({self.d_b}, r), got {shape}"
+            )
         if not V.is_floating_point():
             raise ConfigError(f"block {self.name!r}: V must be floating point, got {V.dtype}")
         V2 = (V.unsqueeze(1) if V.ndim == 1 else V).to(device=self.device, dtype=F64)
@@ -242,8 +254,9 @@ class BlockInverse(ABC):
 
     # -- updating
     @abstractmethod
-    def downdate(self, remove_rows: Tensor, normalizer: float,
-                 row_values: Tensor | None = None) -> BlockInverse:
+    def downdate(
+        self, remove_rows: Tensor, normalizer: float, row_values: Tensor | None = None
+    ) -> BlockInverse:
         """Exact inverse of λI + (1/N')·Σ_{i kept} gᵢgᵢᵀ with N' = ``normalizer``.
 
         ``row_values`` (k, d_b) are the removed rows' gradients; needed only by solvers
@@ -251,8 +264,9 @@ class BlockInverse(ABC):
         """
 
     @abstractmethod
-    def replace_rows(self, rows: Tensor, new_values: Tensor, normalizer: float,
-                     old_values: Tensor | None = None) -> BlockInverse:
+    def replace_rows(
+        self, rows: Tensor, new_values: Tensor, normalizer: float, old_values: Tensor | None = None
+    ) -> BlockInverse:
         """Exact inverse after rows ``rows`` change to ``new_values`` (k, d_b): an indefinite
         update −gᵢgᵢᵀ + gᵢ'gᵢ'ᵀ (a group-averaged gradient losing a member, §4.4).
         ``old_values`` are needed only by solvers that do not keep G (``dense``)."""
@@ -300,8 +314,10 @@ class BlockInverse(ABC):
             raise ConfigError(f"block inverse state is missing {e}") from None
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(name={self.name!r}, d_b={self.d_b}, m={self.m}, "
-                f"damping={self.damping:g}, normalizer={self.normalizer:g})")
+        return (
+            f"{type(self).__name__}(name={self.name!r}, d_b={self.d_b}, m={self.m}, "
+            f"damping={self.damping:g}, normalizer={self.normalizer:g})"
+        )
 
 
 class Solver(ABC):
@@ -313,8 +329,9 @@ class Solver(ABC):
         self.chunk_bytes = int(chunk_bytes)
 
     @abstractmethod
-    def build(self, G: Tensor, damping: float, normalizer: float, *,
-              name: str = "block") -> BlockInverse:
+    def build(
+        self, G: Tensor, damping: float, normalizer: float, *, name: str = "block"
+    ) -> BlockInverse:
         """Exact representation of (λI + GᵀG/N)⁻¹; G is not modified."""
 
     def estimate(self, m: int, d_b: int, dtype: torch.dtype = torch.float32) -> MemoryEstimate:

@@ -63,13 +63,22 @@ class DenseInverse(BlockInverse):
     def _solve64(self, V: Tensor) -> Tensor:
         return chol_solve(V, self.L)
 
-    def _with(self, A: Tensor, rows: Tensor, normalizer: float,
-              sq_norms: Tensor | None = None) -> DenseInverse:
+    def _with(
+        self, A: Tensor, rows: Tensor, normalizer: float, sq_norms: Tensor | None = None
+    ) -> DenseInverse:
         _, normalizer = check_hyper(self.damping, normalizer)
         L = _factor(A, self.damping, normalizer, self.name)
-        return DenseInverse(A=A, L=L, sq_norms=self.sq_norms if sq_norms is None else sq_norms,
-                            name=self.name, d_b=self.d_b, damping=self.damping,
-                            normalizer=normalizer, rows=rows, n_built=self.n_built)
+        return DenseInverse(
+            A=A,
+            L=L,
+            sq_norms=self.sq_norms if sq_norms is None else sq_norms,
+            name=self.name,
+            d_b=self.d_b,
+            damping=self.damping,
+            normalizer=normalizer,
+            rows=rows,
+            n_built=self.n_built,
+        )
 
     def _check_known(self, rows: Tensor, U: Tensor, what: str) -> None:
         """‖uᵢ‖² must match the stored ‖gᵢ‖² (rows of unknown norm are not checked)."""
@@ -92,12 +101,14 @@ class DenseInverse(BlockInverse):
             )
         check_rows_matrix(values, self.name, self.d_b)
         if values.shape[0] != k:
-            raise ConfigError(f"block {self.name!r}: got {values.shape[0]} {what} rows' "
-                              f"gradients for {k} rows")
+            raise ConfigError(
+                f"block {self.name!r}: got {values.shape[0]} {what} rows' gradients for {k} rows"
+            )
         return values.to(device=self.device, dtype=F64)
 
-    def downdate(self, remove_rows: Tensor, normalizer: float,
-                 row_values: Tensor | None = None) -> DenseInverse:
+    def downdate(
+        self, remove_rows: Tensor, normalizer: float, row_values: Tensor | None = None
+    ) -> DenseInverse:
         """A' = A − UᵀU, then Cholesky of λI + A'/N' (exact, no data pass)."""
         rows = as_row_ids(remove_rows, self.name)
         pos = positions_of(rows, self.rows, self.n_built, self.name)
@@ -106,8 +117,9 @@ class DenseInverse(BlockInverse):
         A = self.A.clone().addmm_(U.T, U, alpha=-1.0)
         return self._with(A, self.rows[keep_mask(self.m, pos)], normalizer)
 
-    def replace_rows(self, rows: Tensor, new_values: Tensor, normalizer: float,
-                     old_values: Tensor | None = None) -> DenseInverse:
+    def replace_rows(
+        self, rows: Tensor, new_values: Tensor, normalizer: float, old_values: Tensor | None = None
+    ) -> DenseInverse:
         """A' = A − UᵀU + WᵀW (U old rows, W new rows), then refactor."""
         r = as_row_ids(rows, self.name)
         positions_of(r, self.rows, self.n_built, self.name)
@@ -120,8 +132,7 @@ class DenseInverse(BlockInverse):
         return self._with(A, self.rows.clone(), normalizer, sq)
 
     def memory_bytes(self) -> int:
-        return (self.A.numel() + self.L.numel() + self.sq_norms.numel()
-                + self.rows.numel()) * 8
+        return (self.A.numel() + self.L.numel() + self.sq_norms.numel() + self.rows.numel()) * 8
 
     def _tensors(self) -> dict[str, Tensor]:
         return {"A": self.A, "L": self.L, "sq_norms": self.sq_norms}
@@ -129,8 +140,9 @@ class DenseInverse(BlockInverse):
     @classmethod
     def from_state_dict(cls, state: dict[str, Tensor]) -> DenseInverse:
         common = cls._common(state)
-        return cls(A=state["A"].to(F64), L=state["L"].to(F64),
-                   sq_norms=state["sq_norms"].to(F64), **common)
+        return cls(
+            A=state["A"].to(F64), L=state["L"].to(F64), sq_norms=state["sq_norms"].to(F64), **common
+        )
 
 
 @SOLVERS.register("dense")
@@ -139,17 +151,33 @@ class DenseSolver(Solver):
 
     name = "dense"
 
-    def build(self, G: Tensor, damping: float, normalizer: float, *,
-              name: str = "block") -> DenseInverse:
+    def build(
+        self, G: Tensor, damping: float, normalizer: float, *, name: str = "block"
+    ) -> DenseInverse:
         lam, n = check_hyper(damping, normalizer)
         check_rows_matrix(G, name)
         A = gram_cols64(G.detach(), chunk_bytes=self.chunk_bytes)
-        return self.from_gram(A, G.shape[0], lam, n, name=name, copy=False,
-                              row_sq_norms=row_sq_norms64(G.detach(), self.chunk_bytes))
+        return self.from_gram(
+            A,
+            G.shape[0],
+            lam,
+            n,
+            name=name,
+            copy=False,
+            row_sq_norms=row_sq_norms64(G.detach(), self.chunk_bytes),
+        )
 
-    def from_gram(self, A: Tensor, n_rows: int, damping: float, normalizer: float, *,
-                  name: str = "block", copy: bool = True,
-                  row_sq_norms: Tensor | None = None) -> DenseInverse:
+    def from_gram(
+        self,
+        A: Tensor,
+        n_rows: int,
+        damping: float,
+        normalizer: float,
+        *,
+        name: str = "block",
+        copy: bool = True,
+        row_sq_norms: Tensor | None = None,
+    ) -> DenseInverse:
         """From a precomputed unnormalised Gram A = Σ gᵢgᵢᵀ over ``n_rows`` rows.
 
         For the linear multi-attribute model A_k = Xᵀdiag(r_k²)X for all k is one batched
@@ -165,9 +193,21 @@ class DenseSolver(Solver):
         A = A.detach().to(F64)
         A = A.clone() if copy else A
         L = _factor(A, lam, n, name)
-        sq = (torch.full((int(n_rows),), float("nan"), dtype=F64) if row_sq_norms is None
-              else row_sq_norms.detach().to(device="cpu", dtype=F64).clone())
+        sq = (
+            torch.full((int(n_rows),), float("nan"), dtype=F64)
+            if row_sq_norms is None
+            else row_sq_norms.detach().to(device="cpu", dtype=F64).clone()
+        )
         if sq.shape != (int(n_rows),):
             raise ConfigError(f"block {name!r}: row_sq_norms must have shape ({n_rows},)")
-        return DenseInverse(A=A, L=L, sq_norms=sq, name=name, d_b=A.shape[0], damping=lam,
-                            normalizer=n, rows=torch.arange(int(n_rows)), n_built=int(n_rows))
+        return DenseInverse(
+            A=A,
+            L=L,
+            sq_norms=sq,
+            name=name,
+            d_b=A.shape[0],
+            damping=lam,
+            normalizer=n,
+            rows=torch.arange(int(n_rows)),
+            n_built=int(n_rows),
+        )

@@ -48,9 +48,15 @@ def pcg_iterations(kappa: float, tol: float = PCG_TOL) -> int:
     return max(1, math.ceil(math.log(tol / 2.0) / math.log(rho)))
 
 
-def pcg(matvec: Callable[[Tensor], Tensor], precond: Callable[[Tensor], Tensor], b: Tensor,
-        x0: Tensor | None = None, tol: float = PCG_TOL, max_iter: int = PCG_MAX_ITER,
-        anorm: float = 0.0) -> PCGResult:
+def pcg(
+    matvec: Callable[[Tensor], Tensor],
+    precond: Callable[[Tensor], Tensor],
+    b: Tensor,
+    x0: Tensor | None = None,
+    tol: float = PCG_TOL,
+    max_iter: int = PCG_MAX_ITER,
+    anorm: float = 0.0,
+) -> PCGResult:
     """Solve A·X = B for SPD A (``matvec``) with SPD preconditioner P ≈ A⁻¹ (``precond``).
 
     B is (n, r); the r columns run together with their own step sizes α_j, β_j. ``anorm``:

@@ -89,19 +89,29 @@ class ShermanMorrisonInverse(BlockInverse):
     def _solve64(self, V: Tensor) -> Tensor:
         return self.Finv @ V
 
-    def _new(self, Finv: Tensor, G: Tensor, rows: Tensor, normalizer: float
-             ) -> ShermanMorrisonInverse:
-        return ShermanMorrisonInverse(Finv=Finv, G=G, name=self.name, d_b=self.d_b,
-                                      damping=self.damping, normalizer=normalizer, rows=rows,
-                                      n_built=self.n_built)
+    def _new(
+        self, Finv: Tensor, G: Tensor, rows: Tensor, normalizer: float
+    ) -> ShermanMorrisonInverse:
+        return ShermanMorrisonInverse(
+            Finv=Finv,
+            G=G,
+            name=self.name,
+            d_b=self.d_b,
+            damping=self.damping,
+            normalizer=normalizer,
+            rows=rows,
+            n_built=self.n_built,
+        )
 
     def _rebuild(self, G: Tensor, rows: Tensor, normalizer: float) -> ShermanMorrisonInverse:
         kept = G.index_select(0, rows.to(G.device))
-        return self._new(_recursion(kept, self.d_b, self.damping, normalizer, self.name),
-                         G, rows, normalizer)
+        return self._new(
+            _recursion(kept, self.d_b, self.damping, normalizer, self.name), G, rows, normalizer
+        )
 
-    def downdate(self, remove_rows: Tensor, normalizer: float,
-                 row_values: Tensor | None = None) -> ShermanMorrisonInverse:
+    def downdate(
+        self, remove_rows: Tensor, normalizer: float, row_values: Tensor | None = None
+    ) -> ShermanMorrisonInverse:
         """Minus-sign recursion when N is unchanged, otherwise a rebuild from the kept rows."""
         _, normalizer = check_hyper(self.damping, normalizer)
         rows = as_row_ids(remove_rows, self.name)
@@ -113,16 +123,18 @@ class ShermanMorrisonInverse(BlockInverse):
         sm_remove(Finv, self.G.index_select(0, rows.to(self.G.device)), normalizer, self.name)
         return self._new(_check_finite(Finv, self.name), self.G, kept, normalizer)
 
-    def replace_rows(self, rows: Tensor, new_values: Tensor, normalizer: float,
-                     old_values: Tensor | None = None) -> ShermanMorrisonInverse:
+    def replace_rows(
+        self, rows: Tensor, new_values: Tensor, normalizer: float, old_values: Tensor | None = None
+    ) -> ShermanMorrisonInverse:
         """Add the new rows then remove the old ones (same N), otherwise rebuild."""
         _, normalizer = check_hyper(self.damping, normalizer)
         r = as_row_ids(rows, self.name)
         positions_of(r, self.rows, self.n_built, self.name)
         check_rows_matrix(new_values, self.name, self.d_b)
         if new_values.shape[0] != r.numel():
-            raise ConfigError(f"block {self.name!r}: got {new_values.shape[0]} new rows for "
-                              f"{r.numel()} row ids")
+            raise ConfigError(
+                f"block {self.name!r}: got {new_values.shape[0]} new rows for {r.numel()} row ids"
+            )
         idx = r.to(self.G.device)
         G = self.G.clone()
         G[idx] = new_values.detach().to(device=G.device, dtype=G.dtype)
@@ -134,8 +146,9 @@ class ShermanMorrisonInverse(BlockInverse):
         return self._new(_check_finite(Finv, self.name), G, self.rows.clone(), normalizer)
 
     def memory_bytes(self) -> int:
-        return (self.Finv.numel() * 8 + self.G.numel() * self.G.element_size()
-                + self.rows.numel() * 8)
+        return (
+            self.Finv.numel() * 8 + self.G.numel() * self.G.element_size() + self.rows.numel() * 8
+        )
 
     def _tensors(self) -> dict[str, Tensor]:
         return {"Finv": self.Finv, "G": self.G}
@@ -152,12 +165,20 @@ class ShermanMorrisonSolver(Solver):
 
     name = "sherman_morrison"
 
-    def build(self, G: Tensor, damping: float, normalizer: float, *,
-              name: str = "block") -> ShermanMorrisonInverse:
+    def build(
+        self, G: Tensor, damping: float, normalizer: float, *, name: str = "block"
+    ) -> ShermanMorrisonInverse:
         lam, n = check_hyper(damping, normalizer)
         check_rows_matrix(G, name)
         G = G.detach().clone()
         Finv = _recursion(G, G.shape[1], lam, n, name)
-        return ShermanMorrisonInverse(Finv=Finv, G=G, name=name, d_b=G.shape[1], damping=lam,
-                                      normalizer=n, rows=torch.arange(G.shape[0]),
-                                      n_built=G.shape[0])
+        return ShermanMorrisonInverse(
+            Finv=Finv,
+            G=G,
+            name=name,
+            d_b=G.shape[1],
+            damping=lam,
+            normalizer=n,
+            rows=torch.arange(G.shape[0]),
+            n_built=G.shape[0],
+        )

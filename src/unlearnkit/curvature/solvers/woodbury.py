@@ -81,8 +81,7 @@ from unlearnkit.errors import ConfigError, NumericalError
 BLAS2_WEIGHT = 10.0
 
 
-def _factor(K: Tensor, rows: Tensor | None, damping: float, normalizer: float,
-            name: str) -> Tensor:
+def _factor(K: Tensor, rows: Tensor | None, damping: float, normalizer: float, name: str) -> Tensor:
     """Cholesky factor of NλI + K_RR (``rows`` None: K is K_RR already, shifted in place)."""
     if rows is None:
         S = K
@@ -110,9 +109,15 @@ def kprime_rows(K: Tensor, patch_ids: Tensor, patch_K: Tensor, ids: Tensor) -> T
     return out
 
 
-def downdate_plan(m_basis: int, n_dropped: int, m_active: int, m_storage: int,
-                  kappa: float, n_new: int | None = None, n_stale: int = 0
-                  ) -> tuple[str, float, float]:
+def downdate_plan(
+    m_basis: int,
+    n_dropped: int,
+    m_active: int,
+    m_storage: int,
+    kappa: float,
+    n_new: int | None = None,
+    n_stale: int = 0,
+) -> tuple[str, float, float]:
     """("incremental" | "refactor", cost of each) for a downdate, in multiply-adds.
 
     incremental: for the ``n_new`` rows dropped since the previous downdate on the same factor
@@ -126,11 +131,16 @@ def downdate_plan(m_basis: int, n_dropped: int, m_active: int, m_storage: int,
     s, b, q = n_dropped, m_basis, n_stale
     new = s if n_new is None else n_new
     iters = pcg_iterations(kappa) + 1  # + the final residual check
-    incremental = (2.0 * b * b * new + new * new * b + s**3 / 3
-                   + BLAS2_WEIGHT * iters * (2.0 * b * b + m_storage * m_storage + 2.0 * b * s))
+    incremental = (
+        2.0 * b * b * new
+        + new * new * b
+        + s**3 / 3
+        + BLAS2_WEIGHT * iters * (2.0 * b * b + m_storage * m_storage + 2.0 * b * s)
+    )
     if q:
-        incremental += 2.0 * b * b * q + 2.0 * b * s * q + q**3 / 3 \
-            + BLAS2_WEIGHT * iters * 2.0 * m_active * q
+        incremental += (
+            2.0 * b * b * q + 2.0 * b * s * q + q**3 / 3 + BLAS2_WEIGHT * iters * 2.0 * m_active * q
+        )
     refactor = m_active**3 / 3 + BLAS2_WEIGHT * (2.0 * m_active * m_active)
     return ("incremental" if incremental < refactor else "refactor"), incremental, refactor
 
@@ -144,14 +154,21 @@ class WoodburyInverse(BlockInverse):
 
     method = "woodbury"
 
-    def __init__(self, *, G: Tensor, K: Tensor, L: Tensor, basis: Tensor | None = None,
-                 base_normalizer: float | None = None,
-                 chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-                 previous: WoodburyInverse | None = None,
-                 dropped: tuple[Tensor, Tensor, Tensor] | None = None,
-                 patch: tuple[Tensor, Tensor, Tensor] | None = None,
-                 stale: Tensor | None = None,
-                 **common: object) -> None:
+    def __init__(
+        self,
+        *,
+        G: Tensor,
+        K: Tensor,
+        L: Tensor,
+        basis: Tensor | None = None,
+        base_normalizer: float | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        previous: WoodburyInverse | None = None,
+        dropped: tuple[Tensor, Tensor, Tensor] | None = None,
+        patch: tuple[Tensor, Tensor, Tensor] | None = None,
+        stale: Tensor | None = None,
+        **common: object,
+    ) -> None:
         """``previous``: an inverse on the same factor whose dropped rows are a subset of this
         one's; its [M⁻¹]_{:,S} columns are reused (only the newly dropped rows cost solves).
         ``dropped``: (S, W, C) as saved by ``state_dict`` (basis positions of the dropped rows,
@@ -161,22 +178,32 @@ class WoodburyInverse(BlockInverse):
         super().__init__(**common)  # type: ignore[arg-type]
         self.G, self.K, self.L = G, K, L
         self.basis = self.rows if basis is None else basis
-        self.base_normalizer = (self.normalizer if base_normalizer is None
-                                else check_hyper(self.damping, base_normalizer)[1])
+        self.base_normalizer = (
+            self.normalizer
+            if base_normalizer is None
+            else check_hyper(self.damping, base_normalizer)[1]
+        )
         self.chunk_bytes = chunk_bytes
         dev = K.device
         if patch is None:
-            patch = (torch.empty(0, dtype=torch.int64),
-                     G.new_empty(0, G.shape[1]), K.new_empty(0, K.shape[1]))
+            patch = (
+                torch.empty(0, dtype=torch.int64),
+                G.new_empty(0, G.shape[1]),
+                K.new_empty(0, K.shape[1]),
+            )
         pid, pG, pK = patch
-        if (pid.ndim != 1 or pG.shape != (pid.numel(), G.shape[1])
-                or pK.shape != (pid.numel(), K.shape[1])):
+        if (
+            pid.ndim != 1
+            or pG.shape != (pid.numel(), G.shape[1])
+            or pK.shape != (pid.numel(), K.shape[1])
+        ):
             raise ConfigError(f"block {self.name!r}: replaced-row patch has inconsistent shapes")
         self.patch_ids = pid.to(torch.int64).cpu()
         self.patch_G = pG.to(device=G.device, dtype=G.dtype)
         self.patch_K = pK.to(device=dev, dtype=F64)
-        self.stale = (torch.empty(0, dtype=torch.int64) if stale is None
-                      else stale.to(torch.int64).cpu())
+        self.stale = (
+            torch.empty(0, dtype=torch.int64) if stale is None else stale.to(torch.int64).cpu()
+        )
         self._direct: Tensor | None = None
         self._D: Tensor | None = None
         self._derive(previous, dropped)
@@ -213,8 +240,11 @@ class WoodburyInverse(BlockInverse):
         return diag
 
     # ------------------------------------------------------------------ derived factors
-    def _derive(self, previous: WoodburyInverse | None = None,
-                saved: tuple[Tensor, Tensor, Tensor] | None = None) -> None:
+    def _derive(
+        self,
+        previous: WoodburyInverse | None = None,
+        saved: tuple[Tensor, Tensor, Tensor] | None = None,
+    ) -> None:
         """Positions of the clean active rows T in the basis and, when rows were dropped since
         the factorisation, the pieces of P = (N₀λI + K_TT)⁻¹: W = [M⁻¹]_{:,S} = L⁻ᵀL⁻¹E_S and
         the Cholesky factor of C = [M⁻¹]_SS (columns of ``previous`` reused); with stale rows Q,
@@ -240,8 +270,9 @@ class WoodburyInverse(BlockInverse):
         self._tpos = torch.nonzero(tmask).reshape(-1).to(dev)
         self._qpos = torch.nonzero(~tmask).reshape(-1).to(dev)
         self._qids = self.rows[~tmask]
-        self._exact = self._same and not self._qids.numel() \
-            and self.base_normalizer == self.normalizer
+        self._exact = (
+            self._same and not self._qids.numel() and self.base_normalizer == self.normalizer
+        )
         self._S = torch.nonzero(dropped).reshape(-1).to(dev)
         self._W = self._C = self._Lc = None
         self._Z = self._Ls = None
@@ -256,8 +287,12 @@ class WoodburyInverse(BlockInverse):
             self._Z = Z
             self._Ls = cholesky_or_raise(sigma, self.name, "the Schur complement of K'")
 
-    def _derive_dropped(self, previous: WoodburyInverse | None,
-                        saved: tuple[Tensor, Tensor, Tensor] | None, dropped: Tensor) -> None:
+    def _derive_dropped(
+        self,
+        previous: WoodburyInverse | None,
+        saved: tuple[Tensor, Tensor, Tensor] | None,
+        dropped: Tensor,
+    ) -> None:
         dev = self.K.device
         m_b = self.basis.numel()
         if not self._S.numel():
@@ -265,16 +300,28 @@ class WoodburyInverse(BlockInverse):
         if saved is not None:
             S, W, C = (t.to(dev) for t in saved)
             k = self._S.numel()
-            if (S.dtype != torch.int64 or S.shape != (k,) or W.shape != (m_b, k)
-                    or C.shape != (k, k) or not torch.equal(S.sort().values, self._S)):
-                raise ConfigError(f"block {self.name!r}: saved downdate factors do not match "
-                                  "the rows removed from the basis")
+            if (
+                S.dtype != torch.int64
+                or S.shape != (k,)
+                or W.shape != (m_b, k)
+                or C.shape != (k, k)
+                or not torch.equal(S.sort().values, self._S)
+            ):
+                raise ConfigError(
+                    f"block {self.name!r}: saved downdate factors do not match "
+                    "the rows removed from the basis"
+                )
             self._S, self._W, self._C = S, W.to(F64), C.to(F64)
             self._Lc = cholesky_or_raise(self._C, self.name, "[(N₀λI + K)⁻¹]_SS")
             return
         old = torch.empty(0, dtype=torch.int64, device=dev)
-        if (previous is not None and previous._W is not None and previous.L is self.L
-                and previous.basis is self.basis and bool(dropped[previous._S.cpu()].all())):
+        if (
+            previous is not None
+            and previous._W is not None
+            and previous.L is self.L
+            and previous.basis is self.basis
+            and bool(dropped[previous._S.cpu()].all())
+        ):
             old = previous._S
             dropped[old.cpu()] = False
         new = torch.nonzero(dropped).reshape(-1).to(dev)  # dropped since ``previous``
@@ -286,8 +333,7 @@ class WoodburyInverse(BlockInverse):
         if old.numel():
             assert previous is not None and previous._W is not None and previous._C is not None
             cross = previous._W.index_select(0, new)  # [M⁻¹]_{new,old}
-            C = torch.cat([torch.cat([previous._C, cross.T], dim=1),
-                           torch.cat([cross, C], dim=1)])
+            C = torch.cat([torch.cat([previous._C, cross.T], dim=1), torch.cat([cross, C], dim=1)])
             W = torch.cat([previous._W, W], dim=1)
         self._S = torch.cat([old, new])
         self._W, self._C = W, C
@@ -330,8 +376,9 @@ class WoodburyInverse(BlockInverse):
             res = pcg(self._matvec, self._precond, b, anorm=self._anorm())
             if res.converged:
                 return res.x
-            self._direct = _factor(self._kprime_sub(self.rows), None, self.damping,
-                                   self.normalizer, self.name)
+            self._direct = _factor(
+                self._kprime_sub(self.rows), None, self.damping, self.normalizer, self.name
+            )
         return chol_solve(b, self._direct)
 
     def _anorm(self) -> float:
@@ -361,29 +408,51 @@ class WoodburyInverse(BlockInverse):
         if p.numel():
             zp = zf.index_select(0, p)
             zf.index_fill_(0, p, 0.0)
-            back = rmatmul64(self.G, zf, self.chunk_bytes) \
-                + rmatmul64(self.patch_G, zp, self.chunk_bytes)
+            back = rmatmul64(self.G, zf, self.chunk_bytes) + rmatmul64(
+                self.patch_G, zp, self.chunk_bytes
+            )
         else:
             back = rmatmul64(self.G, zf, self.chunk_bytes)
         return (V - back) / self.damping
 
     # ------------------------------------------------------------------ updating
-    def _with(self, *, rows: Tensor, normalizer: float, fresh: bool,
-              patch: tuple[Tensor, Tensor, Tensor] | None = None,
-              stale: Tensor | None = None) -> WoodburyInverse:
+    def _with(
+        self,
+        *,
+        rows: Tensor,
+        normalizer: float,
+        fresh: bool,
+        patch: tuple[Tensor, Tensor, Tensor] | None = None,
+        stale: Tensor | None = None,
+    ) -> WoodburyInverse:
         """A new inverse on the same G/K: ``fresh`` refactors N λI + K'_RR, otherwise the
         kept factor is reused (raises NumericalError when a piece is not PD)."""
         patch = (self.patch_ids, self.patch_G, self.patch_K) if patch is None else patch
-        common = dict(G=self.G, K=self.K, chunk_bytes=self.chunk_bytes, name=self.name,
-                      d_b=self.d_b, damping=self.damping, normalizer=normalizer, rows=rows,
-                      n_built=self.n_built, patch=patch)
+        common = dict(
+            G=self.G,
+            K=self.K,
+            chunk_bytes=self.chunk_bytes,
+            name=self.name,
+            d_b=self.d_b,
+            damping=self.damping,
+            normalizer=normalizer,
+            rows=rows,
+            n_built=self.n_built,
+            patch=patch,
+        )
         if fresh:
             idx = rows.to(self.K.device)
             sub = kprime_rows(self.K, patch[0], patch[2], rows).index_select(1, idx)
             L = _factor(sub, None, self.damping, normalizer, self.name)
             return WoodburyInverse(L=L, **common)  # type: ignore[arg-type]
-        return WoodburyInverse(L=self.L, basis=self.basis, base_normalizer=self.base_normalizer,
-                               previous=self, stale=stale, **common)  # type: ignore[arg-type]
+        return WoodburyInverse(
+            L=self.L,
+            basis=self.basis,
+            base_normalizer=self.base_normalizer,
+            previous=self,
+            stale=stale,
+            **common,
+        )  # type: ignore[arg-type]
 
     def _plan(self, rows: Tensor, stale: Tensor, normalizer: float, how: str | None) -> str:
         if how is not None:
@@ -392,13 +461,25 @@ class WoodburyInverse(BlockInverse):
         kappa = max(n0, normalizer) / min(n0, normalizer)
         n_clean = rows.numel() - stale.numel()
         n_dropped = self.basis.numel() - n_clean
-        how, _, _ = downdate_plan(self.basis.numel(), n_dropped, rows.numel(), self.n_built,
-                                  kappa, n_dropped - self._S.numel(), stale.numel())
+        how, _, _ = downdate_plan(
+            self.basis.numel(),
+            n_dropped,
+            rows.numel(),
+            self.n_built,
+            kappa,
+            n_dropped - self._S.numel(),
+            stale.numel(),
+        )
         return how
 
-    def downdate(self, remove_rows: Tensor, normalizer: float,
-                 row_values: Tensor | None = None, *, how: str | None = None
-                 ) -> WoodburyInverse:
+    def downdate(
+        self,
+        remove_rows: Tensor,
+        normalizer: float,
+        row_values: Tensor | None = None,
+        *,
+        how: str | None = None,
+    ) -> WoodburyInverse:
         """Drop the rows from K (principal submatrix) with the new shift N'λ: incremental on the
         kept factor or a refactor, whichever :func:`downdate_plan` finds cheaper (``how``:
         "incremental" or "refactor" forces one; both are exact)."""
@@ -417,9 +498,15 @@ class WoodburyInverse(BlockInverse):
                 pass  # XᵀX or Σ numerically singular: refactor instead (exact too)
         return self._with(rows=kept, normalizer=normalizer, fresh=True)
 
-    def replace_rows(self, rows: Tensor, new_values: Tensor, normalizer: float,
-                     old_values: Tensor | None = None, *, how: str | None = None
-                     ) -> WoodburyInverse:
+    def replace_rows(
+        self,
+        rows: Tensor,
+        new_values: Tensor,
+        normalizer: float,
+        old_values: Tensor | None = None,
+        *,
+        how: str | None = None,
+    ) -> WoodburyInverse:
         """G'[rows] = new rows, kept in the patch (G itself is not copied); K'[rows, :] =
         G'[rows]·G'ᵀ (O(k·m·d_b)); then the kept factor bordered on the replaced rows (Schur
         form + PCG for the shift) or a refactor, whichever :func:`downdate_plan` finds cheaper
@@ -431,8 +518,9 @@ class WoodburyInverse(BlockInverse):
         positions_of(r, self.rows, self.n_built, self.name)
         check_rows_matrix(new_values, self.name, self.d_b)
         if new_values.shape[0] != r.numel():
-            raise ConfigError(f"block {self.name!r}: got {new_values.shape[0]} new rows for "
-                              f"{r.numel()} row ids")
+            raise ConfigError(
+                f"block {self.name!r}: got {new_values.shape[0]} new rows for {r.numel()} row ids"
+            )
         dev = self.K.device
         new = new_values.detach().to(device=self.G.device, dtype=self.G.dtype)
         # patch ids: the old ones, then the newly replaced ones
@@ -457,8 +545,9 @@ class WoodburyInverse(BlockInverse):
         how = self._plan(self.rows, stale, normalizer, how)
         if how == "incremental":
             try:
-                return self._with(rows=self.rows, normalizer=normalizer, fresh=False,
-                                  patch=patch, stale=stale)
+                return self._with(
+                    rows=self.rows, normalizer=normalizer, fresh=False, patch=patch, stale=stale
+                )
             except NumericalError:
                 pass  # Σ or XᵀX numerically singular: refactor instead (exact too)
         return self._with(rows=self.rows.clone(), normalizer=normalizer, fresh=True, patch=patch)
@@ -475,8 +564,11 @@ class WoodburyInverse(BlockInverse):
         its own copy, to keep one copy of the rows in memory; G must equal the stored rows
         outside the patch and the patch's rows on it (the stored G's patched rows are never
         read, so the patch stays)."""
-        ok = tuple(G.shape) == tuple(self.G.shape) and G.dtype == self.G.dtype \
+        ok = (
+            tuple(G.shape) == tuple(self.G.shape)
+            and G.dtype == self.G.dtype
             and G.device == self.G.device
+        )
         if ok:
             p = self.patch_ids.to(G.device)
             keep = torch.ones(G.shape[0], dtype=torch.bool, device=G.device)
@@ -490,22 +582,36 @@ class WoodburyInverse(BlockInverse):
 
     # ------------------------------------------------------------------ accounting
     def memory_bytes(self) -> int:
-        extra = sum(t.numel() * 8 for t in (self._W, self._C, self._Lc, self._Z, self._Ls)
-                    if t is not None)
+        extra = sum(
+            t.numel() * 8 for t in (self._W, self._C, self._Lc, self._Z, self._Ls) if t is not None
+        )
         basis = 0 if self.basis is self.rows else self.basis.numel() * 8
-        patch = (self.patch_G.numel() * self.patch_G.element_size()
-                 + self.patch_K.numel() * 8 + (self.patch_ids.numel() + self.stale.numel()) * 8)
-        return (self.G.numel() * self.G.element_size() + (self.K.numel() + self.L.numel()) * 8
-                + self.rows.numel() * 8 + basis + extra + patch)
+        patch = (
+            self.patch_G.numel() * self.patch_G.element_size()
+            + self.patch_K.numel() * 8
+            + (self.patch_ids.numel() + self.stale.numel()) * 8
+        )
+        return (
+            self.G.numel() * self.G.element_size()
+            + (self.K.numel() + self.L.numel()) * 8
+            + self.rows.numel() * 8
+            + basis
+            + extra
+            + patch
+        )
 
     def _tensors(self) -> dict[str, Tensor]:
-        out = {"G": self.G, "K": self.K, "L": self.L, "basis": self.basis.clone(),
-               "base_normalizer": torch.tensor(self.base_normalizer, dtype=F64)}
+        out = {
+            "G": self.G,
+            "K": self.K,
+            "L": self.L,
+            "basis": self.basis.clone(),
+            "base_normalizer": torch.tensor(self.base_normalizer, dtype=F64),
+        }
         if self._W is not None and self._C is not None:
             out.update(dropped=self._S.clone(), W=self._W, C=self._C)
         if self.patch_ids.numel():
-            out.update(patch_ids=self.patch_ids.clone(), patch_G=self.patch_G,
-                       patch_K=self.patch_K)
+            out.update(patch_ids=self.patch_ids.clone(), patch_G=self.patch_G, patch_K=self.patch_K)
         if self.stale.numel():
             out.update(stale=self.stale.clone())
         return out
@@ -523,13 +629,19 @@ class WoodburyInverse(BlockInverse):
             saved = (state["dropped"].to(torch.int64), state["W"], state["C"])
         patch = None
         if "patch_ids" in state:
-            patch = (state["patch_ids"].to(torch.int64).cpu(), state["patch_G"],
-                     state["patch_K"])
+            patch = (state["patch_ids"].to(torch.int64).cpu(), state["patch_G"], state["patch_K"])
         stale = state.get("stale")
-        return cls(G=state["G"], K=state["K"].to(F64), L=state["L"].to(F64),
-                   basis=None if basis is None else basis.to(torch.int64).cpu(),
-                   base_normalizer=None if n0 is None else float(n0), dropped=saved,
-                   patch=patch, stale=stale, **common)
+        return cls(
+            G=state["G"],
+            K=state["K"].to(F64),
+            L=state["L"].to(F64),
+            basis=None if basis is None else basis.to(torch.int64).cpu(),
+            base_normalizer=None if n0 is None else float(n0),
+            dropped=saved,
+            patch=patch,
+            stale=stale,
+            **common,
+        )
 
 
 @SOLVERS.register("woodbury")
@@ -538,8 +650,15 @@ class WoodburySolver(Solver):
 
     name = "woodbury"
 
-    def build(self, G: Tensor, damping: float, normalizer: float, *,
-              name: str = "block", copy: bool = True) -> WoodburyInverse:
+    def build(
+        self,
+        G: Tensor,
+        damping: float,
+        normalizer: float,
+        *,
+        name: str = "block",
+        copy: bool = True,
+    ) -> WoodburyInverse:
         """``copy=False`` keeps a reference to G (the caller promises not to modify it)."""
         lam, n = check_hyper(damping, normalizer)
         check_rows_matrix(G, name)
@@ -548,6 +667,15 @@ class WoodburySolver(Solver):
         K = gram_rows64(G, chunk_bytes=self.chunk_bytes)
         rows = torch.arange(G.shape[0])
         L = _factor(K, rows, lam, n, name)
-        return WoodburyInverse(G=G, K=K, L=L, chunk_bytes=self.chunk_bytes, name=name,
-                               d_b=G.shape[1], damping=lam, normalizer=n, rows=rows,
-                               n_built=G.shape[0])
+        return WoodburyInverse(
+            G=G,
+            K=K,
+            L=L,
+            chunk_bytes=self.chunk_bytes,
+            name=name,
+            d_b=G.shape[1],
+            damping=lam,
+            normalizer=n,
+            rows=rows,
+            n_built=G.shape[0],
+        )
