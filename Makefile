@@ -28,8 +28,8 @@ demo: $(STAMP)
 	$(BIN)/unlearnkit demo --out demo-out
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 test: lint
 	$(BIN)/python -m pytest tests -p no:cacheprovider
@@ -42,8 +42,8 @@ test-latest:
 	$(LATEST)/bin/pip install -q $(TORCH)
 	$(LATEST)/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[dev,ray]"
 	$(LATEST)/bin/pip freeze --exclude-editable > $(LATEST)/versions.txt
-	$(LATEST)/bin/ruff check src tests benchmarks examples
-	$(LATEST)/bin/ruff format --check src tests benchmarks examples
+	$(LATEST)/bin/ruff check src tests benchmarks
+	$(LATEST)/bin/ruff format --check src tests benchmarks
 	$(LATEST)/bin/python -m pytest tests -p no:cacheprovider
 
 # regenerate the lock from pyproject.toml's ranges (pip-tools); commit the result
