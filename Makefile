@@ -34,13 +34,15 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 
-# the same lint and suite against the newest allowed versions, without the lock (drift on purpose)
+# the same lint and suite against the newest allowed versions, without the lock (drift on purpose);
+# torch stays at $(TORCH) (the CPU wheel): `make test-latest TORCH=torch==2.14.1` tries another
 test-latest:
 	rm -rf $(LATEST)
 	$(PY) -m venv $(LATEST)
 	$(LATEST)/bin/pip install -q --upgrade pip
 	$(LATEST)/bin/pip install -q $(TORCH)
-	$(LATEST)/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[dev,ray]"
+	echo "$(TORCH)" > $(LATEST)/torch-pin.txt
+	$(LATEST)/bin/pip install -q --upgrade --upgrade-strategy eager -c $(LATEST)/torch-pin.txt -e ".[dev,ray]"
 	$(LATEST)/bin/pip freeze --exclude-editable > $(LATEST)/versions.txt
 	$(LATEST)/bin/ruff check src tests benchmarks
 	$(LATEST)/bin/ruff format --check src tests benchmarks
