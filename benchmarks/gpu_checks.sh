@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The device checks run on a lent GPU machine (see docs/benchmarks.md, "GPU"), in one go:
+# The device checks run on a lent GPU machine (see docs/results/benchmarks.md, "GPU"), in one go:
 # the CUDA-only tests, the Fisher-build benchmark on the GPU (incl. the paper's ResNet-20
 # block size, 70 000) and SSSE end to end at CIFAR-10 scale. Results go to $OUT (or ./gpu-out).
 # The GPU image has torch but not pydantic/optuna: wheels for those travel in .whl/.

@@ -65,7 +65,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.05, help="Original/Retrain learning rate")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", default="", help="comma-separated method keys (default: all)")
-    p.add_argument("--out", type=Path, default=Path("docs/zoo"))
+    p.add_argument("--out", type=Path, default=Path("docs/results/zoo"))
     p.add_argument(
         "--resume", action="store_true", help="keep finished rows of <out>/zoo_table.json"
     )
