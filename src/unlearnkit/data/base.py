@@ -7,6 +7,7 @@ Deletion requests name ids, never positions. Labels are int64 class indices for
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,6 +56,18 @@ class ArrayDataset:
     def num_outputs(self) -> int:
         """Number of classes (multiclass) or attributes (multilabel)."""
         return len(self.classes)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(x, y, ids)`` of consecutive samples, ``batch_size`` at a time, in dataset order.
+
+        The last batch holds the remaining ``len(self) % batch_size`` samples when that is not
+        zero; an empty dataset yields nothing. The tensors are views, not copies.
+        """
+        if batch_size < 1:
+            raise DataError(f"batch_size must be at least 1, got {batch_size}")
+        for start in range(0, len(self), batch_size):
+            stop = start + batch_size
+            yield self.x[start:stop], self.y[start:stop], self.ids[start:stop]
 
     def positions(self, ids: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
         """Positions of ``ids`` in this dataset, in the order given; unknown ids raise."""
