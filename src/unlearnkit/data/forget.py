@@ -2,7 +2,9 @@
 
 Each selector is a pydantic spec registered in :data:`FORGET_SELECTORS`; ``spec.select(dataset,
 seed)`` returns a :class:`ForgetSplit` of sorted, disjoint int64 id tensors whose union is the
-dataset's ids.
+dataset's ids. A :class:`ForgetStep` (a spec in text form and its seed) is one deletion of a
+data plan; :func:`forget_steps` applies several in order, each drawing from what the previous
+ones retained.
 
 =====================  =========================================  ================================
 kind                   forget set                                 text form
@@ -24,7 +26,7 @@ An id file holds integers separated by commas or whitespace; ``#`` starts a comm
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -277,3 +279,53 @@ def select_forget(
 ) -> ForgetSplit:
     """Split ``dataset`` into retain and forget ids by ``spec`` (deterministic given ``seed``)."""
     return make_forget_spec(spec).select(dataset, seed)
+
+
+# --------------------------------------------------------------------------- forget steps
+
+
+@dataclass(frozen=True)
+class ForgetStep:
+    """One deletion: a forget spec in its text form (``random:0.1``) and the seed of its draw."""
+
+    spec: str
+    seed: int = 0
+
+    @classmethod
+    def make(cls, spec: ForgetSpec | str | dict[str, Any], seed: int = 0) -> ForgetStep:
+        """A step from any spec form; the spec is validated and stored in canonical text."""
+        return cls(make_forget_spec(spec).to_text(), int(seed))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "seed": self.seed}
+
+
+def steps_of(forget: Any, seed: int) -> tuple[ForgetStep, ...]:
+    """Normalise ``forget``: None, a spec (str/dict/ForgetSpec, drawn with ``seed``), a
+    :class:`ForgetStep`, a ``{"spec", "seed"}`` dict, or a sequence of those."""
+    if forget is None:
+        return ()
+    if isinstance(forget, ForgetStep):
+        return (forget,)
+    if isinstance(forget, str | ForgetSpec):
+        return (ForgetStep.make(forget, seed),)
+    if isinstance(forget, Mapping):
+        if "spec" in forget:
+            return (ForgetStep.make(forget["spec"], int(forget.get("seed", 0))),)
+        return (ForgetStep.make(dict(forget), seed),)
+    if isinstance(forget, Iterable):
+        return tuple(s for item in forget for s in steps_of(item, seed))
+    raise ConfigError(f"forget must be a spec, a ForgetStep or a list of them, not {forget!r}")
+
+
+def forget_steps(train: ArrayDataset, steps: tuple[ForgetStep, ...]) -> ForgetSplit:
+    """Apply the steps in order, each drawing from what the previous ones retained."""
+    retained = train
+    forgotten: list[np.ndarray] = []
+    for step in steps:
+        chosen = make_forget_spec(step.spec).select(retained, seed=step.seed)
+        forgotten.append(chosen.forget_ids.numpy())
+        retained = retained.subset(chosen.retain_ids)
+    gone = np.unique(np.concatenate(forgotten)) if forgotten else np.zeros(0, dtype=np.int64)
+    keep = np.sort(retained.ids.numpy())
+    return ForgetSplit(torch.from_numpy(keep.copy()), torch.from_numpy(gone.astype(np.int64)))
