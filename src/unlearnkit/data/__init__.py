@@ -13,6 +13,7 @@ from unlearnkit.data.forget import (
 from unlearnkit.data.plan import DataPlan, Split
 from unlearnkit.data.registry import DATASETS, DatasetEntry, dataset_info, load_dataset
 from unlearnkit.data.splits import Splits, train_val_test_split
+from unlearnkit.data.user import StreamingDataset, as_dataset
 
 __all__ = [
     "DATASETS",
@@ -25,7 +26,9 @@ __all__ = [
     "ForgetStep",
     "Split",
     "Splits",
+    "StreamingDataset",
     "Task",
+    "as_dataset",
     "dataset_info",
     "load_dataset",
     "parse_forget_spec",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -17,6 +17,57 @@ import torch
 from unlearnkit.errors import DataError, UnknownIdsError
 
 Task = Literal["multiclass", "multilabel"]
+
+
+class DatasetLike(Protocol):
+    """The read interface shared by :class:`ArrayDataset` (in memory) and
+    :class:`~unlearnkit.data.user.StreamingDataset` (items read lazily from a user's Dataset):
+    labels and ids in memory, inputs only batch by batch."""
+
+    name: str
+    task: Task
+    classes: tuple[str, ...]
+    ids: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int: ...
+
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def num_outputs(self) -> int: ...
+
+    def positions(self, ids: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor: ...
+
+    def subset(
+        self, ids: torch.Tensor | np.ndarray | list[int], name: str | None = None
+    ) -> DatasetLike: ...
+
+    def batches(
+        self, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]: ...
+
+
+def positions_of(
+    all_ids: torch.Tensor, ids: torch.Tensor | np.ndarray | list[int], name: str
+) -> torch.Tensor:
+    """Positions in ``all_ids`` (unique int64) of ``ids``, in the order given; ids not in
+    ``all_ids`` raise :class:`~unlearnkit.errors.UnknownIdsError` naming dataset ``name``."""
+    want = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+    order = torch.argsort(all_ids)
+    sorted_ids = all_ids[order]
+    idx = torch.searchsorted(sorted_ids, want)
+    idx = idx.clamp(max=max(len(sorted_ids) - 1, 0))
+    found = (
+        (sorted_ids[idx] == want) if len(sorted_ids) else torch.zeros_like(want, dtype=torch.bool)
+    )
+    if not bool(found.all()):
+        missing = want[~found][:10].tolist()
+        raise UnknownIdsError(
+            f"{int((~found).sum())} id(s) not in dataset {name!r} (first: {missing})"
+        )
+    return order[idx]
 
 
 @dataclass(frozen=True)
@@ -71,22 +122,7 @@ class ArrayDataset:
 
     def positions(self, ids: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
         """Positions of ``ids`` in this dataset, in the order given; unknown ids raise."""
-        want = torch.as_tensor(np.asarray(ids, dtype=np.int64))
-        order = torch.argsort(self.ids)
-        sorted_ids = self.ids[order]
-        idx = torch.searchsorted(sorted_ids, want)
-        idx = idx.clamp(max=max(len(sorted_ids) - 1, 0))
-        found = (
-            (sorted_ids[idx] == want)
-            if len(sorted_ids)
-            else torch.zeros_like(want, dtype=torch.bool)
-        )
-        if not bool(found.all()):
-            missing = want[~found][:10].tolist()
-            raise UnknownIdsError(
-                f"{int((~found).sum())} id(s) not in dataset {self.name!r} (first: {missing})"
-            )
-        return order[idx]
+        return positions_of(self.ids, ids, self.name)
 
     def subset(
         self, ids: torch.Tensor | np.ndarray | list[int], name: str | None = None
