@@ -12,6 +12,7 @@ from unlearnkit.data import load_dataset, select_forget, train_val_test_split
 from unlearnkit.data.plan import (
     DataPlan,
     ForgetStep,
+    Split,
     check_same_plan,
     check_same_split,
     data_block,
@@ -172,3 +173,21 @@ def test_split_parts_by_name() -> None:
     assert torch.equal(split.part("forget").ids, split.forget.ids)
     with pytest.raises(ConfigError, match="unknown split part"):
         split.part("holdout")
+
+
+def test_plans_have_a_content_key() -> None:
+    a = DataPlan("mnist1d", {"size": 300}, forget="class:3")
+    b = DataPlan.from_dict(a.to_dict())
+    assert a.key() == b.key() and hash(a) == hash(b) and len({a, b}) == 1
+    assert a.key() != a.retrained().key() != DataPlan("mnist1d", {"size": 301}).key()
+
+
+def test_split_of_a_users_datasets(toy) -> None:
+    picked = toy.ids[:3].tolist()
+    split = Split.from_datasets(toy, f"ids:{','.join(map(str, picked))}")
+    assert ids(split.forget) == sorted(picked) and len(split.val) == len(split.test) == 0
+    assert sorted(ids(split.retain) + ids(split.forget)) == sorted(ids(toy))
+    assert split.fit_on is toy and split.plan is None
+    drawn = Split.from_datasets(toy, "class:1", val=toy.subset(picked))
+    assert ids(drawn.forget) == sorted(toy.ids[toy.y == 1].tolist()) and len(drawn.val) == 3
+    assert len(Split.from_datasets(toy).forget) == 0

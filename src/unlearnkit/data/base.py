@@ -48,6 +48,8 @@ class DatasetLike(Protocol):
         self, batch_size: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]: ...
 
+    def targets_for_class(self) -> torch.Tensor: ...
+
 
 def positions_of(
     all_ids: torch.Tensor, ids: torch.Tensor | np.ndarray | list[int], name: str

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from unlearnkit.data.base import ArrayDataset
+from unlearnkit.data.base import DatasetLike
 from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.registry import Registry
 
@@ -56,16 +56,16 @@ class ForgetSplit:
         if np.intersect1d(self.retain_ids.numpy(), self.forget_ids.numpy()).size:
             raise DataError("retain and forget ids overlap")
 
-    def retain(self, dataset: ArrayDataset) -> ArrayDataset:
+    def retain(self, dataset: DatasetLike) -> DatasetLike:
         """The retained samples of ``dataset``."""
         return dataset.subset(self.retain_ids, name=f"{dataset.name}:retain")
 
-    def forget(self, dataset: ArrayDataset) -> ArrayDataset:
+    def forget(self, dataset: DatasetLike) -> DatasetLike:
         """The samples to forget."""
         return dataset.subset(self.forget_ids, name=f"{dataset.name}:forget")
 
 
-def _split(dataset: ArrayDataset, forget: np.ndarray) -> ForgetSplit:
+def _split(dataset: DatasetLike, forget: np.ndarray) -> ForgetSplit:
     all_ids = np.sort(dataset.ids.numpy())
     forget = np.unique(forget.astype(np.int64))
     retain = np.setdiff1d(all_ids, forget, assume_unique=True)
@@ -104,11 +104,11 @@ class ForgetSpec(BaseModel):
     positional: ClassVar[tuple[str, ...]] = ()
     usage: ClassVar[str] = ""
 
-    def select(self, dataset: ArrayDataset, seed: int = 0) -> ForgetSplit:
+    def select(self, dataset: DatasetLike, seed: int = 0) -> ForgetSplit:
         """The retain/forget split of ``dataset`` this spec names."""
         return _split(dataset, self.forget_ids(dataset, seed))
 
-    def forget_ids(self, dataset: ArrayDataset, seed: int) -> np.ndarray:  # pragma: no cover
+    def forget_ids(self, dataset: DatasetLike, seed: int) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
     def to_text(self) -> str:
@@ -134,7 +134,7 @@ class RandomForget(ForgetSpec):
     positional: ClassVar[tuple[str, ...]] = ("fraction",)
     usage: ClassVar[str] = "random:FRACTION"
 
-    def forget_ids(self, dataset: ArrayDataset, seed: int) -> np.ndarray:
+    def forget_ids(self, dataset: DatasetLike, seed: int) -> np.ndarray:
         return _draw(dataset.ids.numpy(), self.fraction, seed, "samples")
 
 
@@ -147,11 +147,11 @@ class ClassForget(ForgetSpec):
     positional: ClassVar[tuple[str, ...]] = ("label",)
     usage: ClassVar[str] = "class:CLASS"
 
-    def forget_ids(self, dataset: ArrayDataset, seed: int) -> np.ndarray:
+    def forget_ids(self, dataset: DatasetLike, seed: int) -> np.ndarray:
         return _class_pool(dataset, self.label)
 
 
-def _class_pool(dataset: ArrayDataset, label: int | str) -> np.ndarray:
+def _class_pool(dataset: DatasetLike, label: int | str) -> np.ndarray:
     c = _column(dataset.classes, label, "class")
     pool = dataset.ids.numpy()[dataset.targets_for_class().numpy() == c]
     if len(pool) == 0:
@@ -169,7 +169,7 @@ class ClassFractionForget(ForgetSpec):
     positional: ClassVar[tuple[str, ...]] = ("label", "fraction")
     usage: ClassVar[str] = "class_fraction:CLASS:FRACTION"
 
-    def forget_ids(self, dataset: ArrayDataset, seed: int) -> np.ndarray:
+    def forget_ids(self, dataset: DatasetLike, seed: int) -> np.ndarray:
         return _draw(_class_pool(dataset, self.label), self.fraction, seed, "class samples")
 
 
@@ -183,7 +183,7 @@ class AttributeFractionForget(ForgetSpec):
     positional: ClassVar[tuple[str, ...]] = ("attribute", "fraction")
     usage: ClassVar[str] = "attribute_fraction:ATTRIBUTE:FRACTION"
 
-    def forget_ids(self, dataset: ArrayDataset, seed: int) -> np.ndarray:
+    def forget_ids(self, dataset: DatasetLike, seed: int) -> np.ndarray:
         if dataset.task != "multilabel":
             raise DataError(f"{dataset.name!r} is multi-class; attribute_fraction needs attributes")
         a = _column(dataset.classes, self.attribute, "attribute")
@@ -233,7 +233,7 @@ class IdsForget(ForgetSpec):
             raise ValueError("no ids given")
         return value
 
-    def forget_ids(self, dataset: ArrayDataset, seed: int) -> np.ndarray:
+    def forget_ids(self, dataset: DatasetLike, seed: int) -> np.ndarray:
         ids = np.asarray(self.ids, dtype=np.int64)
         dataset.positions(ids)  # raises UnknownIdsError naming the first unknown ids
         return ids
@@ -275,7 +275,7 @@ def make_forget_spec(spec: ForgetSpec | str | dict[str, Any]) -> ForgetSpec:
 
 
 def select_forget(
-    dataset: ArrayDataset, spec: ForgetSpec | str | dict[str, Any], seed: int = 0
+    dataset: DatasetLike, spec: ForgetSpec | str | dict[str, Any], seed: int = 0
 ) -> ForgetSplit:
     """Split ``dataset`` into retain and forget ids by ``spec`` (deterministic given ``seed``)."""
     return make_forget_spec(spec).select(dataset, seed)
@@ -318,7 +318,7 @@ def steps_of(forget: Any, seed: int) -> tuple[ForgetStep, ...]:
     raise ConfigError(f"forget must be a spec, a ForgetStep or a list of them, not {forget!r}")
 
 
-def forget_steps(train: ArrayDataset, steps: tuple[ForgetStep, ...]) -> ForgetSplit:
+def forget_steps(train: DatasetLike, steps: tuple[ForgetStep, ...]) -> ForgetSplit:
     """Apply the steps in order, each drawing from what the previous ones retained."""
     retained = train
     forgotten: list[np.ndarray] = []

@@ -26,12 +26,13 @@ Typical use::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
 from typing import Any, Literal
 
-from unlearnkit.data.base import ArrayDataset
+from unlearnkit.data.base import ArrayDataset, DatasetLike
 from unlearnkit.data.forget import ForgetSpec, ForgetStep, forget_steps, steps_of
 from unlearnkit.data.registry import load_source
 from unlearnkit.data.splits import train_val_test_split
@@ -145,6 +146,13 @@ class DataPlan:
             raise ConfigError(f"unknown data plan keys {unknown}")
         return cls(params=params or {}, forget=forget, forget_seed=forget_seed, **d)
 
+    def key(self) -> str:
+        """SHA-256 of the canonical JSON of :meth:`to_dict` (equal plans, equal keys)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
     def describe(self) -> str:
         """One line for messages: ``digits(size=500) split 0.1/0.2 seed 3, forget class:3@0``."""
         params = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
@@ -181,27 +189,51 @@ class DataPlan:
 
 @dataclass(frozen=True)
 class Split:
-    """The parts of a split: ``retain ∪ forget = train`` (disjoint), ids sorted.
+    """The parts of a split: ``retain ∪ forget = train`` (disjoint; ids sorted when
+    materialised from a plan).
 
     ``plan`` and ``full`` are set by :meth:`DataPlan.materialise`; a split built by hand (user
     data, the benchmark's stored splits) may leave them out.
     """
 
-    train: ArrayDataset
-    val: ArrayDataset
-    test: ArrayDataset
-    retain: ArrayDataset
-    forget: ArrayDataset
+    train: DatasetLike
+    val: DatasetLike
+    test: DatasetLike
+    retain: DatasetLike
+    forget: DatasetLike
     plan: DataPlan | None = None
     full: ArrayDataset | None = None
     official: bool = False
 
     @property
-    def fit_on(self) -> ArrayDataset:
+    def fit_on(self) -> DatasetLike:
         """What the model the plan describes was fit to (``train`` or ``retain``)."""
         return self.retain if self.plan is not None and self.plan.fit_on == "retain" else self.train
 
-    def part(self, name: str) -> ArrayDataset:
+    @classmethod
+    def from_datasets(
+        cls,
+        train: DatasetLike,
+        forget: ForgetSpec | str | dict[str, Any] | None = None,
+        *,
+        forget_seed: int = 0,
+        val: DatasetLike | None = None,
+        test: DatasetLike | None = None,
+    ) -> Split:
+        """A split of a user's own datasets (no plan): ``forget`` (a spec, e.g.
+        ``"ids:3,17"``, drawn with ``forget_seed``) selects from ``train``; missing ``val`` /
+        ``test`` are empty."""
+        chosen = forget_steps(train, steps_of(forget, forget_seed))
+        empty = train.subset([], name=f"{train.name}:empty")
+        return cls(
+            train,
+            val if val is not None else empty,
+            test if test is not None else empty,
+            chosen.retain(train),
+            chosen.forget(train),
+        )
+
+    def part(self, name: str) -> DatasetLike:
         """``train``, ``val``, ``test``, ``retain``, ``forget`` or ``fit_on`` by name."""
         if name not in (*PARTS, "fit_on"):
             raise ConfigError(f"unknown split part {name!r}; known: {', '.join(PARTS)}, fit_on")

@@ -6,7 +6,7 @@ Hayes et al. (2024) adapt LiRA (Carlini et al. 2022) to unlearning (spec/evaluat
 
 Procedure of :meth:`Auditor.audit` (``scheme="hayes"``, the default):
 
-1. Load the dataset; its train split (:func:`~unlearnkit.data.train_val_test_split`) is the
+1. Materialise the data plan (:meth:`AuditConfig.data_plan`); its train split is the
    *population*. A split scheme (:mod:`.audit_splits`) draws the shadow splits: random halves
    H_k, and a fixed target set T; run k forgets F_k = H_k ∩ T.
 2. Train one shadow original per split (pool ``original``) and, when needed, one retrain per
