@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from torch import nn
 
 from unlearnkit.artifacts import (
     Provenance,
@@ -19,7 +21,8 @@ from unlearnkit.artifacts import (
     save_model,
 )
 from unlearnkit.data import load_dataset, select_forget, train_val_test_split
-from unlearnkit.data.plan import DataPlan
+from unlearnkit.data.plan import DataPlan, Split, verify_split
+from unlearnkit.data.user import as_dataset
 from unlearnkit.errors import ConfigError, StateMismatchError
 from unlearnkit.io import ids_hash
 from unlearnkit.models import build_model
@@ -222,3 +225,19 @@ def test_legacy_keys_given_to_save_model_are_upgraded(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="malformed provenance"):
         save_model(tmp_path / "f", model, {"provenance": {"kind": "guess"}})
     assert not list(tmp_path.glob("f*"))
+
+
+def test_a_users_split_records_its_ids_but_no_plan(tmp_path: Path) -> None:
+    x = torch.randn(12, 4)
+    y = torch.arange(12) % 3
+    data = as_dataset((x, y), ids=torch.arange(12) * 7)
+    split = Split.from_datasets(data, "class:2")
+    save_model(tmp_path / "m", nn.Linear(4, 3), {}, data=split, provenance=Provenance.train(0))
+    man = read_manifest(tmp_path / "m")
+    assert man["data"]["plan"] is None and man["data"]["n_forget"] == 4
+    verify_split(split, man["data"])
+    other = Split.from_datasets(data, "class:1")
+    with pytest.raises(StateMismatchError, match="forget_ids_hash differs"):
+        verify_split(other, man["data"])
+    with pytest.raises(StateMismatchError, match="does not name its dataset"):
+        manifest_plan(man)

@@ -45,6 +45,7 @@ from unlearnkit.data.plan import (
     check_same_split,
     data_block,
     split_from_block,
+    split_hashes,
 )
 from unlearnkit.errors import ConfigError, StateMismatchError
 from unlearnkit.io import atomic_write_json, load_tensors, model_fingerprint, save_tensors
@@ -112,9 +113,9 @@ def save_model(
     """Write ``model``'s weights and manifest; return the manifest path.
 
     ``spec`` defaults to ``model.build_spec`` (set by ``build_model``); a model without one is
-    saved with ``"model": null``. ``data`` is the split the model belongs to (its plan and id
-    hashes are recorded; a split materialised from a :class:`DataPlan`); ``provenance`` says how
-    the model was made. ``manifest`` holds further keys; they must not collide with the recorded
+    saved with ``"model": null``. ``data`` is the split the model belongs to: its plan (when
+    materialised from a :class:`DataPlan`) and its id hashes are recorded. ``provenance`` says
+    how the model was made. ``manifest`` holds further keys; they must not collide with the recorded
     ones (``format``, ``format_version``, ``model``, ``weights``, ``versions``, ``created``).
     Keys of older writers (``dataset``/``split``, ``role``, ``unlearn``, ``ssse``) are upgraded
     as on reading. The model is not modified; nothing is written on error.
@@ -126,10 +127,11 @@ def save_model(
     for key, value in (("data", data), ("provenance", provenance)):
         if value is not None and key in manifest:
             raise ConfigError(f"give {key!r} either as an argument or as a manifest key, not both")
-    if data is not None:
-        if data.plan is None:
-            raise ConfigError("save_model(data=...) needs a split materialised from a DataPlan")
-        manifest["data"] = data_block(data.plan, data)
+    if data is not None:  # a user's own split: no plan, but its ids are fingerprinted
+        plan = data.plan
+        manifest["data"] = (
+            data_block(plan, data) if plan is not None else {"plan": None, **split_hashes(data)}
+        )
     if provenance is not None:
         manifest["provenance"] = provenance.to_dict()
     spec = spec or getattr(model, "build_spec", None)

@@ -114,7 +114,8 @@ def _load(name: str, params_json: str) -> ArrayDataset:
 
 
 def load_source(name: str, params: Mapping[str, Any]) -> ArrayDataset:
-    """The registered dataset ``name`` with ``params`` (expanded), loaded once per process."""
+    """The registered dataset ``name`` with ``params`` (expanded), loaded once per process
+    (the object is shared between callers: never modify its tensors in place)."""
     return _load(name, json.dumps(expand_params(params), sort_keys=True))
 
 
