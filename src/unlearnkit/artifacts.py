@@ -44,8 +44,8 @@ from unlearnkit.data.plan import (
     check_prefix,
     check_same_split,
     data_block,
+    plan_from_block,
     split_from_block,
-    split_hashes,
 )
 from unlearnkit.errors import ConfigError, StateMismatchError
 from unlearnkit.io import atomic_write_json, load_tensors, model_fingerprint, save_tensors
@@ -127,11 +127,8 @@ def save_model(
     for key, value in (("data", data), ("provenance", provenance)):
         if value is not None and key in manifest:
             raise ConfigError(f"give {key!r} either as an argument or as a manifest key, not both")
-    if data is not None:  # a user's own split: no plan, but its ids are fingerprinted
-        plan = data.plan
-        manifest["data"] = (
-            data_block(plan, data) if plan is not None else {"plan": None, **split_hashes(data)}
-        )
+    if data is not None:  # a user's own split has no plan, but its ids are fingerprinted
+        manifest["data"] = data_block(data.plan, data)
     if provenance is not None:
         manifest["provenance"] = provenance.to_dict()
     spec = spec or getattr(model, "build_spec", None)
@@ -243,23 +240,12 @@ def load_model(
 def manifest_plan(manifest: Mapping[str, Any], what: str = "the model") -> DataPlan:
     """The :class:`DataPlan` a (read, hence upgraded) manifest records; raises
     :class:`StateMismatchError` when it records none."""
-    block = manifest.get("data")
-    plan = block.get("plan") if isinstance(block, Mapping) else None
-    if not isinstance(plan, Mapping):
-        raise StateMismatchError(
-            f"{what}'s manifest does not name its dataset (no data plan); save models with a "
-            "DataPlan (unlearnkit train, or save_model(..., data=split))"
-        )
-    try:
-        return DataPlan.from_dict(plan)
-    except ConfigError as err:
-        raise StateMismatchError(f"{what}'s manifest has a malformed data plan: {err}") from None
+    return plan_from_block(manifest.get("data"), what)
 
 
 def manifest_split(manifest: Mapping[str, Any], what: str = "the model") -> Split:
     """Re-derive the split of a manifest's data plan and verify the recorded id hashes."""
-    manifest_plan(manifest, what)  # the message for a missing plan
-    return split_from_block(manifest["data"], what)[1]
+    return split_from_block(manifest.get("data"), what)[1]
 
 
 def _fingerprint(manifest: Mapping[str, Any]) -> str | None:

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from unlearnkit.data import DATASETS
 from unlearnkit.data.plan import DataPlan
 from unlearnkit.errors import ConfigError
 
@@ -61,8 +62,6 @@ class DatasetConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from unlearnkit.data import DATASETS
-
         if v not in DATASETS:
             raise ValueError(f"unknown dataset {v!r}; known: {', '.join(DATASETS.names())}")
         return v

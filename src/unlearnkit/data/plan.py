@@ -17,10 +17,12 @@ The same plan always gives the same ids: the manifest of a saved model stores th
 SHA-256 hashes of the id sets (:func:`split_hashes`); :func:`verify_split` re-checks them, so
 a changed dataset file or code path is detected instead of silently training on other data.
 
-Typical use::
+Typical use (the plan each model's manifest records)::
 
-    split = DataPlan("mnist5k", forget="random:0.1", split_seed=3).materialise()
-    retrain_plan = split.plan.retrained()          # fit_on = "retain"
+    plan = DataPlan("mnist5k", forget="random:0.1", split_seed=3)   # the original: fit on train
+    split = plan.materialise()
+    plan.retrained()             # the retrain, and a model that unlearned split.forget
+    plan.forgetting("class:3")   # a model that unlearned class 3 from the original instead
 """
 
 from __future__ import annotations
@@ -356,25 +358,30 @@ def _steps_text(steps: tuple[ForgetStep, ...]) -> str:
 # --------------------------------------------------------------------------- manifest blocks
 
 
-def data_block(plan: DataPlan, split: Split) -> dict[str, Any]:
-    """The manifest ``data`` block of a model with ``plan``: the plan and the id hashes of
-    ``split`` (which must be ``plan.materialise()``)."""
-    if split.plan is not None and split.plan != plan:
+def data_block(plan: DataPlan | None, split: Split) -> dict[str, Any]:
+    """The manifest ``data`` block: ``plan`` (None for a user's own split) and the id hashes
+    of ``split`` (which must be ``plan.materialise()``)."""
+    if plan is not None and split.plan is not None and split.plan != plan:
         raise ConfigError("data_block: the split was not materialised from this plan")
-    return {"plan": plan.to_dict(), **split_hashes(split)}
+    return {"plan": plan.to_dict() if plan is not None else None, **split_hashes(split)}
 
 
-def split_from_block(block: Any, what: str = "the model") -> tuple[DataPlan, Split]:
-    """Re-derive the split a manifest ``data`` block records and verify its id hashes."""
+def plan_from_block(block: Any, what: str = "the model") -> DataPlan:
+    """The plan of a manifest ``data`` block; :class:`StateMismatchError` when it has none."""
     if not isinstance(block, Mapping) or not isinstance(block.get("plan"), Mapping):
         raise StateMismatchError(
             f"{what}'s manifest does not name its dataset (no data plan); save models with a "
             "DataPlan (unlearnkit train, or save_model(..., data=split))"
         )
     try:
-        plan = DataPlan.from_dict(block["plan"])
+        return DataPlan.from_dict(block["plan"])
     except ConfigError as err:
         raise StateMismatchError(f"{what}'s manifest has a malformed data plan: {err}") from None
+
+
+def split_from_block(block: Any, what: str = "the model") -> tuple[DataPlan, Split]:
+    """Re-derive the split a manifest ``data`` block records and verify its id hashes."""
+    plan = plan_from_block(block, what)
     split = plan.materialise()
     verify_split(split, block, what)
     return plan, split
