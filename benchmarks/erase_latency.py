@@ -98,11 +98,11 @@ def _phase(args: tuple[str, str, str, int, int, int, int, float]) -> dict[str, A
     torch.set_num_threads(threads)
     from unlearnkit.artifacts import load_model, save_model
     from unlearnkit.data.forget import select_forget
+    from unlearnkit.data.plan import DataPlan, materialise
     from unlearnkit.errors import NumericalError
     from unlearnkit.models import build_model
     from unlearnkit.ssse import ErasureConfig, ErasureState
     from unlearnkit.training import evaluate_accuracy, make_recipe, train
-    from unlearnkit.workflow import DataPlan, materialise
 
     mat = materialise(DataPlan("mnist5k", {}))
     setting = SETTINGS[name]

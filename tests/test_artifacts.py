@@ -20,7 +20,7 @@ def test_round_trip_restores_weights_spec_and_manifest(tmp_path: Path) -> None:
     model = build_model("cnn", (3, 8, 8), 4, seed=3, channels=(4, 8))
     with torch.no_grad():
         model.fc.weight.add_(1.0)
-    extra = {"dataset": "toy", "split": {"train": 4}, "seed": 123, "metrics": {"test_acc": 0.5}}
+    extra = {"note": "toy", "parts": {"train": 4}, "seed": 123, "metrics": {"test_acc": 0.5}}
     manifest_path = save_model(tmp_path / "orig", model, extra)
     assert manifest_path == tmp_path / "orig.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["orig.json", "orig.safetensors"]
@@ -34,6 +34,8 @@ def test_round_trip_restores_weights_spec_and_manifest(tmp_path: Path) -> None:
     assert manifest["weights"]["sha256"] == sha256_file(tmp_path / "orig.safetensors")
     assert manifest["weights"]["dtype"] == "float32"
     assert set(manifest["versions"]) >= {"python", "torch", "unlearnkit"}
+    assert manifest["format"] == "unlearnkit.model" and manifest["format_version"] == 2
+    assert manifest["data"] is None and manifest["provenance"] is None  # nothing was said
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model.eval()(x))
@@ -104,6 +106,32 @@ def test_bad_inputs(tmp_path: Path) -> None:
     model = build_model("logreg", (3,), 2, seed=0)
     with pytest.raises(ConfigError, match="reserved"):
         save_model(tmp_path / "r", model, {"weights": 1})
-    with pytest.raises(ConfigError, match="not built by"):
-        save_model(tmp_path / "r", nn.Linear(3, 2), {})
+    with pytest.raises(ConfigError, match="not JSON-serialisable"):
+        save_model(tmp_path / "r", model, {"x": float("nan"), "loop": _loop()})
     assert not list(tmp_path.glob("r*"))  # nothing written on error
+    (tmp_path / "new.json").write_text(
+        json.dumps({"format": "unlearnkit.model", "format_version": 3})
+    )
+    with pytest.raises(StateMismatchError, match="newer than this unlearnkit reads"):
+        read_manifest(tmp_path / "new")
+
+
+def _loop() -> list:
+    loop: list = []
+    loop.append(loop)
+    return loop
+
+
+def test_a_users_module_is_saved_without_spec_and_loaded_into_an_instance(tmp_path: Path) -> None:
+    user = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    save_model(tmp_path / "u", user, {})
+    assert read_manifest(tmp_path / "u")["model"] is None
+    with pytest.raises(ConfigError, match="not built by"):
+        load_model(tmp_path / "u")
+    blank = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    before = model_fingerprint(blank)
+    loaded, _ = load_model(tmp_path / "u", model=blank)
+    assert model_fingerprint(loaded) == model_fingerprint(user) != before
+    assert model_fingerprint(blank) == before  # the instance given is not modified
+    with pytest.raises(StateMismatchError, match="does not fit a Linear"):
+        load_model(tmp_path / "u", model=nn.Linear(3, 2))

@@ -17,6 +17,7 @@ from torch import nn
 
 from unlearnkit.artifacts import save_model
 from unlearnkit.data.base import ArrayDataset
+from unlearnkit.data.plan import DataPlan, data_block, materialise
 from unlearnkit.evaluation.distance import normalized_parameter_distance
 from unlearnkit.evaluation.mia import population_mia
 from unlearnkit.io import atomic_write_bytes, atomic_write_json
@@ -31,7 +32,6 @@ from unlearnkit.ssse.eps import (
     matched_holdout,
 )
 from unlearnkit.training import SGDRecipe, evaluate_accuracy, predict_logits, train
-from unlearnkit.workflow import DataPlan, data_block, materialise
 
 
 def _losses(model: nn.Module, data: ArrayDataset) -> np.ndarray:

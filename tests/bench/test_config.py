@@ -98,3 +98,20 @@ def test_missing_file_and_unknown_preset(tmp_path: Path):
     bad.write_text("name: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_experiment(bad)
+
+
+def test_dataset_config_builds_the_data_plan():
+    from unlearnkit.bench.config import DatasetConfig
+    from unlearnkit.bench.splits import make_split
+    from unlearnkit.data.plan import DataPlan
+
+    cfg = DatasetConfig(name="mnist1d", params={"size": 300}, split_seed=9, stratify=False)
+    plan = cfg.plan("class:2", 5)
+    assert plan == DataPlan(
+        "mnist1d", {"size": 300}, 0.15, 0.2, 9, "class:2", stratify=False, forget_seed=5
+    )
+    split = make_split(cfg, "class:2", 5)
+    direct = plan.materialise()
+    for part in ("train", "val", "test", "retain", "forget"):
+        assert split.part(part).ids.tolist() == direct.part(part).ids.tolist()
+    assert split.forget.ids.tolist() == sorted(split.train.ids[split.train.y == 2].tolist())

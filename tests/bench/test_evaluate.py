@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 from unlearnkit.bench.evaluate import LOSS_CAP, EvalContext, evaluate_model, search_metrics
-from unlearnkit.bench.splits import SplitData
 from unlearnkit.data import ArrayDataset
+from unlearnkit.data.plan import Split
 from unlearnkit.evaluation.mia import population_mia
 
 
@@ -20,7 +20,7 @@ def _ds(name, n, seed):
 @pytest.fixture
 def split():
     parts = {p: _ds(p, 40, i) for i, p in enumerate(("train", "val", "test", "retain", "forget"))}
-    return SplitData(**parts)
+    return Split(**parts)
 
 
 def _linear(seed):

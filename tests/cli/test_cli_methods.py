@@ -147,7 +147,8 @@ def test_unlearn_ft_end_to_end(original: Path, tmp_path: Path) -> None:
         == round(0.1 * (len(parts["retain"]) + len(parts["forget"])))
     )
     assert rec["source"]["fingerprint"] == model_fingerprint(orig_model)
-    assert manifest["dataset"] == "digits" and manifest["split"]["seed"] == 0
+    plan = manifest["data"]["plan"]
+    assert plan["dataset"] == "digits" and plan["split_seed"] == 0
     for split in ("retain", "forget", "val", "test"):
         acc = evaluate_accuracy(model, parts[split])
         assert manifest["accuracy"][split] == pytest.approx(acc, abs=1e-12)

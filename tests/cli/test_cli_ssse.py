@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from unlearnkit.artifacts import load_model
 from unlearnkit.cli import app
+from unlearnkit.data.plan import data_from_manifest
 from unlearnkit.ssse import ErasureState
-from unlearnkit.workflow import data_from_manifest
 
 runner = CliRunner()
 

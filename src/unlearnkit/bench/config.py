@@ -32,6 +32,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from unlearnkit.data import DATASETS
+from unlearnkit.data.plan import DataPlan
 from unlearnkit.errors import ConfigError
 
 #: Rows that every report carries; they are not unlearning methods the harness runs.
@@ -60,8 +62,6 @@ class DatasetConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from unlearnkit.data import DATASETS
-
         if v not in DATASETS:
             raise ValueError(f"unknown dataset {v!r}; known: {', '.join(DATASETS.names())}")
         return v
@@ -69,6 +69,21 @@ class DatasetConfig(_Strict):
     @property
     def tag(self) -> str:
         return self.label or self.name
+
+    def plan(self, forget: str | dict[str, Any] | None = None, forget_seed: int = 0) -> DataPlan:
+        """The :class:`~unlearnkit.data.plan.DataPlan` of this dataset's split, with ``forget``
+        drawn from its training split with ``forget_seed`` (fit on ``train``: the Original)."""
+        return DataPlan(
+            self.name,
+            self.params,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            split_seed=self.split_seed,
+            forget=forget,
+            stratify=self.stratify,
+            use_official=self.use_official,
+            forget_seed=forget_seed,
+        )
 
 
 class ModelConfig(_Strict):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from unlearnkit.bench.splits import SplitData
+from unlearnkit.data.plan import Split
 from unlearnkit.errors import NumericalError
 from unlearnkit.evaluation import accuracy, normalized_parameter_distance, parameter_distance
 from unlearnkit.evaluation.mia import population_mia
@@ -43,7 +43,7 @@ class EvalContext:
     """A model, its split, and the O/R references; logits are computed once per part."""
 
     model: nn.Module
-    split: SplitData
+    split: Split
     original: nn.Module | None = None
     retrain: nn.Module | None = None
     device: str = "cpu"
@@ -126,7 +126,7 @@ def search_metrics(ctx: EvalContext) -> dict[str, float]:
 
 def evaluate_model(
     model: nn.Module,
-    split: SplitData,
+    split: Split,
     metrics: list[str],
     *,
     original: nn.Module | None = None,

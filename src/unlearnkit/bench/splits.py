@@ -1,20 +1,19 @@
 """The split stage's artifact: train / val / test / retain / forget ids of one dataset.
 
-``make_split`` loads the dataset, splits it with :func:`unlearnkit.data.train_val_test_split`
-and draws the forget set from the training split with
-:func:`unlearnkit.data.select_forget`. ``write_split`` stores the five id sets as safetensors
-(``<path>.safetensors``) with a JSON sidecar (dataset, task, classes, input shape, sizes and the
-SHA-256 of the tensor file). When the dataset's arrays are small (at most ``CACHE_BYTES``),
-``x`` and ``y`` of the split samples are stored too, so workers never regenerate a dataset
-(MNIST-1D takes seconds to generate); larger datasets (CIFAR-10) are reloaded from their source
-files by each worker, once per process.
+``make_split`` materialises the :class:`~unlearnkit.data.plan.DataPlan` that
+:meth:`DatasetConfig.plan <unlearnkit.bench.config.DatasetConfig.plan>` builds (the one data
+plan of the package: split, then the forget set drawn from the training split).
+``write_split`` stores the five id sets as safetensors (``<path>.safetensors``) with a JSON
+sidecar (dataset, data plan, task, classes, input shape, sizes and the SHA-256 of the tensor
+file). When the dataset's arrays are small (at most ``CACHE_BYTES``), ``x`` and ``y`` of the
+split samples are stored too, so workers never regenerate a dataset (MNIST-1D takes seconds to
+generate); larger datasets (CIFAR-10) are reloaded from their source files by each worker,
+once per process.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,73 +21,27 @@ from typing import Any
 import torch
 
 from unlearnkit.bench.config import DatasetConfig
-from unlearnkit.data import ArrayDataset, load_dataset, select_forget, train_val_test_split
-from unlearnkit.errors import DataError, StateMismatchError, UnsupportedError
+from unlearnkit.data import ArrayDataset
+from unlearnkit.data.plan import PARTS, Split
+from unlearnkit.data.registry import load_source
+from unlearnkit.errors import StateMismatchError, UnsupportedError
 from unlearnkit.io import atomic_write_json, load_tensors, save_tensors
 
 CACHE_BYTES = 256 * 2**20
-PARTS = ("train", "val", "test", "retain", "forget")
 
 
-@dataclass(frozen=True)
-class SplitData:
-    """The five parts of a split, as datasets (retain ∪ forget = train)."""
-
-    train: ArrayDataset
-    val: ArrayDataset
-    test: ArrayDataset
-    retain: ArrayDataset
-    forget: ArrayDataset
-
-    def part(self, name: str) -> ArrayDataset:
-        return getattr(self, name)
-
-
-@lru_cache(maxsize=4)
-def _load(name: str, params_json: str) -> ArrayDataset:
-    return load_dataset(name, **json.loads(params_json))
-
-
-def expand_params(params: dict[str, Any]) -> dict[str, Any]:
-    """String parameters with ``$VAR``/``${VAR}`` and ``~`` expanded (e.g. a data root).
-
-    Expansion happens where the data is loaded, so run keys do not depend on local paths.
-    """
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        if isinstance(v, str):
-            v = os.path.expanduser(os.path.expandvars(v))
-            if "$" in v:
-                raise DataError(f"dataset parameter {k}={v!r}: set the environment variable")
-        out[k] = v
-    return out
-
-
-def load_source(cfg: DatasetConfig) -> ArrayDataset:
-    """The dataset ``cfg`` names, loaded once per process."""
-    return _load(cfg.name, json.dumps(expand_params(cfg.params), sort_keys=True))
-
-
-def make_split(cfg: DatasetConfig, forget: str | dict[str, Any], forget_seed: int) -> SplitData:
+def make_split(cfg: DatasetConfig, forget: str | dict[str, Any], forget_seed: int) -> Split:
     """Split ``cfg``'s dataset and select the forget set (deterministic)."""
-    ds = load_source(cfg)
-    if ds.task != "multiclass":
+    split = cfg.plan(forget, forget_seed).materialise()
+    if split.train.task != "multiclass":
         raise UnsupportedError(
-            f"the benchmark harness handles multi-class datasets; {cfg.name!r} is {ds.task}"
+            f"the benchmark harness handles multi-class datasets; {cfg.name!r} is "
+            f"{split.train.task}"
         )
-    sp = train_val_test_split(
-        ds,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        seed=cfg.split_seed,
-        stratify=cfg.stratify,
-        use_official=cfg.use_official,
-    )
-    fs = select_forget(sp.train, forget, seed=forget_seed)
-    return SplitData(sp.train, sp.val, sp.test, fs.retain(sp.train), fs.forget(sp.train))
+    return split
 
 
-def write_split(path: Path, split: SplitData, cfg: DatasetConfig) -> dict[str, Any]:
+def write_split(path: Path, split: Split, cfg: DatasetConfig) -> dict[str, Any]:
     """Write ``path.safetensors`` and ``path.json``; return the facts recorded in the sidecar."""
     tensors = {f"{p}_ids": split.part(p).ids for p in PARTS}
     union = [split.train, split.val, split.test]
@@ -101,6 +54,7 @@ def write_split(path: Path, split: SplitData, cfg: DatasetConfig) -> dict[str, A
     digest = save_tensors(path.with_suffix(".safetensors"), tensors)
     info = {
         "dataset": cfg.model_dump(mode="json"),
+        "plan": split.plan.to_dict() if split.plan is not None else None,
         "task": split.train.task,
         "classes": list(split.train.classes),
         "input_shape": list(split.train.input_shape),
@@ -114,8 +68,8 @@ def write_split(path: Path, split: SplitData, cfg: DatasetConfig) -> dict[str, A
 
 
 @lru_cache(maxsize=8)
-def read_split(path: str) -> SplitData:
-    """Rebuild a :class:`SplitData` from :func:`write_split`'s files (cached per process)."""
+def read_split(path: str) -> Split:
+    """Rebuild a :class:`~unlearnkit.data.plan.Split` from :func:`write_split`'s files (cached per process)."""
     base = Path(path)
     try:
         info = json.loads(base.with_suffix(".json").read_text())
@@ -133,6 +87,6 @@ def read_split(path: str) -> SplitData:
             classes=tuple(info["classes"]),
         )
     else:
-        source = load_source(cfg)
+        source = load_source(cfg.name, cfg.params)
     parts = {p: source.subset(tensors[f"{p}_ids"], name=f"{cfg.tag}:{p}") for p in PARTS}
-    return SplitData(**parts)
+    return Split(**parts)

@@ -110,7 +110,7 @@ def data_from_manifest(manifest: dict[str, Any]) -> ModelData:
     from unlearnkit.io import ids_hash
 
     if "data" in manifest:  # written by `unlearnkit train` / the demo (unlearnkit.workflow)
-        from unlearnkit.workflow import data_from_manifest as plan_data
+        from unlearnkit.data.plan import data_from_manifest as plan_data
 
         plan, mat = plan_data(manifest)
         return ModelData(mat.full, mat.train, mat.val, mat.test, plan.dataset, plan.to_dict())

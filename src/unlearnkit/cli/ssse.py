@@ -34,8 +34,8 @@ def prepare_cmd(
 ) -> None:
     """Compute and invert the block-diagonal curvature of the model's training data (once)."""
     from unlearnkit.artifacts import load_model
+    from unlearnkit.data.plan import data_from_manifest
     from unlearnkit.ssse import ErasureConfig, ErasureState
-    from unlearnkit.workflow import data_from_manifest
 
     net, manifest = load_model(model)
     _, mat = data_from_manifest(manifest)
@@ -85,10 +85,10 @@ def erase_cmd(
     """
     from unlearnkit.artifacts import load_model, save_model
     from unlearnkit.data.forget import make_forget_spec, select_forget
+    from unlearnkit.data.plan import data_from_manifest
     from unlearnkit.errors import ConfigError
     from unlearnkit.ssse import ErasureState
     from unlearnkit.training import evaluate_accuracy
-    from unlearnkit.workflow import data_from_manifest
 
     if (ids is None) == (forget is None):
         raise ConfigError("give exactly one of --ids and --forget")

@@ -36,9 +36,10 @@ def train_cmd(
 ) -> None:
     """Train a model on a dataset's training split and save it with its manifest."""
     from unlearnkit.artifacts import save_model
+    from unlearnkit.data.plan import data_block, materialise
+    from unlearnkit.data.plan import workflow_plan as DataPlan
     from unlearnkit.models import build_model
     from unlearnkit.training import LBFGSRecipe, SGDRecipe, evaluate_accuracy, train
-    from unlearnkit.workflow import DataPlan, data_block, materialise
 
     plan = DataPlan(
         dataset,

@@ -7,8 +7,9 @@ Deletion requests name ids, never positions. Labels are int64 class indices for
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -16,6 +17,59 @@ import torch
 from unlearnkit.errors import DataError, UnknownIdsError
 
 Task = Literal["multiclass", "multilabel"]
+
+
+class DatasetLike(Protocol):
+    """The read interface shared by :class:`ArrayDataset` (in memory) and
+    :class:`~unlearnkit.data.user.StreamingDataset` (items read lazily from a user's Dataset):
+    labels and ids in memory, inputs only batch by batch."""
+
+    name: str
+    task: Task
+    classes: tuple[str, ...]
+    ids: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int: ...
+
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def num_outputs(self) -> int: ...
+
+    def positions(self, ids: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor: ...
+
+    def subset(
+        self, ids: torch.Tensor | np.ndarray | list[int], name: str | None = None
+    ) -> DatasetLike: ...
+
+    def batches(
+        self, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]: ...
+
+    def targets_for_class(self) -> torch.Tensor: ...
+
+
+def positions_of(
+    all_ids: torch.Tensor, ids: torch.Tensor | np.ndarray | list[int], name: str
+) -> torch.Tensor:
+    """Positions in ``all_ids`` (unique int64) of ``ids``, in the order given; ids not in
+    ``all_ids`` raise :class:`~unlearnkit.errors.UnknownIdsError` naming dataset ``name``."""
+    want = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+    order = torch.argsort(all_ids)
+    sorted_ids = all_ids[order]
+    idx = torch.searchsorted(sorted_ids, want)
+    idx = idx.clamp(max=max(len(sorted_ids) - 1, 0))
+    found = (
+        (sorted_ids[idx] == want) if len(sorted_ids) else torch.zeros_like(want, dtype=torch.bool)
+    )
+    if not bool(found.all()):
+        missing = want[~found][:10].tolist()
+        raise UnknownIdsError(
+            f"{int((~found).sum())} id(s) not in dataset {name!r} (first: {missing})"
+        )
+    return order[idx]
 
 
 @dataclass(frozen=True)
@@ -56,24 +110,21 @@ class ArrayDataset:
         """Number of classes (multiclass) or attributes (multilabel)."""
         return len(self.classes)
 
+    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(x, y, ids)`` of consecutive samples, ``batch_size`` at a time, in dataset order.
+
+        The last batch holds the remaining ``len(self) % batch_size`` samples when that is not
+        zero; an empty dataset yields nothing. The tensors are views, not copies.
+        """
+        if batch_size < 1:
+            raise DataError(f"batch_size must be at least 1, got {batch_size}")
+        for start in range(0, len(self), batch_size):
+            stop = start + batch_size
+            yield self.x[start:stop], self.y[start:stop], self.ids[start:stop]
+
     def positions(self, ids: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
         """Positions of ``ids`` in this dataset, in the order given; unknown ids raise."""
-        want = torch.as_tensor(np.asarray(ids, dtype=np.int64))
-        order = torch.argsort(self.ids)
-        sorted_ids = self.ids[order]
-        idx = torch.searchsorted(sorted_ids, want)
-        idx = idx.clamp(max=max(len(sorted_ids) - 1, 0))
-        found = (
-            (sorted_ids[idx] == want)
-            if len(sorted_ids)
-            else torch.zeros_like(want, dtype=torch.bool)
-        )
-        if not bool(found.all()):
-            missing = want[~found][:10].tolist()
-            raise UnknownIdsError(
-                f"{int((~found).sum())} id(s) not in dataset {self.name!r} (first: {missing})"
-            )
-        return order[idx]
+        return positions_of(self.ids, ids, self.name)
 
     def subset(
         self, ids: torch.Tensor | np.ndarray | list[int], name: str | None = None

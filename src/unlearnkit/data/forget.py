@@ -2,7 +2,9 @@
 
 Each selector is a pydantic spec registered in :data:`FORGET_SELECTORS`; ``spec.select(dataset,
 seed)`` returns a :class:`ForgetSplit` of sorted, disjoint int64 id tensors whose union is the
-dataset's ids.
+dataset's ids. A :class:`ForgetStep` (a spec in text form and its seed) is one deletion of a
+data plan; :func:`forget_steps` applies several in order, each drawing from what the previous
+ones retained.
 
 =====================  =========================================  ================================
 kind                   forget set                                 text form
@@ -24,7 +26,7 @@ An id file holds integers separated by commas or whitespace; ``#`` starts a comm
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from unlearnkit.data.base import ArrayDataset
+from unlearnkit.data.base import DatasetLike
 from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.registry import Registry
 
@@ -54,16 +56,16 @@ class ForgetSplit:
         if np.intersect1d(self.retain_ids.numpy(), self.forget_ids.numpy()).size:
             raise DataError("retain and forget ids overlap")
 
-    def retain(self, dataset: ArrayDataset) -> ArrayDataset:
+    def retain(self, dataset: DatasetLike) -> DatasetLike:
         """The retained samples of ``dataset``."""
         return dataset.subset(self.retain_ids, name=f"{dataset.name}:retain")
 
-    def forget(self, dataset: ArrayDataset) -> ArrayDataset:
+    def forget(self, dataset: DatasetLike) -> DatasetLike:
         """The samples to forget."""
         return dataset.subset(self.forget_ids, name=f"{dataset.name}:forget")
 
 
-def _split(dataset: ArrayDataset, forget: np.ndarray) -> ForgetSplit:
+def _split(dataset: DatasetLike, forget: np.ndarray) -> ForgetSplit:
     all_ids = np.sort(dataset.ids.numpy())
     forget = np.unique(forget.astype(np.int64))
     retain = np.setdiff1d(all_ids, forget, assume_unique=True)
@@ -102,11 +104,11 @@ class ForgetSpec(BaseModel):
     positional: ClassVar[tuple[str, ...]] = ()
     usage: ClassVar[str] = ""
 
-    def select(self, dataset: ArrayDataset, seed: int = 0) -> ForgetSplit:
+    def select(self, dataset: DatasetLike, seed: int = 0) -> ForgetSplit:
         """The retain/forget split of ``dataset`` this spec names."""
         return _split(dataset, self.forget_ids(dataset, seed))
 
-    def forget_ids(self, dataset: ArrayDataset, seed: int) -> np.ndarray:  # pragma: no cover
+    def forget_ids(self, dataset: DatasetLike, seed: int) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
     def to_text(self) -> str:
@@ -132,7 +134,7 @@ class RandomForget(ForgetSpec):
     positional: ClassVar[tuple[str, ...]] = ("fraction",)
     usage: ClassVar[str] = "random:FRACTION"
 
-    def forget_ids(self, dataset: ArrayDataset, seed: int) -> np.ndarray:
+    def forget_ids(self, dataset: DatasetLike, seed: int) -> np.ndarray:
         return _draw(dataset.ids.numpy(), self.fraction, seed, "samples")
 
 
@@ -145,11 +147,11 @@ class ClassForget(ForgetSpec):
     positional: ClassVar[tuple[str, ...]] = ("label",)
     usage: ClassVar[str] = "class:CLASS"
 
-    def forget_ids(self, dataset: ArrayDataset, seed: int) -> np.ndarray:
+    def forget_ids(self, dataset: DatasetLike, seed: int) -> np.ndarray:
         return _class_pool(dataset, self.label)
 
 
-def _class_pool(dataset: ArrayDataset, label: int | str) -> np.ndarray:
+def _class_pool(dataset: DatasetLike, label: int | str) -> np.ndarray:
     c = _column(dataset.classes, label, "class")
     pool = dataset.ids.numpy()[dataset.targets_for_class().numpy() == c]
     if len(pool) == 0:
@@ -167,7 +169,7 @@ class ClassFractionForget(ForgetSpec):
     positional: ClassVar[tuple[str, ...]] = ("label", "fraction")
     usage: ClassVar[str] = "class_fraction:CLASS:FRACTION"
 
-    def forget_ids(self, dataset: ArrayDataset, seed: int) -> np.ndarray:
+    def forget_ids(self, dataset: DatasetLike, seed: int) -> np.ndarray:
         return _draw(_class_pool(dataset, self.label), self.fraction, seed, "class samples")
 
 
@@ -181,7 +183,7 @@ class AttributeFractionForget(ForgetSpec):
     positional: ClassVar[tuple[str, ...]] = ("attribute", "fraction")
     usage: ClassVar[str] = "attribute_fraction:ATTRIBUTE:FRACTION"
 
-    def forget_ids(self, dataset: ArrayDataset, seed: int) -> np.ndarray:
+    def forget_ids(self, dataset: DatasetLike, seed: int) -> np.ndarray:
         if dataset.task != "multilabel":
             raise DataError(f"{dataset.name!r} is multi-class; attribute_fraction needs attributes")
         a = _column(dataset.classes, self.attribute, "attribute")
@@ -231,7 +233,7 @@ class IdsForget(ForgetSpec):
             raise ValueError("no ids given")
         return value
 
-    def forget_ids(self, dataset: ArrayDataset, seed: int) -> np.ndarray:
+    def forget_ids(self, dataset: DatasetLike, seed: int) -> np.ndarray:
         ids = np.asarray(self.ids, dtype=np.int64)
         dataset.positions(ids)  # raises UnknownIdsError naming the first unknown ids
         return ids
@@ -273,7 +275,57 @@ def make_forget_spec(spec: ForgetSpec | str | dict[str, Any]) -> ForgetSpec:
 
 
 def select_forget(
-    dataset: ArrayDataset, spec: ForgetSpec | str | dict[str, Any], seed: int = 0
+    dataset: DatasetLike, spec: ForgetSpec | str | dict[str, Any], seed: int = 0
 ) -> ForgetSplit:
     """Split ``dataset`` into retain and forget ids by ``spec`` (deterministic given ``seed``)."""
     return make_forget_spec(spec).select(dataset, seed)
+
+
+# --------------------------------------------------------------------------- forget steps
+
+
+@dataclass(frozen=True)
+class ForgetStep:
+    """One deletion: a forget spec in its text form (``random:0.1``) and the seed of its draw."""
+
+    spec: str
+    seed: int = 0
+
+    @classmethod
+    def make(cls, spec: ForgetSpec | str | dict[str, Any], seed: int = 0) -> ForgetStep:
+        """A step from any spec form; the spec is validated and stored in canonical text."""
+        return cls(make_forget_spec(spec).to_text(), int(seed))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "seed": self.seed}
+
+
+def steps_of(forget: Any, seed: int) -> tuple[ForgetStep, ...]:
+    """Normalise ``forget``: None, a spec (str/dict/ForgetSpec, drawn with ``seed``), a
+    :class:`ForgetStep`, a ``{"spec", "seed"}`` dict, or a sequence of those."""
+    if forget is None:
+        return ()
+    if isinstance(forget, ForgetStep):
+        return (forget,)
+    if isinstance(forget, str | ForgetSpec):
+        return (ForgetStep.make(forget, seed),)
+    if isinstance(forget, Mapping):
+        if "spec" in forget:
+            return (ForgetStep.make(forget["spec"], int(forget.get("seed", 0))),)
+        return (ForgetStep.make(dict(forget), seed),)
+    if isinstance(forget, Iterable):
+        return tuple(s for item in forget for s in steps_of(item, seed))
+    raise ConfigError(f"forget must be a spec, a ForgetStep or a list of them, not {forget!r}")
+
+
+def forget_steps(train: DatasetLike, steps: tuple[ForgetStep, ...]) -> ForgetSplit:
+    """Apply the steps in order, each drawing from what the previous ones retained."""
+    retained = train
+    forgotten: list[np.ndarray] = []
+    for step in steps:
+        chosen = make_forget_spec(step.spec).select(retained, seed=step.seed)
+        forgotten.append(chosen.forget_ids.numpy())
+        retained = retained.subset(chosen.retain_ids)
+    gone = np.unique(np.concatenate(forgotten)) if forgotten else np.zeros(0, dtype=np.int64)
+    keep = np.sort(retained.ids.numpy())
+    return ForgetSplit(torch.from_numpy(keep.copy()), torch.from_numpy(gone.astype(np.int64)))

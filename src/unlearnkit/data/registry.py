@@ -16,14 +16,17 @@ Conventions every loader keeps:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from unlearnkit.data.base import ArrayDataset, Task
-from unlearnkit.errors import ConfigError
+from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.registry import Registry
 
 
@@ -87,6 +90,33 @@ def load_dataset(name: str, **params: Any) -> ArrayDataset:
     malformed files raise :class:`~unlearnkit.errors.DataError`.
     """
     return DATASETS.get(name).load(**params)
+
+
+def expand_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """String parameters with ``$VAR``/``${VAR}`` and ``~`` expanded (e.g. a data root).
+
+    Expansion happens where the data is loaded, so plans and run keys do not depend on local
+    paths. An unset variable raises :class:`~unlearnkit.errors.DataError`.
+    """
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if isinstance(v, str):
+            v = os.path.expanduser(os.path.expandvars(v))
+            if "$" in v:
+                raise DataError(f"dataset parameter {k}={v!r}: set the environment variable")
+        out[k] = v
+    return out
+
+
+@lru_cache(maxsize=4)
+def _load(name: str, params_json: str) -> ArrayDataset:
+    return load_dataset(name, **json.loads(params_json))
+
+
+def load_source(name: str, params: Mapping[str, Any]) -> ArrayDataset:
+    """The registered dataset ``name`` with ``params`` (expanded), loaded once per process
+    (the object is shared between callers: never modify its tensors in place)."""
+    return _load(name, json.dumps(expand_params(params), sort_keys=True))
 
 
 def dataset_info() -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ Hayes et al. (2024) adapt LiRA (Carlini et al. 2022) to unlearning (spec/evaluat
 
 Procedure of :meth:`Auditor.audit` (``scheme="hayes"``, the default):
 
-1. Load the dataset; its train split (:func:`~unlearnkit.data.train_val_test_split`) is the
+1. Materialise the data plan (:meth:`AuditConfig.data_plan`); its train split is the
    *population*. A split scheme (:mod:`.audit_splits`) draws the shadow splits: random halves
    H_k, and a fixed target set T; run k forgets F_k = H_k ∩ T.
 2. Train one shadow original per split (pool ``original``) and, when needed, one retrain per
@@ -53,6 +53,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from unlearnkit.data.base import ArrayDataset
+from unlearnkit.data.plan import DataPlan
 from unlearnkit.errors import ConfigError
 from unlearnkit.evaluation.audit_attack import (
     AttackData,
@@ -156,6 +157,16 @@ class AuditConfig(BaseModel):
         LIRA_SCORES.get(v)
         return v
 
+    def data_plan(self) -> DataPlan:
+        """The population's plan: the audit's shadows train on halves of its train split."""
+        return DataPlan(
+            self.dataset,
+            self.dataset_params,
+            self.val_fraction,
+            self.test_fraction,
+            self.split_seed,
+        )
+
     def resolved(self, name: str) -> Any:
         """The effective value of a scheme-dependent option."""
         value = getattr(self, name)
@@ -220,18 +231,14 @@ class Auditor:
     def __init__(
         self, config: AuditConfig, cache: str | Path, progress: Progress | None = None
     ) -> None:
-        from unlearnkit.data import load_dataset, train_val_test_split
         from unlearnkit.training import make_recipe
 
         self.config = config
         self.cache = Path(cache).expanduser()
         self.progress = progress
-        dataset = load_dataset(config.dataset, **config.dataset_params)
-        if dataset.task != "multiclass":
+        splits = config.data_plan().materialise()
+        if splits.train.task != "multiclass":
             raise ConfigError("U-LiRA audits need a multi-class dataset (the statistic uses p_y)")
-        splits = train_val_test_split(
-            dataset, config.val_fraction, config.test_fraction, config.split_seed
-        )
         self.population: ArrayDataset = splits.train
         self.context = WorkerContext(
             splits.train,
