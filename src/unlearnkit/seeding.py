@@ -1,8 +1,10 @@
-"""Deterministic seeding of every RNG a run touches."""
+"""Deterministic seeding of every RNG a run touches, and restoring the caller's RNG state."""
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -11,8 +13,9 @@ import torch
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch with ``seed``; return a torch Generator seeded the same.
 
-    Deep Unlearn calls its ``setup_seed(123)`` right before every training or unlearning run
-    (spec/methods.md §1.4); callers do the same with their own seed.
+    Deep Unlearn (Cadet et al., arXiv 2410.01276) calls its ``setup_seed(123)`` right before
+    every training or unlearning run; unlearnkit does the same with the run's seed, inside
+    :func:`preserved_rng_state` so that the caller's generators are left as they were.
     """
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -20,3 +23,24 @@ def seed_everything(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+@contextlib.contextmanager
+def preserved_rng_state() -> Iterator[None]:
+    """Restore the global RNG states on exit (also on error): python ``random``, numpy's legacy
+    global generator, torch's CPU generator and, when CUDA is initialised, every CUDA device's.
+
+    A caller's draws after the block are the draws it would have made without the block.
+    """
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    torch_state = torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
