@@ -6,7 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from _zoo_a import TinyMLP, original, tiny_data
+from blob_mlp_fixtures import TinyMLP, original, tiny_data
 
 from unlearnkit.methods.base import UnlearnData
 from unlearnkit.methods.bt import BadTeacher, bad_teacher_loss, incompetent_teacher

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _partb_models import TinyConvNoBN, changed, dataset, model, one_thread, state  # noqa: F401
+from tiny_resnet_fixtures import TinyConvNoBN, changed, dataset, model, one_thread, state  # noqa: F401
 
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.methods.base import UnlearnData

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from _partb_models import data, model, one_thread, state  # noqa: F401
+from tiny_resnet_fixtures import data, model, one_thread, state  # noqa: F401
 from torch import nn
 
 from unlearnkit.methods.ct import CT, transpose_kernels

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from _zoo_a import flat_params, original, per_sample_grads, tiny_data
+from blob_mlp_fixtures import flat_params, original, per_sample_grads, tiny_data
 
 from unlearnkit.methods.iu import InfluenceUnlearning, influence_direction, released_woodfisher
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from _zoo_a import original, tiny_data
+from blob_mlp_fixtures import original, tiny_data
 
 from unlearnkit.methods.ngplus import NegGradPlus
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from _partb_models import data, model, one_thread, state  # noqa: F401
+from tiny_resnet_fixtures import data, model, one_thread, state  # noqa: F401
 from torch import nn
 
 from unlearnkit.methods.prmq import PRMQ, entropy, inverse_power_class_weights

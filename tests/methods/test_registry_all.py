@@ -7,7 +7,8 @@ For every registered method:
 - ``unlearn`` leaves the input model bit-identical, returns a new module, and is deterministic
   given its seed (two runs give bit-identical weights);
 - every method but Original (and SCRUB, which may select O) changes the weights; Original
-  returns them unchanged.
+  returns them unchanged;
+- ``unlearn`` leaves the caller's global RNG state (torch, numpy, random) as it found it.
 
 Conv methods run on a tiny ``cnn``, the others on a tiny ``mlp`` (both from ``build_model``, so
 Retrain can rebuild the initial weights), on 8x8 digits; configs are cut to one epoch/step.
@@ -15,6 +16,7 @@ Retrain can rebuild the initial weights), on 8x8 digits; configs are cut to one 
 
 from __future__ import annotations
 
+import random
 from functools import lru_cache
 from typing import Any
 
@@ -24,12 +26,12 @@ import pytest
 import torch
 from torch import nn
 
-import unlearnkit.methods.catalog  # noqa: F401
+import unlearnkit.methods  # noqa: F401
 from unlearnkit.data import load_dataset
 from unlearnkit.data.base import concat
 from unlearnkit.methods import METHODS, UnlearnData
-from unlearnkit.methods._common import nest_params
 from unlearnkit.methods.describe import flatten
+from unlearnkit.methods.toolkit.search_space import nest_params
 from unlearnkit.models import build_model
 from unlearnkit.training import SGDRecipe, train
 
@@ -190,3 +192,28 @@ def test_unlearn_keeps_input_and_is_deterministic(key: str) -> None:
         assert _same(out, before)
     elif key != "scrub":  # SCRUB may select epoch 0, i.e. O itself, by design (§2.7)
         assert not _same(out, before), f"{key} left the weights unchanged"
+
+
+def _global_draws() -> tuple[torch.Tensor, np.ndarray, float]:
+    return torch.rand(4), np.random.rand(4), random.random()
+
+
+def _seed_globals(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED))
+def test_unlearn_leaves_the_callers_global_rng_state_as_found(key: str) -> None:
+    cls = METHODS.get(key)
+    kind = "cnn" if CONV_REQUIREMENTS & set(cls.requires) else "mlp"
+    model, data, cfg = _trained(kind), _data(), _fast_config(key)
+    _seed_globals(2024)
+    want = _global_draws()
+    _seed_globals(2024)
+    cls().unlearn(model, data, cfg, seed=7)
+    got = _global_draws()
+    assert torch.equal(got[0], want[0]), f"{key} moved torch's global generator"
+    assert np.array_equal(got[1], want[1]), f"{key} moved numpy's global generator"
+    assert got[2] == want[2], f"{key} moved python's random"

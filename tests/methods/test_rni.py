@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 import torch
-from _partb_models import changed, data, model, one_thread, state  # noqa: F401
+from tiny_resnet_fixtures import changed, data, model, one_thread, state  # noqa: F401
 from torch import nn
 
 import unlearnkit.methods.rni as rni

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _zoo_a import original, tiny_data
+from blob_mlp_fixtures import original, tiny_data
 
 from unlearnkit.methods.salun import SalUn, forget_gradient, saliency_mask
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from _zoo_a import blobs, mean_ce, original, tiny_data
+from blob_mlp_fixtures import blobs, mean_ce, original, tiny_data
 
 from unlearnkit.methods.base import UnlearnData
 from unlearnkit.methods.srl import SuccessiveRandomLabels, relabel_epochs, relabelled_batches

@@ -24,23 +24,22 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods._common import (
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import Batch, make_loader
+from unlearnkit.methods.toolkit.grad_control import frozen_except
+from unlearnkit.methods.toolkit.layout import Layout, model_layout
+from unlearnkit.methods.toolkit.loops import run_epoch
+from unlearnkit.methods.toolkit.losses import ce_loss
+from unlearnkit.methods.toolkit.optim import set_lr, step_decay_factor
+from unlearnkit.methods.toolkit.search_space import (
     DEFAULT_MAX_EPOCHS,
-    Batch,
     bs_dist,
-    ce_loss,
     ep_dist,
     int10_dist,
     lr_dist,
-    make_loader,
-    run_epoch,
-    set_lr,
-    step_decay_factor,
     u01_dist,
     wd_dist,
 )
-from unlearnkit.methods._kaggle_common import Layout, PartBUnlearner, frozen_except, model_layout
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
 
 
 class CFkConfig(MethodConfig):
@@ -115,14 +114,14 @@ def cfk_space(max_epochs: int) -> dict[str, od.BaseDistribution]:
 
 
 @METHODS.register("cfk")
-class CFk(PartBUnlearner):
+class CFk(MulticlassUnlearner):
     """Fine-tune only the last k blocks and the classifier, in eval mode, with an L2 anchor."""
 
     name = "Catastrophically Forgetting the last k layers"
     abbreviation = "CF-k"
     paper = "Goel et al. 2022, Towards Adversarial Evaluations for Inexact Machine Unlearning"
     uses = ("retain",)
-    requires = ("fc_or_head",)
+    requires = ("classifier",)
     Config = CFkConfig
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, od.BaseDistribution]:
@@ -132,7 +131,9 @@ class CFk(PartBUnlearner):
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator
     ) -> nn.Module:
         cfg = config if isinstance(config, CFkConfig) else CFkConfig(**config.model_dump())
-        params = unique_params(trained_modules(model_layout(model), cfg.num_blocks))
+        params = unique_params(
+            trained_modules(model_layout(model, self.head, data.retain.num_outputs), cfg.num_blocks)
+        )
         loader = make_loader(data.retain, cfg.batch_size, shuffle=True, generator=generator)
 
         def batches() -> Iterator[Batch]:

@@ -36,23 +36,15 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.methods._common import (
-    DEFAULT_MAX_EPOCHS,
-    G5Config,
-    cosine_factor,
-    g5_space,
-    make_loader,
-    make_sgd,
-    model_device,
-    run_epoch,
-    set_lr,
-    u01_dist,
-)
-from unlearnkit.methods._kaggle_common import CONV_TYPES, PartBUnlearner, conv_layers
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader, model_device
+from unlearnkit.methods.toolkit.layout import CONV_TYPES, conv_layers
+from unlearnkit.methods.toolkit.loops import run_epoch
+from unlearnkit.methods.toolkit.optim import SGDLoopConfig, cosine_factor, make_sgd, set_lr
+from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, sgd_loop_space, u01_dist
 
 
-class CFWConfig(G5Config):
+class CFWConfig(SGDLoopConfig):
     """Defaults of §2.15: E 4, batch 64, lr 7e-4, momentum 0.9, wd 5e-4, σ 0.6 then 0.005."""
 
     learning_rate: float = Field(7e-4, ge=0)
@@ -94,7 +86,7 @@ def balanced_class_weights(ds: ArrayDataset) -> torch.Tensor:
 
 
 @METHODS.register("cfw")
-class CFW(PartBUnlearner):
+class CFW(MulticlassUnlearner):
     """Noise the conv weights, fine-tune with class-balanced CE, add a little noise again."""
 
     name = "Kaggle #3 (Confuse-Finetune-Weaken)"
@@ -108,7 +100,7 @@ class CFW(PartBUnlearner):
         return {
             "start_confuser_std": u01_dist(),
             "final_confuser_std": u01_dist(),
-            **g5_space(max_epochs),
+            **sgd_loop_space(max_epochs),
         }
 
     def run(

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import METHODS, Unlearner
+from unlearnkit.methods.base import METHODS, MulticlassUnlearner, Unlearner
+from unlearnkit.methods.requirements import REQUIREMENTS
 
 FAMILIES: dict[str, str] = {
     "ft": "baseline",
@@ -59,18 +60,19 @@ REFERENCE_NOTES: dict[str, str] = {
 }
 """Shown as the paper of methods that declare none (``paper = "-"``)."""
 
-REQUIREMENT_TEXT: dict[str, str] = {
-    "conv": "convolution layers",
-    "conv2d": "Conv2d layers",
-    "convnd": "Conv1d/2d/3d layers",
-    "square_conv2d": "Conv2d layers with square kernels",
-    "conv_or_linear": "Conv or Linear layers",
-    "fc_or_head": "a Linear classifier named fc or head",
-    "classifier": "a Linear classifier named fc",
-    "build_spec": "a model built by build_model (initial weights are rebuilt)",
+DATA_REQUIREMENT_TEXT: dict[str, str] = {
     "multiclass": "multiclass labels",
+    "train_fn": "a training function and model factory, or a model built by build_model",
 }
-"""Plain-English text of the requirement tokens methods declare in ``requires``."""
+"""Plain-English text of requirements on the data or the caller (the model requirements carry
+their own text in :data:`~unlearnkit.methods.requirements.REQUIREMENTS`)."""
+
+
+def requirement_text(name: str) -> str:
+    """The plain-English text of a requirement name (the name itself when unknown)."""
+    if name in REQUIREMENTS:
+        return REQUIREMENTS.get(name).text
+    return DATA_REQUIREMENT_TEXT.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ class MethodRow:
     @property
     def requires_text(self) -> str:
         """The requirements in words, ``"-"`` when there are none."""
-        return "; ".join(REQUIREMENT_TEXT.get(r, r) for r in self.requires) or "-"
+        return "; ".join(requirement_text(r) for r in self.requires) or "-"
 
     @property
     def defaults_text(self) -> str:
@@ -134,10 +136,8 @@ def _short(value: Any) -> str:
 
 def _requirements(cls: type[Unlearner]) -> tuple[str, ...]:
     """Declared ``requires`` plus ``multiclass`` for the zoo methods that check labels."""
-    from unlearnkit.methods._common import ZooUnlearner
-
     reqs = tuple(cls.requires)
-    if issubclass(cls, ZooUnlearner) and "multiclass" not in reqs:
+    if issubclass(cls, MulticlassUnlearner) and "multiclass" not in reqs:
         reqs = ("multiclass", *reqs)
     return reqs
 
@@ -165,7 +165,7 @@ def describe_method(key: str, max_epochs: int = 10) -> MethodRow:
 
 
 def method_table(max_epochs: int = 10) -> list[MethodRow]:
-    """Every registered method (``import unlearnkit.methods.catalog`` first), by family, then
+    """Every registered method (``import unlearnkit.methods`` first), by family, then
     abbreviation."""
     rows = [describe_method(k, max_epochs) for k in METHODS.names()]
     rank = {f: i for i, f in enumerate(FAMILY_ORDER)}

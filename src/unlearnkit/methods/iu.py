@@ -38,15 +38,10 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.methods._common import (
-    DEFAULT_MAX_EPOCHS,
-    ZooUnlearner,
-    make_loader,
-    model_device,
-    trainable_params,
-    u01_dist,
-)
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader, model_device
+from unlearnkit.methods.toolkit.loops import trainable_params
+from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, u01_dist
 
 FAITHFUL_DAMPING = 1000.0
 FAITHFUL_SAMPLES = 1002
@@ -175,7 +170,7 @@ def conjugate_gradient(
 
 
 @METHODS.register("iu")
-class InfluenceUnlearning(ZooUnlearner):
+class InfluenceUnlearning(MulticlassUnlearner):
     """One step θ ← θ + α·H⁻¹v along the influence of the forget set."""
 
     name = "Influence Unlearning"

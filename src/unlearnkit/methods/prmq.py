@@ -33,23 +33,21 @@ from pydantic import Field
 from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.methods._common import (
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import cycle, make_loader, model_device, to_device
+from unlearnkit.methods.toolkit.layout import CONV_TYPES
+from unlearnkit.methods.toolkit.loops import frozen_copy
+from unlearnkit.methods.toolkit.optim import make_sgd
+from unlearnkit.methods.toolkit.reinit import fan_in, uniform_fill_
+from unlearnkit.methods.toolkit.search_space import (
     DEFAULT_MAX_EPOCHS,
     bs_dist,
-    cycle,
     epf_dist,
-    frozen_copy,
     lr_dist,
-    make_loader,
-    make_sgd,
-    model_device,
     mom_dist,
-    to_device,
     u01_dist,
     wd_dist,
 )
-from unlearnkit.methods._kaggle_common import CONV_TYPES, PartBUnlearner, fan_in, uniform_fill_
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
 
 PRUNABLE: tuple[type[nn.Module], ...] = (*CONV_TYPES, nn.Linear)
 
@@ -109,7 +107,7 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 @METHODS.register("prmq")
-class PRMQ(PartBUnlearner):
+class PRMQ(MulticlassUnlearner):
     """Prune 99 % of the weights, re-initialise them, fine-tune with an entropy-matching teacher."""
 
     name = "Prune, Retrain, Mask, Quantize (Kaggle #4)"

@@ -38,25 +38,22 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from unlearnkit.methods._common import (
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader
+from unlearnkit.methods.toolkit.grad_control import frozen_except
+from unlearnkit.methods.toolkit.layout import is_norm
+from unlearnkit.methods.toolkit.loops import run_epoch
+from unlearnkit.methods.toolkit.losses import ce_step_loss
+from unlearnkit.methods.toolkit.optim import SGDLoopConfig
+from unlearnkit.methods.toolkit.reinit import default_reset
+from unlearnkit.methods.toolkit.search_space import (
     DEFAULT_MAX_EPOCHS,
-    G5Config,
-    ce_step_loss,
     ep_dist,
-    g5_space,
-    make_loader,
     optim_space,
-    run_epoch,
+    sgd_loop_space,
     u01_dist,
 )
-from unlearnkit.methods._kaggle_common import (
-    PartBUnlearner,
-    default_reset,
-    find_classifier,
-    frozen_except,
-    is_norm,
-)
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.models import find_classifier_head
 
 DEFAULT_FINE_LRS: tuple[float, ...] = (2e-4, 2e-4, 2e-4, 1e-3, 1e-3, 1e-4)
 
@@ -75,7 +72,7 @@ class FineOptimConfig(BaseModel):
         return float(lrs[fine_epoch]) if isinstance(lrs, list) else float(lrs)
 
 
-class RNIConfig(G5Config):
+class RNIConfig(SGDLoopConfig):
     """Defaults of §2.19: E 9, E_f 4, E_reset 1, lr 2e-4, momentum 0.9, wd 5e-4, ρ 0.7, σ 0.04,
     batch 64, K 9."""
 
@@ -152,14 +149,14 @@ def noise_plan(
 
 
 @METHODS.register("rni")
-class RNI(PartBUnlearner):
+class RNI(MulticlassUnlearner):
     """Reset the head, noise random tensors while training a few, then fine-tune everything."""
 
     name = "Kaggle #7 (Random Noise Injection)"
     abbreviation = "RNI"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #7 (via Cadet et al. 2024)"
     uses = ("retain",)
-    requires = ("fc_or_head",)
+    requires = ("classifier",)
     Config = RNIConfig
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, od.BaseDistribution]:
@@ -169,14 +166,14 @@ class RNI(PartBUnlearner):
             **optim_space("fine_optimizer"),
             "noise_ratio": u01_dist(),
             "origin_noise": u01_dist(),
-            **g5_space(max_epochs),
+            **sgd_loop_space(max_epochs),
         }
 
     def run(
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator
     ) -> nn.Module:
         cfg = config if isinstance(config, RNIConfig) else RNIConfig(**config.model_dump())
-        default_reset(find_classifier(model)[1], generator)
+        default_reset(find_classifier_head(model, self.head, data.retain.num_outputs)[1], generator)
         params = dict(model.named_parameters())
         norm_set = norm_param_names(model, cfg.faithful)
         norm = [n for n in params if n in norm_set]

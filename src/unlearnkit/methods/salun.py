@@ -30,25 +30,16 @@ from pydantic import Field
 from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.methods._common import (
-    DEFAULT_MAX_EPOCHS,
-    G5Config,
-    ZooUnlearner,
-    ce_loss,
-    ce_step_loss,
-    g5_space,
-    make_loader,
-    make_sgd,
-    model_device,
-    run_epoch,
-    trainable_params,
-    u01_dist,
-)
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
 from unlearnkit.methods.srl import relabel_epochs
+from unlearnkit.methods.toolkit.batches import make_loader, model_device
+from unlearnkit.methods.toolkit.loops import run_epoch, trainable_params
+from unlearnkit.methods.toolkit.losses import ce_loss, ce_step_loss
+from unlearnkit.methods.toolkit.optim import SGDLoopConfig, make_sgd
+from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, sgd_loop_space, u01_dist
 
 
-class SalUnConfig(G5Config):
+class SalUnConfig(SGDLoopConfig):
     """Defaults: 10 epochs, batch 256, threshold 0.5, SGD lr 0.01, momentum 0, wd 0."""
 
     learning_rate: float = Field(0.01, gt=0)
@@ -89,7 +80,7 @@ def saliency_mask(grads: list[torch.Tensor], threshold: float) -> list[torch.Ten
 
 
 @METHODS.register("salun")
-class SalUn(ZooUnlearner):
+class SalUn(MulticlassUnlearner):
     """Random-label training restricted to the forget-salient weights."""
 
     name = "Saliency Unlearning"
@@ -100,7 +91,7 @@ class SalUn(ZooUnlearner):
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, Any]:
         """G5 + threshold: U01."""
-        return {**g5_space(max_epochs), "threshold": u01_dist()}
+        return {**sgd_loop_space(max_epochs), "threshold": u01_dist()}
 
     def run(
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator

@@ -37,28 +37,21 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods._common import (
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader
+from unlearnkit.methods.toolkit.loops import error_rate, frozen_copy, restore, run_epoch, snapshot
+from unlearnkit.methods.toolkit.losses import ce_loss, kl_distill
+from unlearnkit.methods.toolkit.optim import set_lr, step_decay_factor
+from unlearnkit.methods.toolkit.search_space import (
     DEFAULT_MAX_EPOCHS,
-    ZooUnlearner,
     bs_dist,
-    ce_loss,
     ep_dist,
-    error_rate,
-    frozen_copy,
-    kl_distill,
     lr_dist,
-    make_loader,
     mom_dist,
-    restore,
-    run_epoch,
-    set_lr,
-    snapshot,
-    step_decay_factor,
     temp_dist,
     u01_dist,
     wd_dist,
 )
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
 
 
 class SCRUBConfig(MethodConfig):
@@ -93,7 +86,7 @@ def select_index(forget_errors: list[float], forget_val_error: float) -> int:
 
 
 @METHODS.register("scrub")
-class SCRUB(ZooUnlearner):
+class SCRUB(MulticlassUnlearner):
     """Teacher–student min-max distillation with forget-error model selection."""
 
     name = "SCRUB"
@@ -122,7 +115,7 @@ class SCRUB(ZooUnlearner):
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator
     ) -> nn.Module:
         cfg = SCRUBConfig.model_validate(config.model_dump())
-        assert data.val is not None  # checked by ZooUnlearner.check
+        assert data.val is not None  # checked by MulticlassUnlearner.check
         teacher = frozen_copy(model)
         retain = make_loader(data.retain, cfg.retain_batch_size, shuffle=True, generator=generator)
         forget = make_loader(data.forget, cfg.forget_batch_size, shuffle=False)

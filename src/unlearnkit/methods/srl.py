@@ -22,22 +22,15 @@ import torch
 from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.methods._common import (
-    DEFAULT_MAX_EPOCHS,
-    Batch,
-    G5Config,
-    ZooUnlearner,
-    ce_step_loss,
-    g5_space,
-    make_sgd,
-    num_classes,
-    run_epoch,
-    union_batches,
-)
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import Batch, num_classes, union_batches
+from unlearnkit.methods.toolkit.loops import run_epoch
+from unlearnkit.methods.toolkit.losses import ce_step_loss
+from unlearnkit.methods.toolkit.optim import SGDLoopConfig, make_sgd
+from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, sgd_loop_space
 
 
-class SRLConfig(G5Config):
+class SRLConfig(SGDLoopConfig):
     """Defaults: 5 epochs, batch 256, lr 0.1, momentum 0.9, wd 5e-4."""
 
     faithful: bool = False
@@ -101,7 +94,7 @@ def relabel_epochs(
 
 
 @METHODS.register("srl")
-class SuccessiveRandomLabels(ZooUnlearner):
+class SuccessiveRandomLabels(MulticlassUnlearner):
     """Train on retain plus randomly relabelled forget samples, fresh labels every epoch."""
 
     name = "Successive Random Relabeling"
@@ -112,7 +105,7 @@ class SuccessiveRandomLabels(ZooUnlearner):
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, Any]:
         """G5."""
-        return g5_space(max_epochs)
+        return sgd_loop_space(max_epochs)
 
     def run(
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator

@@ -1,4 +1,4 @@
-"""Tiny data and models shared by the part-A method tests (FT ... IU)."""
+"""Tiny data and models (an MLP on Gaussian blobs) shared by the tests of FT, GA, SRL, NG+, BT, SCRUB, SalUn, FF, IU."""
 
 from __future__ import annotations
 
