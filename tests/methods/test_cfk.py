@@ -1,4 +1,4 @@
-"""CF-k (spec §2.11): only the last k blocks + classifier train, in eval mode, with an L2 anchor."""
+"""CF-k: only the last k blocks + classifier train, in eval mode, with an L2 anchor."""
 
 from __future__ import annotations
 

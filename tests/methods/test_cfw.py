@@ -1,4 +1,4 @@
-"""CFW (spec §2.15): conv noise (stem only when faithful), class-weighted fine-tuning, weaken."""
+"""CFW: conv noise (stem only when faithful), class-weighted fine-tuning, weaken."""
 
 from __future__ import annotations
 

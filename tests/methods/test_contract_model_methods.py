@@ -24,7 +24,7 @@ FAST: dict[str, dict] = {
     "rni": {"num_epochs": 3, "fine_num_epochs": 1, "num_random_tensors": 3, "batch_size": 8},
 }
 
-# Defaults of spec/methods.md §2.11-§2.19.
+# Deep Unlearn's defaults of the model-structure methods.
 DEFAULTS: dict[str, dict] = {
     "cfk": dict(
         num_epochs=10,

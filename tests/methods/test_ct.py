@@ -1,4 +1,4 @@
-"""CT (spec §2.17): every Conv2d kernel transposed, then plain fine-tuning on retain."""
+"""CT: every Conv2d kernel transposed, then plain fine-tuning on retain."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EU-k (spec §2.12): re-initialise the last k blocks + classifier, train them on augmented retain."""
+"""EU-k: re-initialise the last k blocks + classifier, train them on augmented retain."""
 
 from __future__ import annotations
 

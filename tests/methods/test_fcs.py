@@ -1,4 +1,4 @@
-"""FCS (spec §2.13): forget->uniform KL pass, forget/retain logit contrast, retain strengthening."""
+"""FCS: forget->uniform KL pass, forget/retain logit contrast, retain strengthening."""
 
 from __future__ import annotations
 

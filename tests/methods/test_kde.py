@@ -1,4 +1,4 @@
-"""KDE (spec §2.18): reset stem + head, distil on validation inputs (labels unread), then retain."""
+"""KDE: reset stem + head, distil on validation inputs (labels unread), then retain."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MSG (spec §2.14): re-initialise the smallest-|G| conv entries, scale the others' gradients."""
+"""MSG: re-initialise the smallest-|G| conv entries, scale the others' gradients."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PRMQ (spec §2.16): global L1 prune of weights+biases, re-init pruned weights, fine-tune, fp16."""
+"""PRMQ: global L1 prune of weights+biases, re-init pruned weights, fine-tune, fp16."""
 
 from __future__ import annotations
 

@@ -190,7 +190,7 @@ def test_unlearn_keeps_input_and_is_deterministic(key: str) -> None:
     assert all(torch.isfinite(v).all() for v in out.values() if v.is_floating_point())
     if key == "original":
         assert _same(out, before)
-    elif key != "scrub":  # SCRUB may select epoch 0, i.e. O itself, by design (§2.7)
+    elif key != "scrub":  # SCRUB may select epoch 0, i.e. O itself, by design
         assert not _same(out, before), f"{key} left the weights unchanged"
 
 

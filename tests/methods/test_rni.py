@@ -1,4 +1,4 @@
-"""RNI (spec §2.19): head reset, noise on random tensors, partial then full fine-tuning."""
+"""RNI: head reset, noise on random tensors, partial then full fine-tuning."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SCRUB (spec/methods.md §2.7): max steps on forget, min steps on retain, forget-error selection."""
+"""SCRUB (Deep Unlearn, arXiv 2410.01276): max steps on forget, min steps on retain, forget-error selection."""
 
 from __future__ import annotations
 

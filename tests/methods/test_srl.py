@@ -1,4 +1,4 @@
-"""SRL (spec/methods.md §2.4): retain ∪ randomly relabelled forget, fresh labels every epoch."""
+"""SRL (Deep Unlearn, arXiv 2410.01276): retain ∪ randomly relabelled forget, fresh labels every epoch."""
 
 from __future__ import annotations
 

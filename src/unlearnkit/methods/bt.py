@@ -1,4 +1,4 @@
-"""BT: bad teacher (Chundawat et al., AAAI 2023; spec/methods.md §2.6).
+"""BT: bad teacher (Chundawat et al., AAAI 2023; Deep Unlearn, arXiv 2410.01276).
 
 Two teachers in eval mode: a competent one (a frozen copy of the original model O) and an
 incompetent one (randomly initialised). The student (the model, in train mode, so BatchNorm

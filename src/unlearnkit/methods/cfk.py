@@ -1,4 +1,4 @@
-"""CF-k: Catastrophically Forgetting the last k layers (Goel et al. 2022; spec/methods.md §2.11).
+"""CF-k: Catastrophically Forgetting the last k layers (Goel et al. 2022; Deep Unlearn, arXiv 2410.01276).
 
 Freeze everything except the last ``k`` blocks and the classifier (see
 :func:`~unlearnkit.methods._kaggle_common.model_layout` for what a block is: ``layer1..layer4``
@@ -43,7 +43,7 @@ from unlearnkit.methods.toolkit.search_space import (
 
 
 class CFkConfig(MethodConfig):
-    """Defaults of §2.11: E 10, batch 256, k 1, lr 0.01, r 0.1, λ 0.1."""
+    """Deep Unlearn's defaults: E 10, batch 256, k 1, lr 0.01, r 0.1, λ 0.1."""
 
     num_epochs: int = Field(10, ge=0)
     batch_size: int = Field(256, ge=1)
@@ -102,7 +102,7 @@ def train_last_blocks(
 
 
 def cfk_space(max_epochs: int) -> dict[str, od.BaseDistribution]:
-    """CF-k's behaviour-changing hyper-parameters (§2.11)."""
+    """CF-k's behaviour-changing hyper-parameters."""
     return {
         "num_epochs": ep_dist(max_epochs),
         "batch_size": bs_dist(),

@@ -1,4 +1,4 @@
-"""CFW: challenge solution #3 (Deep Unlearn's ``kgltop3``; spec/methods.md §2.15).
+"""CFW: challenge solution #3 (Deep Unlearn's ``kgltop3``, arXiv 2410.01276).
 
 The expansion Confuse-Finetune-Weaken is the spec author's reading of the code.
 
@@ -14,7 +14,7 @@ Differences from Deep Unlearn (``faithful=False``, the default):
 
 - *Noise placement.* Their confuse step walks the model's **top-level children** whose attribute
   name contains "conv", which on a torchvision ResNet-18 is only the stem ``conv1`` and on
-  TinyViT nothing (spec §5.6). We add the noise to **every** convolution weight in the network
+  TinyViT nothing (see docs/methods.md). We add the noise to **every** convolution weight in the network
   (Conv1d/2d/3d), which is what walking the modules by "conv" evidently intended;
   ``faithful=True`` restores the stem-only behaviour (top-level children named ``*conv*`` with a
   ``weight``).
@@ -45,7 +45,7 @@ from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, sgd_loop
 
 
 class CFWConfig(SGDLoopConfig):
-    """Defaults of §2.15: E 4, batch 64, lr 7e-4, momentum 0.9, wd 5e-4, σ 0.6 then 0.005."""
+    """Deep Unlearn's defaults: E 4, batch 64, lr 7e-4, momentum 0.9, wd 5e-4, σ 0.6 then 0.005."""
 
     learning_rate: float = Field(7e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)

@@ -1,4 +1,4 @@
-"""CT: Convolution Transpose (challenge solution #5, ``kgltop5``; spec/methods.md §2.17).
+"""CT: Convolution Transpose (challenge solution #5, ``kgltop5``; Deep Unlearn, arXiv 2410.01276).
 
 1. Replace every Conv2d weight W (out × in × k × k) by its spatial transpose
    W′[o, i, a, b] = W[o, i, b, a]: each kernel is mirrored about its main diagonal. 1×1 kernels,
@@ -28,7 +28,7 @@ from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, sgd_loop
 
 
 class CTConfig(SGDLoopConfig):
-    """Defaults of §2.17: E 3, batch 64, lr 1e-3, momentum 0.9, wd 5e-4."""
+    """Deep Unlearn's defaults: E 3, batch 64, lr 1e-3, momentum 0.9, wd 5e-4."""
 
     learning_rate: float = Field(1e-3, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)

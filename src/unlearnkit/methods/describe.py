@@ -6,7 +6,7 @@ of the model and data, its default configuration and the hyper-parameters of its
 Everything is read from the method classes themselves (``name``, ``abbreviation``, ``paper``,
 ``uses``, ``requires``, ``Config``, ``search_space``), so the table cannot drift from the code.
 
-Families follow Deep Unlearn's grouping (spec/methods.md §2.1): baselines, literature methods,
+Families follow Deep Unlearn's grouping (Deep Unlearn, arXiv 2410.01276): baselines, literature methods,
 the NeurIPS 2023 challenge ("Kaggle") solutions, plus SSSE and the two reference rows.
 """
 
@@ -42,7 +42,7 @@ FAMILIES: dict[str, str] = {
     "original": "reference",
     "retrain": "reference",
 }
-"""Deep Unlearn's families (spec/methods.md §2.1); unknown keys show as ``"other"``."""
+"""Deep Unlearn's families (Deep Unlearn, arXiv 2410.01276); unknown keys show as ``"other"``."""
 
 FAMILY_ORDER: tuple[str, ...] = (
     "reference",
@@ -56,7 +56,7 @@ FAMILY_ORDER: tuple[str, ...] = (
 REFERENCE_NOTES: dict[str, str] = {
     "original": "reference row: the trained model, no unlearning",
     "retrain": "reference row: the gold standard, the Original's recipe on retain only "
-    "(Deep Unlearn §1.4)",
+    "(Deep Unlearn, arXiv 2410.01276)",
 }
 """Shown as the paper of methods that declare none (``paper = "-"``)."""
 

@@ -1,4 +1,4 @@
-"""EU-k: Exact Unlearning of the last k layers (Goel et al. 2022; spec/methods.md §2.12).
+"""EU-k: Exact Unlearning of the last k layers (Goel et al. 2022; Deep Unlearn, arXiv 2410.01276).
 
 CF-k (:mod:`unlearnkit.methods.cfk`: same loss, optimizer, step decay and frozen stem/early
 blocks) with two changes:
@@ -14,7 +14,7 @@ blocks) with two changes:
 Difference from Deep Unlearn (``faithful=False``, the default): their re-initialised BatchNorm
 layers keep O's running mean/variance, and because training runs in eval mode those statistics,
 computed on retain ∪ forget, are never re-estimated, so the "exactly unlearned" blocks still
-depend on the forget set (spec §5.6). We reset the running statistics of the re-initialised
+depend on the forget set (see docs/methods.md). We reset the running statistics of the re-initialised
 BatchNorm layers and run the re-initialised modules in train mode (so they re-estimate their
 statistics from retain batches) while the frozen part stays in eval mode. ``faithful=True``
 keeps O's statistics and trains everything in eval mode, as their code does.

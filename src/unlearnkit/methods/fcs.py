@@ -1,4 +1,4 @@
-"""FCS: NeurIPS 2023 unlearning challenge solution #1 (Deep Unlearn's ``kgltop1``; §2.13).
+"""FCS: NeurIPS 2023 unlearning challenge solution #1 (Deep Unlearn's ``kgltop1``).
 
 The name (Forget-Contrast-Strengthen) is the spec author's reading of the code's structure.
 Train mode throughout; z = the network's logits; C classes; U = uniform distribution.
@@ -47,7 +47,7 @@ from unlearnkit.methods.toolkit.search_space import (
 
 
 class FCSConfig(SGDLoopConfig):
-    """Defaults of §2.13. G5 is O₁'s lr/momentum/wd, the batch size and E."""
+    """Deep Unlearn's defaults. G5 is O₁'s lr/momentum/wd, the batch size and E."""
 
     learning_rate: float = Field(5e-3, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)

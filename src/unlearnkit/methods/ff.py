@@ -1,5 +1,5 @@
 """FF: Fisher forgetting (Golatkar et al., CVPR 2020; the "fisher_new" variant of Unlearn-Sparse,
-Jia et al. 2023; spec/methods.md §2.9). No gradient steps, only noise.
+Jia et al. 2023; Deep Unlearn, arXiv 2410.01276). No gradient steps, only noise.
 
 1. **Diagonal Fisher on retain** (eval mode, batches of ``batch_size`` in order): per batch,
    logits z and p = softmax(z); for every class y = 0..C−1, with L_y = mean over the batch of

@@ -1,4 +1,4 @@
-"""FT: fine-tune on the retain set (spec/methods.md §2.2).
+"""FT: fine-tune on the retain set (Deep Unlearn, arXiv 2410.01276).
 
 Train mode; ``num_epochs`` shuffled passes over retain minimising mean cross-entropy with
 SGD(lr, momentum, wd); CosineAnnealingLR with T_max = ``num_epochs`` stepped after each epoch

@@ -1,4 +1,4 @@
-"""GA: gradient ascent on the forget set (spec/methods.md §2.3).
+"""GA: gradient ascent on the forget set (Deep Unlearn, arXiv 2410.01276).
 
 Train mode; ``num_epochs`` shuffled passes over forget; per batch the loss is
 ``-mean CE(f(x_f), y_f)`` and SGD(lr, momentum, wd) takes a step. No schedule, no retain term,

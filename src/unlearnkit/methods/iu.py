@@ -1,5 +1,5 @@
 """IU: influence unlearning with a WoodFisher inverse (Koh & Liang 2017; Izzo et al. 2021; as used
-by Jia et al., NeurIPS 2023 and SalUn; spec/methods.md §2.10). One Newton-type step, eval mode,
+by Jia et al., NeurIPS 2023 and SalUn; Deep Unlearn, arXiv 2410.01276). One Newton-type step, eval mode,
 over all trainable parameters.
 
 1. n_f = |D_f|, n_r = |D_r|, n = n_f + n_r; gradient sums G_f = Σ_{i∈F} ∇ℓ_i, G_r = Σ_{i∈R} ∇ℓ_i.

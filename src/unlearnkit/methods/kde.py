@@ -1,5 +1,5 @@
 """KDE: reset stem and head, then distil (challenge notebook "unlearning by resetting layers",
-7th on the private leaderboard; Deep Unlearn's ``kgltop6``; spec/methods.md §2.18).
+7th on the private leaderboard; Deep Unlearn's ``kgltop6``, arXiv 2410.01276).
 
 1. **Teacher** T = a frozen copy of O (eval mode).
 2. **Reset** the stem ``conv1`` (if the model has that attribute) and the classifier (``fc`` or
@@ -51,7 +51,7 @@ from unlearnkit.models import find_classifier_head
 
 
 class KDEConfig(SGDLoopConfig):
-    """Defaults of §2.18: warm-up E_w 3 (lr 9e-4, momentum 0.9, wd 5e-4), retain E_r 3 (lr 1e-3,
+    """Deep Unlearn's defaults: warm-up E_w 3 (lr 9e-4, momentum 0.9, wd 5e-4), retain E_r 3 (lr 1e-3,
     momentum 0.9, wd 5e-4), τ 5, batch 64."""
 
     learning_rate: float = Field(9e-4, ge=0)

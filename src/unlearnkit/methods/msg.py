@@ -1,4 +1,4 @@
-"""MSG: Masked Small Gradients (challenge solution #2, Deep Unlearn's ``kgltop2``; §2.14).
+"""MSG: Masked Small Gradients (challenge solution #2, Deep Unlearn's ``kgltop2``).
 
 1. **Gradient.** In train mode, accumulate
 
@@ -22,7 +22,7 @@
 
 Difference from Deep Unlearn (``faithful=False``, the default): their gradient pass runs in
 train mode and so also updates the BatchNorm running statistics with R′ and *forget* batches
-(spec §5.6). We compute the same train-mode gradients but restore every buffer afterwards, so
+(see docs/methods.md). We compute the same train-mode gradients but restore every buffer afterwards, so
 step 1 has no side effect; ``faithful=True`` keeps their side effect.
 """
 
@@ -48,7 +48,7 @@ from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, sgd_loop
 
 
 class MSGConfig(SGDLoopConfig):
-    """Defaults of §2.14: E 5, batch 64, init_rate 0.3, lr 1e-3, momentum 0.9, wd 5e-4."""
+    """Deep Unlearn's defaults: E 5, batch 64, init_rate 0.3, lr 1e-3, momentum 0.9, wd 5e-4."""
 
     learning_rate: float = Field(1e-3, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)

@@ -1,4 +1,4 @@
-"""NG+: negative gradient plus (Kurmanji et al. 2023, the SCRUB paper; spec/methods.md §2.5).
+"""NG+: negative gradient plus (Kurmanji et al. 2023, the SCRUB paper; Deep Unlearn, arXiv 2410.01276).
 
 One epoch = one shuffled pass over retain; each retain batch is paired with the next forget
 batch, cycling the forget loader (``itertools.cycle`` semantics: after the first pass of an

@@ -1,4 +1,4 @@
-"""PRMQ: Prune, Retrain, Mask, Quantize (challenge solution #4, ``kgltop4``; §2.16).
+"""PRMQ: Prune, Retrain, Mask, Quantize (challenge solution #4, ``kgltop4``).
 
 1. **Teacher** T = a frozen copy of O (eval mode).
 2. **Prune**: global L1-unstructured pruning (``torch.nn.utils.prune.global_unstructured``)
@@ -53,7 +53,7 @@ PRUNABLE: tuple[type[nn.Module], ...] = (*CONV_TYPES, nn.Linear)
 
 
 class PRMQConfig(MethodConfig):
-    """Defaults of §2.16: E 3.2, batch 64, lr 5e-4, momentum 0.9, wd 5e-4, prune_amount 0.99."""
+    """Deep Unlearn's defaults: E 3.2, batch 64, lr 5e-4, momentum 0.9, wd 5e-4, prune_amount 0.99."""
 
     learning_rate: float = Field(5e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)

@@ -1,5 +1,5 @@
 """RNI: head reset + noise on random tensors + partial fine-tuning (challenge solution #7,
-Deep Unlearn's ``kgltop7``; spec/methods.md §2.19). The expansion (Random Noise Injection) is
+Deep Unlearn's ``kgltop7``, arXiv 2410.01276). The expansion (Random Noise Injection) is
 the spec author's reading.
 
 Notation: E = ``num_epochs``, E_f = ``fine_num_epochs``, E_reset = ``reset_num_epochs``,
@@ -23,7 +23,7 @@ Every epoch is one shuffled pass over retain with CE in train mode. The whole ra
 
 Differences from Deep Unlearn (``faithful=False``, the default): their "norm tensors" are the
 tensors whose *name* contains "bn", which misses torchvision's downsample BatchNorm
-(``downsample.1.*``) and treats it as an ordinary tensor that may get noise (spec §2.19). We
+(``downsample.1.*``) and treats it as an ordinary tensor that may get noise. We
 select the parameters of normalisation modules (BatchNorm, LayerNorm, GroupNorm) by type;
 ``faithful=True`` uses the name rule. Their per-epoch validation-accuracy logging is omitted.
 """
@@ -73,7 +73,7 @@ class FineOptimConfig(BaseModel):
 
 
 class RNIConfig(SGDLoopConfig):
-    """Defaults of §2.19: E 9, E_f 4, E_reset 1, lr 2e-4, momentum 0.9, wd 5e-4, ρ 0.7, σ 0.04,
+    """Deep Unlearn's defaults: E 9, E_f 4, E_reset 1, lr 2e-4, momentum 0.9, wd 5e-4, ρ 0.7, σ 0.04,
     batch 64, K 9."""
 
     learning_rate: float = Field(2e-4, ge=0)
@@ -126,7 +126,7 @@ def norm_param_names(model: nn.Module, faithful: bool) -> set[str]:
 def noise_plan(
     norm: list[str], others: list[str], cfg: RNIConfig, generator: torch.Generator
 ) -> list[EpochPlan]:
-    """The per-epoch plan of §2.19, drawn from ``generator``."""
+    """The per-epoch plan of RNI, drawn from ``generator``."""
     plans: list[EpochPlan] = []
     noised_before: set[str] = set()
     n_pick = math.floor(cfg.noise_ratio * cfg.num_random_tensors)

@@ -1,10 +1,10 @@
-"""SalUn: saliency unlearning (Fan et al., ICLR 2024; spec/methods.md §2.8).
+"""SalUn: saliency unlearning (Fan et al., ICLR 2024; Deep Unlearn, arXiv 2410.01276).
 
 1. **Saliency mask.** In eval mode, accumulate over the forget set (batches of ``batch_size``,
    summed over batches) the gradient g of −mean CE for every trainable parameter tensor. Rank
    all P scalars by |g| globally; the mask is 1 on the top ⌊P·threshold⌋ entries, 0 elsewhere,
    so ``threshold`` is the fraction of weights that may change.
-2. **Relabel training.** ``num_epochs`` SRL epochs (§2.4, train mode, retain ∪ randomly
+2. **Relabel training.** ``num_epochs`` SRL epochs (train mode, retain ∪ randomly
    relabelled forget, SGD(lr, momentum, wd)); after each backward pass every gradient is
    multiplied element-wise by its mask before the step.
 

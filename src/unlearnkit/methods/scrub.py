@@ -1,4 +1,4 @@
-"""SCRUB (Kurmanji et al., NeurIPS 2023; Deep Unlearn's ``scrubv2``; spec/methods.md §2.7).
+"""SCRUB (Kurmanji et al., NeurIPS 2023; Deep Unlearn's ``scrubv2``; Deep Unlearn, arXiv 2410.01276).
 
 Teacher T = frozen copy of the original model O (eval mode); student S = the model (train mode
 during the steps). Distillation loss over a batch of size B:

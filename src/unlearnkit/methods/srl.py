@@ -1,4 +1,4 @@
-"""SRL: successive random relabelling (spec/methods.md §2.4).
+"""SRL: successive random relabelling (Deep Unlearn, arXiv 2410.01276).
 
 Train mode. Each epoch builds a fresh shuffled stream of retain ∪ forget in which every forget
 sample gets a random label, then makes one pass minimising mean CE with SGD(lr, momentum, wd).
