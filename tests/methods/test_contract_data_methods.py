@@ -10,7 +10,6 @@ import pytest
 import torch
 from blob_mlp_fixtures import multilabel_like, original, states_equal, tiny_data
 
-import unlearnkit.methods  # noqa: F401  (registers the methods)
 from unlearnkit.errors import UnsupportedError
 from unlearnkit.methods import METHODS
 from unlearnkit.methods.toolkit.search_space import nest_params

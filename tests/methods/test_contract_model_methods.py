@@ -7,7 +7,6 @@ import torch
 from tiny_resnet_fixtures import TinyMLP, data, model, one_thread, state  # noqa: F401
 from torch import nn
 
-import unlearnkit.methods  # noqa: F401  (registers every method)
 from unlearnkit.errors import UnsupportedError
 from unlearnkit.methods import METHODS
 from unlearnkit.methods.toolkit.search_space import nest_params

@@ -59,6 +59,9 @@ class Unlearner(ABC):
 
     name: ClassVar[str]
     abbreviation: ClassVar[str]
+    family: ClassVar[str] = "other"
+    """Deep Unlearn's grouping (arXiv 2410.01276): baseline, literature, kaggle; or closed
+    form, reference; the method table sorts by it."""
     paper: ClassVar[str]
     uses: ClassVar[tuple[str, ...]] = ("retain", "forget")
     requires: ClassVar[tuple[str, ...]] = ()

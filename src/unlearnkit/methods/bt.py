@@ -98,6 +98,7 @@ class BadTeacher(MulticlassUnlearner):
 
     name = "Bad Teacher"
     abbreviation = "BT"
+    family = "literature"
     paper = "Chundawat et al., Can Bad Teaching Induce Forgetting?, AAAI 2023"
     uses = ("retain", "forget")
     Config = BTConfig

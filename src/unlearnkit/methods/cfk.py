@@ -119,6 +119,7 @@ class CFk(MulticlassUnlearner):
 
     name = "Catastrophically Forgetting the last k layers"
     abbreviation = "CF-k"
+    family = "literature"
     paper = "Goel et al. 2022, Towards Adversarial Evaluations for Inexact Machine Unlearning"
     uses = ("retain",)
     requires = ("classifier",)

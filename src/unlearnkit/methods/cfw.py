@@ -91,6 +91,7 @@ class CFW(MulticlassUnlearner):
 
     name = "Kaggle #3 (Confuse-Finetune-Weaken)"
     abbreviation = "CFW"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #3 (via Cadet et al. 2024)"
     uses = ("retain",)
     requires = ("convnd",)  # without convs the faithful mode would do nothing but fine-tune

@@ -50,6 +50,7 @@ class CT(MulticlassUnlearner):
 
     name = "Convolution Transpose (Kaggle #5)"
     abbreviation = "CT"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #5 (via Cadet et al. 2024)"
     uses = ("retain",)
     requires = ("square_conv2d",)

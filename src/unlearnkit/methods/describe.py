@@ -3,11 +3,12 @@
 A row (:class:`MethodRow`) says what ``unlearnkit methods list`` shows: the registry key, the
 display name and abbreviation, the source paper, the data the method reads, what it requires
 of the model and data, its default configuration and the hyper-parameters of its search space.
-Everything is read from the method classes themselves (``name``, ``abbreviation``, ``paper``,
+Everything is read from the method classes themselves (``name``, ``abbreviation``, ``family``, ``paper``,
 ``uses``, ``requires``, ``Config``, ``search_space``), so the table cannot drift from the code.
 
-Families follow Deep Unlearn's grouping (Deep Unlearn, arXiv 2410.01276): baselines, literature methods,
-the NeurIPS 2023 challenge ("Kaggle") solutions, plus SSSE and the two reference rows.
+Families (``Unlearner.family``) follow Deep Unlearn's grouping (arXiv 2410.01276): baselines,
+literature methods, the NeurIPS 2023 challenge ("Kaggle") solutions, plus SSSE and the two
+reference rows.
 """
 
 from __future__ import annotations
@@ -19,31 +20,6 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import METHODS, MulticlassUnlearner, Unlearner
 from unlearnkit.methods.requirements import REQUIREMENTS
 
-FAMILIES: dict[str, str] = {
-    "ft": "baseline",
-    "ga": "baseline",
-    "srl": "baseline",
-    "ngplus": "baseline",
-    "bt": "literature",
-    "scrub": "literature",
-    "salun": "literature",
-    "ff": "literature",
-    "iu": "literature",
-    "cfk": "literature",
-    "euk": "literature",
-    "fcs": "kaggle",
-    "msg": "kaggle",
-    "cfw": "kaggle",
-    "prmq": "kaggle",
-    "ct": "kaggle",
-    "kde": "kaggle",
-    "rni": "kaggle",
-    "ssse": "closed form",
-    "original": "reference",
-    "retrain": "reference",
-}
-"""Deep Unlearn's families (Deep Unlearn, arXiv 2410.01276); unknown keys show as ``"other"``."""
-
 FAMILY_ORDER: tuple[str, ...] = (
     "reference",
     "closed form",
@@ -53,12 +29,6 @@ FAMILY_ORDER: tuple[str, ...] = (
     "other",
 )
 
-REFERENCE_NOTES: dict[str, str] = {
-    "original": "reference row: the trained model, no unlearning",
-    "retrain": "reference row: the gold standard, the Original's recipe on retain only "
-    "(Deep Unlearn, arXiv 2410.01276)",
-}
-"""Shown as the paper of methods that declare none (``paper = "-"``)."""
 
 DATA_REQUIREMENT_TEXT: dict[str, str] = {
     "multiclass": "multiclass labels",
@@ -155,8 +125,8 @@ def describe_method(key: str, max_epochs: int = 10) -> MethodRow:
         key=key,
         name=cls.name,
         abbreviation=cls.abbreviation,
-        family=FAMILIES.get(key, "other"),
-        paper=cls.paper if cls.paper.strip("- ") else REFERENCE_NOTES.get(key, "-"),
+        family=cls.family,
+        paper=cls.paper,
         uses=_uses(cls),
         requires=_requirements(cls),
         defaults=cls.Config().model_dump(mode="json"),

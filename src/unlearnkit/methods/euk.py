@@ -67,6 +67,7 @@ class EUk(MulticlassUnlearner):
 
     name = "Exact Unlearning of the last k layers"
     abbreviation = "EU-k"
+    family = "literature"
     paper = "Goel et al. 2022, Towards Adversarial Evaluations for Inexact Machine Unlearning"
     uses = ("retain",)
     requires = ("classifier",)

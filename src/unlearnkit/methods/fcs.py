@@ -78,6 +78,7 @@ class FCS(MulticlassUnlearner):
 
     name = "Kaggle #1 (Forget-Contrast-Strengthen)"
     abbreviation = "FCS"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #1 (via Cadet et al. 2024)"
     uses = ("retain", "forget")
     Config = FCSConfig

@@ -120,6 +120,7 @@ class FisherForgetting(MulticlassUnlearner):
 
     name = "Fisher Forgetting"
     abbreviation = "FF"
+    family = "literature"
     paper = "Golatkar et al., Eternal Sunshine of the Spotless Net, CVPR 2020"
     uses = ("retain",)
     Config = FFConfig

@@ -30,6 +30,7 @@ class FineTune(MulticlassUnlearner):
 
     name = "Fine-Tune"
     abbreviation = "FT"
+    family = "baseline"
     paper = "fine-tuning baseline, e.g. Golatkar et al. 2020; Warnecke et al. 2023"
     uses = ("retain",)
     Config = FTConfig

@@ -39,6 +39,7 @@ class GradientAscent(MulticlassUnlearner):
 
     name = "Gradient Ascent"
     abbreviation = "GA"
+    family = "baseline"
     paper = "Thudi et al. 2022; Graves et al. 2021 (Amnesiac Machine Learning)"
     uses = ("forget",)
     Config = GAConfig

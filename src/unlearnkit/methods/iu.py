@@ -175,6 +175,7 @@ class InfluenceUnlearning(MulticlassUnlearner):
 
     name = "Influence Unlearning"
     abbreviation = "IU"
+    family = "literature"
     paper = "Koh & Liang 2017; Izzo et al. 2021; WoodFisher variant of Jia et al., NeurIPS 2023"
     uses = ("retain", "forget")
     Config = IUConfig

@@ -85,6 +85,7 @@ class KDE(MulticlassUnlearner):
 
     name = "Kaggle #6 (reset layers + knowledge distillation)"
     abbreviation = "KDE"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, 7th-place notebook (via Cadet et al. 2024)"
     uses = ("retain", "val")
     unlabelled = ("val",)

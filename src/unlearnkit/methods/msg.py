@@ -119,6 +119,7 @@ class MSG(MulticlassUnlearner):
 
     name = "Masked Small Gradients (Kaggle #2)"
     abbreviation = "MSG"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #2 (via Cadet et al. 2024)"
     uses = ("retain", "forget")
     requires = ("convnd",)

@@ -69,6 +69,7 @@ class NegGradPlus(MulticlassUnlearner):
 
     name = "Negative Gradient Plus"
     abbreviation = "NG+"
+    family = "baseline"
     paper = "Kurmanji et al., Towards Unbounded Machine Unlearning, NeurIPS 2023"
     uses = ("retain", "forget")
     Config = NGPlusConfig

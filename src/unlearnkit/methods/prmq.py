@@ -112,6 +112,7 @@ class PRMQ(MulticlassUnlearner):
 
     name = "Prune, Retrain, Mask, Quantize (Kaggle #4)"
     abbreviation = "PRMQ"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #4 (via Cadet et al. 2024)"
     uses = ("retain",)
     requires = ("conv_or_linear",)

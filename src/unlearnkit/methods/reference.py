@@ -33,7 +33,8 @@ class Original(Unlearner):
 
     name = "Original"
     abbreviation = "O"
-    paper = "-"
+    family = "reference"
+    paper = "reference row: the trained model, no unlearning"
     uses = ()
 
     def run(
@@ -69,7 +70,8 @@ class Retrain(Unlearner):
 
     name = "Retrain"
     abbreviation = "R"
-    paper = "-"
+    family = "reference"
+    paper = "reference row: the gold standard, the Original's training on retain only"
     uses = ("retain",)
     requires = ("train_fn",)
     Config = RetrainConfig

@@ -154,6 +154,7 @@ class RNI(MulticlassUnlearner):
 
     name = "Kaggle #7 (Random Noise Injection)"
     abbreviation = "RNI"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #7 (via Cadet et al. 2024)"
     uses = ("retain",)
     requires = ("classifier",)

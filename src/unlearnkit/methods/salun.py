@@ -85,6 +85,7 @@ class SalUn(MulticlassUnlearner):
 
     name = "Saliency Unlearning"
     abbreviation = "SalUn"
+    family = "literature"
     paper = "Fan et al., SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency, ICLR 2024"
     uses = ("retain", "forget")
     Config = SalUnConfig

@@ -91,6 +91,7 @@ class SCRUB(MulticlassUnlearner):
 
     name = "SCRUB"
     abbreviation = "SCRUB"
+    family = "literature"
     paper = "Kurmanji et al., Towards Unbounded Machine Unlearning, NeurIPS 2023"
     uses = ("retain", "forget", "val")
     Config = SCRUBConfig

@@ -99,6 +99,7 @@ class SuccessiveRandomLabels(MulticlassUnlearner):
 
     name = "Successive Random Relabeling"
     abbreviation = "SRL"
+    family = "baseline"
     paper = "Graves et al. 2021 (Amnesiac Machine Learning); SalUn's RL baseline (Fan et al. 2024)"
     uses = ("retain", "forget")
     Config = SRLConfig

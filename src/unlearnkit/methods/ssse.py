@@ -69,6 +69,7 @@ class SSSE(Unlearner):
 
     name = "Single-Step Sample Erasure"
     abbreviation = "SSSE"
+    family = "closed form"
     paper = "Peste, Alistarh & Lampert, arXiv 2107.03860 (2021)"
     uses = ("retain", "forget")
     Config = SSSEConfig
