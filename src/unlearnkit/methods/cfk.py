@@ -1,7 +1,7 @@
 """CF-k: Catastrophically Forgetting the last k layers (Goel et al. 2022; Deep Unlearn, arXiv 2410.01276).
 
 Freeze everything except the last ``k`` blocks and the classifier (see
-:func:`~unlearnkit.methods._kaggle_common.model_layout` for what a block is: ``layer1..layer4``
+:func:`~unlearnkit.methods.toolkit.layout.model_layout` for what a block is: ``layer1..layer4``
 of a ResNet, the transformer stages of a TinyViT, else the model's top-level children), then
 fine-tune those on the retain set in **eval mode** (BatchNorm statistics frozen) with
 

@@ -5,8 +5,8 @@ the spec author's reading.
 Notation: E = ``num_epochs``, E_f = ``fine_num_epochs``, E_reset = ``reset_num_epochs``,
 K = ``num_random_tensors`` (9, fixed in Deep Unlearn), ρ = ``noise_ratio``, σ = ``origin_noise``.
 
-Reset the classifier (``fc``/``head``) with PyTorch's default initialisation. Then for each
-0-based epoch e:
+Reset the classifier head (found by ``find_classifier_head``, or named with ``head=``) with
+PyTorch's default initialisation. Then for each 0-based epoch e:
 
 - **noisy phase** (e < E − E_f): the trainable set is every *norm* tensor plus K tensors drawn
   without replacement from the other tensors. If e ≥ E_reset, ⌊ρ·K⌋ of those K are picked at
