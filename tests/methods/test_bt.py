@@ -1,4 +1,4 @@
-"""BT (Deep Unlearn, arXiv 2410.01276): KL to the competent teacher on retain, to a random one on forget."""
+"""BT: KL to the competent teacher on retain, to a random one on forget."""
 
 from __future__ import annotations
 

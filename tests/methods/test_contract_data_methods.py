@@ -1,5 +1,5 @@
-"""What every data-driven method (FT ... IU) promises: input untouched, seeded determinism, early refusal of data it
-cannot handle, search spaces that fit the config, registration, CUDA when present."""
+"""What every data-driven method (FT ... IU) promises: input untouched, seeded determinism,
+early refusal of data it cannot handle, search spaces that fit the config, registration, CUDA when present."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Contract tests shared by the model-structure methods: CF-k, EU-k, FCS, MSG, CFW, PRMQ, CT, KDE, RNI."""
+"""Contract tests of the model-structure methods: CF-k, EU-k, FCS, MSG, CFW, PRMQ, CT, KDE, RNI."""
 
 from __future__ import annotations
 

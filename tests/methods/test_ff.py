@@ -1,4 +1,4 @@
-"""FF (Deep Unlearn, arXiv 2410.01276): noise with the clamped inverse diagonal Fisher as variance."""
+"""FF: noise with the clamped inverse diagonal Fisher as variance."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FT (Deep Unlearn, arXiv 2410.01276): retain-only fine-tuning with a per-epoch cosine schedule."""
+"""FT: retain-only fine-tuning with a per-epoch cosine schedule."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GA (Deep Unlearn, arXiv 2410.01276): SGD on −CE over the forget set only."""
+"""GA: SGD on −CE over the forget set only."""
 
 from __future__ import annotations
 

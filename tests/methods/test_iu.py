@@ -1,4 +1,4 @@
-"""IU (Deep Unlearn, arXiv 2410.01276): θ ← θ + α·H⁻¹v with a WoodFisher H, checked by dense fp64 algebra."""
+"""IU: θ ← θ + α·H⁻¹v with a WoodFisher H, checked by dense fp64 algebra."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""NG+ (Deep Unlearn, arXiv 2410.01276): α·[CE_r + (λ/2)‖θ−θ_O‖²] − (1−α)·CE_f, eval mode, no schedule."""
+"""NG+: α·[CE_r + (λ/2)‖θ−θ_O‖²] − (1−α)·CE_f, eval mode, no schedule."""
 
 from __future__ import annotations
 

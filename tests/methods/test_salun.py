@@ -1,4 +1,4 @@
-"""SalUn (Deep Unlearn, arXiv 2410.01276): forget-gradient saliency mask + masked random-label training."""
+"""SalUn: forget-gradient saliency mask + masked random-label training."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SCRUB (Deep Unlearn, arXiv 2410.01276): max steps on forget, min steps on retain, forget-error selection."""
+"""SCRUB: max steps on forget, min steps on retain, forget-error selection."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SRL (Deep Unlearn, arXiv 2410.01276): retain ∪ randomly relabelled forget, fresh labels every epoch."""
+"""SRL: retain ∪ randomly relabelled forget, fresh labels every epoch."""
 
 from __future__ import annotations
 

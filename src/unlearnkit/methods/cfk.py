@@ -1,4 +1,4 @@
-"""CF-k: Catastrophically Forgetting the last k layers (Goel et al. 2022; Deep Unlearn, arXiv 2410.01276).
+"""CF-k: Catastrophically Forgetting the last k layers (Goel et al. 2022; arXiv 2410.01276).
 
 Freeze everything except the last ``k`` blocks and the classifier (see
 :func:`~unlearnkit.methods.toolkit.layout.model_layout` for what a block is: ``layer1..layer4``

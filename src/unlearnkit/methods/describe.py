@@ -3,8 +3,9 @@
 A row (:class:`MethodRow`) says what ``unlearnkit methods list`` shows: the registry key, the
 display name and abbreviation, the source paper, the data the method reads, what it requires
 of the model and data, its default configuration and the hyper-parameters of its search space.
-Everything is read from the method classes themselves (``name``, ``abbreviation``, ``family``, ``paper``,
-``uses``, ``requires``, ``Config``, ``search_space``), so the table cannot drift from the code.
+Everything is read from the method classes themselves (``name``, ``abbreviation``,
+``family``, ``paper``, ``uses``, ``requires``, ``Config``, ``search_space``), so the table
+cannot drift from the code.
 
 Families (``Unlearner.family``) follow Deep Unlearn's grouping (arXiv 2410.01276): baselines,
 literature methods, the NeurIPS 2023 challenge ("Kaggle") solutions, plus SSSE and the two

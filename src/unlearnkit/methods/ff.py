@@ -13,7 +13,8 @@ Jia et al. 2023; Deep Unlearn, arXiv 2410.01276). No gradient steps, only noise.
    generator (on the CPU, then moved to the parameter's device).
 
 Difference from Deep Unlearn: ``faithful=False`` (default) takes the classifier tensors to be
-the parameters of the classifier head (found by ``find_classifier_head`` or named with ``head=``); ``faithful=True`` treats
+the parameters of the classifier head (found by ``find_classifier_head`` or named with
+``head=``); ``faithful=True`` treats
 every tensor whose first dimension equals C as a classifier tensor, as the released code does
 (so any other tensor of size C along dim 0, e.g. a C-channel BatchNorm, is caught too).
 """

@@ -2,8 +2,9 @@
 7th on the private leaderboard; Deep Unlearn's ``kgltop6``, arXiv 2410.01276).
 
 1. **Teacher** T = a frozen copy of O (eval mode).
-2. **Reset** the stem ``conv1`` (if the model has that attribute) and the classifier head (found
-   by ``find_classifier_head``, or named with ``head=``) with PyTorch's default initialisation, drawn from the run's generator. Models
+2. **Reset** the stem ``conv1`` (if the model has that attribute) and the classifier head
+   (found by ``find_classifier_head``, or named with ``head=``) with PyTorch's default
+   initialisation, drawn from the run's generator. Models
    without ``conv1`` (TinyViT, MLPs) only get their head reset, as in Deep Unlearn.
 3. **Warm-up** for E_w = ``num_epochs`` epochs over the **validation inputs** in order (held-out
    data outside retain; **labels are never read**), train mode, SGD(G5 optimizer), no schedule:

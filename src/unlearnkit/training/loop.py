@@ -80,9 +80,10 @@ def train(
 ) -> TrainResult:
     """Train a copy of ``model`` on ``data`` with ``recipe``; ``model`` itself is unchanged.
 
-    Seeds python/numpy/torch with ``seed`` right before training (and restores their state after) and draws every shuffle and
-    augmentation from a ``torch.Generator`` seeded with ``seed``: the same inputs give
-    bit-identical weights on the same device. On CUDA, cuDNN is set deterministic.
+    Seeds python/numpy/torch with ``seed`` right before training (the caller's RNG state is
+    restored afterwards) and draws every shuffle and augmentation from a ``torch.Generator``
+    seeded with ``seed``: the same inputs give bit-identical weights on the same device. On
+    CUDA, cuDNN is set deterministic.
     """
     recipe = make_recipe(recipe)
     recipe.check(model, data)

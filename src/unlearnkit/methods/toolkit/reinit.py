@@ -43,7 +43,8 @@ def default_reset(module: nn.Module, generator: torch.Generator) -> None:
 
     Linear/conv: weight ~ kaiming_uniform(a=√5) = U(±1/√fan_in), bias ~ U(±1/√fan_in);
     norm layers: weight 1, bias 0, running statistics reset. Other modules with a
-    ``reset_parameters`` method fall back to it (global RNG, seeded by :meth:`Unlearner.unlearn` and restored afterwards).
+    ``reset_parameters`` method fall back to it (global RNG, seeded by
+    :meth:`Unlearner.unlearn` and restored afterwards).
     """
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):

@@ -67,7 +67,8 @@ def int10_dist() -> od.IntDistribution:
 
 
 def sgd_loop_space(max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, od.BaseDistribution]:
-    """The space of :class:`~unlearnkit.methods.toolkit.optim.SGDLoopConfig`: {learning_rate: LR, momentum: MOM, weight_decay: WD, batch_size: BS, num_epochs: EP}."""
+    """The space of :class:`~unlearnkit.methods.toolkit.optim.SGDLoopConfig`:
+    {learning_rate: LR, momentum: MOM, weight_decay: WD, batch_size: BS, num_epochs: EP}."""
     return {
         "learning_rate": lr_dist(),
         "momentum": mom_dist(),
