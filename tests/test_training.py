@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,6 +17,7 @@ from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError, NumericalError, UnsupportedError
 from unlearnkit.io import model_fingerprint
 from unlearnkit.models import build_model
+from unlearnkit.seeding import preserved_rng_state, seed_everything
 from unlearnkit.training import (
     AUGMENTATIONS,
     LBFGSRecipe,
@@ -232,3 +234,18 @@ def test_recipe_train_fn_equals_train_and_checks_the_return_type() -> None:
     with pytest.raises(UnsupportedError, match="not a torch.nn.Module"):
         bad = lambda f, d, s: "oops"  # noqa: E731
         run_train_fn(bad, lambda: nn.Linear(2, 2), data, 0)  # type: ignore[arg-type]
+
+
+def test_preserved_rng_state_restores_every_generator_even_after_an_error() -> None:
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    want = (random.random(), float(np.random.rand()), float(torch.rand(())))
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    with pytest.raises(RuntimeError), preserved_rng_state():
+        seed_everything(99)
+        random.random(), np.random.rand(), torch.rand(5)
+        raise RuntimeError("boom")
+    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == want

@@ -26,16 +26,19 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 @contextlib.contextmanager
-def preserved_rng_state() -> Iterator[None]:
+def preserved_rng_state(cuda: bool = False) -> Iterator[None]:
     """Restore the global RNG states on exit (also on error): python ``random``, numpy's legacy
-    global generator, torch's CPU generator and, when CUDA is initialised, every CUDA device's.
+    global generator, torch's CPU generator and every CUDA device's when CUDA is initialised
+    on entry or ``cuda`` is set (pass ``cuda=True`` when the block will use CUDA: its
+    generators are then captured before the block can seed them).
 
     A caller's draws after the block are the draws it would have made without the block.
     """
     py_state = random.getstate()
     np_state = np.random.get_state()
     torch_state = torch.get_rng_state()
-    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    use_cuda = torch.cuda.is_initialized() or (cuda and torch.cuda.is_available())
+    cuda_states = torch.cuda.get_rng_state_all() if use_cuda else None
     try:
         yield
     finally:

@@ -129,7 +129,7 @@ class Unlearner(ABC):
         self.check(model, data)
         device = torch.device(device)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        with preserved_rng_state():
+        with preserved_rng_state(cuda=device.type == "cuda"):
             sync()
             t0 = time.perf_counter()
             work = copy.deepcopy(model).to(device)

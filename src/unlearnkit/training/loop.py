@@ -94,7 +94,7 @@ def train(
         torch.backends.cudnn.benchmark = False
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     work = copy.deepcopy(model).to(device)
-    with preserved_rng_state():
+    with preserved_rng_state(cuda=device.type == "cuda"):
         gen = seed_everything(seed)
         sync()
         t0 = time.perf_counter()
@@ -140,7 +140,7 @@ def run_train_fn(
 ) -> nn.Module:
     """Call a user :data:`TrainFn` with the caller's global RNG state preserved; check that it
     returned an ``nn.Module``."""
-    with preserved_rng_state():
+    with preserved_rng_state(cuda=True):
         model = train_fn(model_factory, dataset, seed)
     if not isinstance(model, nn.Module):
         raise UnsupportedError(
