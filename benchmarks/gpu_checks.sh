@@ -14,7 +14,7 @@ else
   export PYTHONPATH=$PWD/src
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 -c "import torch, unlearnkit.ssse, unlearnkit.methods.catalog; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
+python3 -c "import torch, unlearnkit.ssse, unlearnkit.methods; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
 timeout 90 python3 -m pytest -q -p no:cacheprovider tests/methods tests/curvature/test_syrk.py tests/ssse/test_state_cuda.py \
   -k cuda 2>&1 | tail -25 | tee "$OUT/pytest_cuda.txt"
 timeout 80 python3 benchmarks/fisher_build.py --device cuda \

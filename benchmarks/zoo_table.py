@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-import unlearnkit.methods.catalog  # noqa: F401
+import unlearnkit.methods  # noqa: F401
 from unlearnkit.data import load_dataset, select_forget, train_val_test_split
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.evaluation import gap, indiscernibility, population_mia, rte
@@ -48,7 +48,7 @@ from unlearnkit.training import SGDRecipe, evaluate_accuracy, predict_logits, tr
 SEED = 123
 
 VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
-    "ssse_eps1": ("ssse", {"eps_rule": "fixed", "eps": 1.0}, "SSSE (fixed ε = 1)"),
+    "ssse_eps1": ("ssse", {"eps": 1.0}, "SSSE (fixed ε = 1)"),
 }
 """Extra rows, not defaults: ``name -> (method key, config, label)``. SSSE's default picks ε
 with the retrain-free, utility-guarded loss-matching rule (:mod:`unlearnkit.ssse.eps`) on val;

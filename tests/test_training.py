@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,6 +17,7 @@ from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError, NumericalError, UnsupportedError
 from unlearnkit.io import model_fingerprint
 from unlearnkit.models import build_model
+from unlearnkit.seeding import preserved_rng_state, seed_everything
 from unlearnkit.training import (
     AUGMENTATIONS,
     LBFGSRecipe,
@@ -24,7 +26,9 @@ from unlearnkit.training import (
     make_recipe,
     objective_grad_norm,
     predict_logits,
+    recipe_train_fn,
     retrain,
+    run_train_fn,
     train,
 )
 
@@ -207,3 +211,41 @@ def test_predict_logits_and_accuracy_known_answers() -> None:
     assert net.training  # mode restored
     with torch.no_grad():
         torch.testing.assert_close(logits, net.eval()(xs))
+
+
+def test_train_restores_the_callers_global_rng_state() -> None:
+    torch.manual_seed(7)
+    np.random.seed(7)
+    want = (torch.rand(3), np.random.rand(2))
+    torch.manual_seed(7)
+    np.random.seed(7)
+    data = _digits((64,), TRAIN[:50])
+    train(build_model("mlp", (64,), 10, seed=0), data, SGDRecipe(epochs=1, **CPU), 5)
+    assert torch.equal(torch.rand(3), want[0]) and np.array_equal(np.random.rand(2), want[1])
+
+
+def test_recipe_train_fn_equals_train_and_checks_the_return_type() -> None:
+    data = _digits((64,), TRAIN[:60])
+    recipe = SGDRecipe(epochs=2, batch_size=16, **CPU)
+    fn = recipe_train_fn(recipe)
+    a = run_train_fn(fn, lambda: build_model("mlp", (64,), 10, seed=1), data, 3)
+    b = train(build_model("mlp", (64,), 10, seed=1), data, recipe, 3).model
+    assert model_fingerprint(a) == model_fingerprint(b)
+    with pytest.raises(UnsupportedError, match="not a torch.nn.Module"):
+        bad = lambda f, d, s: "oops"  # noqa: E731
+        run_train_fn(bad, lambda: nn.Linear(2, 2), data, 0)  # type: ignore[arg-type]
+
+
+def test_preserved_rng_state_restores_every_generator_even_after_an_error() -> None:
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    want = (random.random(), float(np.random.rand()), float(torch.rand(())))
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    with pytest.raises(RuntimeError), preserved_rng_state():
+        seed_everything(99)
+        random.random(), np.random.rand(), torch.rand(5)
+        raise RuntimeError("boom")
+    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == want

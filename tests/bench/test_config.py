@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from _bench_helpers import tiny_config
 
-import unlearnkit.methods.catalog  # noqa: F401
+import unlearnkit.methods  # noqa: F401
 from unlearnkit.bench import PRESETS, load_experiment, parse_experiment
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods import METHODS

@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import unlearnkit.methods.catalog  # noqa: F401
+import unlearnkit.methods  # noqa: F401
 from unlearnkit.artifacts import load_model, save_model
 from unlearnkit.cli import app
 from unlearnkit.cli.methods import parse_config

@@ -1,4 +1,4 @@
-"""BT (spec/methods.md §2.6): KL to the competent teacher on retain, to a random one on forget."""
+"""BT: KL to the competent teacher on retain, to a random one on forget."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from _zoo_a import TinyMLP, original, tiny_data
+from blob_mlp_fixtures import TinyMLP, original, tiny_data
 
 from unlearnkit.methods.base import UnlearnData
 from unlearnkit.methods.bt import BadTeacher, bad_teacher_loss, incompetent_teacher

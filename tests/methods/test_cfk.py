@@ -1,16 +1,16 @@
-"""CF-k (spec §2.11): only the last k blocks + classifier train, in eval mode, with an L2 anchor."""
+"""CF-k: only the last k blocks + classifier train, in eval mode, with an L2 anchor."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-from _partb_models import TinyMLP, changed, data, model, one_thread, state  # noqa: F401
+from tiny_resnet_fixtures import TinyMLP, changed, data, model, one_thread, state  # noqa: F401
 from torch import nn
 
 from unlearnkit.errors import UnsupportedError
-from unlearnkit.methods._kaggle_common import model_layout
 from unlearnkit.methods.cfk import CFk
+from unlearnkit.methods.toolkit.layout import model_layout
 
 
 @pytest.mark.parametrize(
@@ -102,5 +102,10 @@ def test_layouts() -> None:
     assert [n for n, _ in vit.blocks] == ["layers.1", "layers.2", "layers.3"]
     assert [n for n, _ in vit.stem] == ["patch_embed", "layers.0"]
     assert vit.classifier[0] == "head"
-    with pytest.raises(UnsupportedError):
-        model_layout(nn.Sequential(nn.Linear(2, 2)))
+    with pytest.raises(UnsupportedError):  # no Linear layer: no classifier head
+        model_layout(nn.Sequential(nn.Conv2d(2, 2, 1)))
+    # any head name: the last Linear, or the one named; its top-level holder is the classifier
+    seq = model_layout(nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 3)))
+    assert seq.classifier[0] == "2" and [n for n, _ in seq.blocks] == ["0"]
+    named = model_layout(nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 5)), head="0")
+    assert named.classifier[0] == "0" and [n for n, _ in named.blocks] == ["2"]

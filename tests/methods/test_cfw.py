@@ -1,4 +1,4 @@
-"""CFW (spec §2.15): conv noise (stem only when faithful), class-weighted fine-tuning, weaken."""
+"""CFW: conv noise (stem only when faithful), class-weighted fine-tuning, weaken."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _partb_models import TinyConvNoBN, changed, dataset, model, one_thread, state  # noqa: F401
+from tiny_resnet_fixtures import TinyConvNoBN, changed, dataset, model, one_thread, state  # noqa: F401
 
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.methods.base import UnlearnData

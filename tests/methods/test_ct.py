@@ -1,10 +1,10 @@
-"""CT (spec §2.17): every Conv2d kernel transposed, then plain fine-tuning on retain."""
+"""CT: every Conv2d kernel transposed, then plain fine-tuning on retain."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from _partb_models import data, model, one_thread, state  # noqa: F401
+from tiny_resnet_fixtures import data, model, one_thread, state  # noqa: F401
 from torch import nn
 
 from unlearnkit.methods.ct import CT, transpose_kernels

@@ -1,4 +1,4 @@
-"""EU-k (spec §2.12): re-initialise the last k blocks + classifier, train them on augmented retain."""
+"""EU-k: re-initialise the last k blocks + classifier, train them on augmented retain."""
 
 from __future__ import annotations
 
@@ -7,20 +7,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _partb_models import changed, data, model, one_thread, state  # noqa: F401
+from tiny_resnet_fixtures import changed, data, model, one_thread, state  # noqa: F401
 
-from unlearnkit.methods._kaggle_common import (
-    AUGMENTATIONS,
-    hflip,
-    random_crop,
-    resolve_augmentation,
-)
 from unlearnkit.methods.euk import EUk
+from unlearnkit.training.augmentation import AUGMENTATIONS, auto_pipeline, hflip, random_crop
 
 CALLS: list[torch.Size] = []
 
 
-@AUGMENTATIONS.register("test-partb-spy")
+@AUGMENTATIONS.register("test-euk-spy")
 def _spy(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     CALLS.append(x.shape)
     return x
@@ -71,7 +66,7 @@ def test_training_uses_augmented_retain_batches_and_frozen_front() -> None:
     cfg = {
         "num_epochs": 2,
         "batch_size": 10,
-        "augmentation": "test-partb-spy",
+        "augmentation": ("test-euk-spy",),
         "learning_rate": 0.1,
     }
     out = EUk().unlearn(m, d, cfg).model
@@ -81,8 +76,8 @@ def test_training_uses_augmented_retain_batches_and_frozen_front() -> None:
     assert not any(k.startswith(("conv1", "bn1", "layer1")) for k in diff)
     # corrected mode: re-initialised BN layers re-estimate their statistics on retain
     assert not torch.equal(out.layer2[0].bn.running_mean, torch.zeros(4))
-    a = EUk().unlearn(m, d, {**cfg, "augmentation": "crop_flip"}).model
-    b = EUk().unlearn(m, d, {**cfg, "augmentation": "none"}).model
+    a = EUk().unlearn(m, d, {**cfg, "augmentation": ("crop4", "hflip")}).model
+    b = EUk().unlearn(m, d, {**cfg, "augmentation": ()}).model
     assert not torch.equal(a.fc.weight, b.fc.weight)
 
 
@@ -115,8 +110,10 @@ def test_crop_is_a_window_of_the_zero_padded_image_and_flip_mirrors() -> None:
 
 
 def test_auto_augmentation() -> None:
-    assert resolve_augmentation("auto", torch.zeros(1, 3, 4, 4), {}) == "crop_flip"
-    assert resolve_augmentation("auto", torch.zeros(1, 5), {}) == "none"
-    assert resolve_augmentation("auto", torch.zeros(1, 3, 4, 4), {"augmentation": "flip"}) == "flip"
+    assert auto_pipeline(torch.zeros(1, 3, 4, 4), {}) == ("crop4", "hflip")
+    assert auto_pipeline(torch.zeros(1, 5), {}) == ()
+    assert auto_pipeline(torch.zeros(1, 3, 4, 4), {"augment": ["hflip"]}) == ("hflip",)
     with pytest.raises(ValueError):
-        EUk.Config(augmentation="nope")
+        EUk.Config(augmentation=("nope",))
+    with pytest.raises(ValueError):
+        EUk.Config(augmentation="crop_flip")

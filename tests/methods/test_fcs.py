@@ -1,4 +1,4 @@
-"""FCS (spec §2.13): forget->uniform KL pass, forget/retain logit contrast, retain strengthening."""
+"""FCS: forget->uniform KL pass, forget/retain logit contrast, retain strengthening."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from _partb_models import TinyConvNoBN, data, one_thread  # noqa: F401
+from tiny_resnet_fixtures import TinyConvNoBN, data, one_thread  # noqa: F401
 
 from unlearnkit.methods.fcs import FCS, contrast_loss, uniform_kl_loss
 

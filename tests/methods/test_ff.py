@@ -1,11 +1,11 @@
-"""FF (spec/methods.md §2.9): noise with the clamped inverse diagonal Fisher as variance."""
+"""FF: noise with the clamped inverse diagonal Fisher as variance."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-from _zoo_a import TinyMLP, original, tiny_data
+from blob_mlp_fixtures import TinyMLP, original, tiny_data
 from torch import nn
 
 from unlearnkit.errors import UnsupportedError
@@ -100,9 +100,12 @@ def test_classifier_detection_corrected_vs_faithful():
     assert classifier_flags(model, 3, faithful=True) == [True, True, True, True]
 
 
-def test_corrected_mode_needs_fc():
-    model = nn.Sequential(nn.Linear(4, 3))
+def test_corrected_mode_needs_a_linear_head_of_any_name():
     data = tiny_data(n_retain=2, n_forget=1)
-    with pytest.raises(UnsupportedError, match="fc"):
-        FisherForgetting().unlearn(model, UnlearnData(data.retain, data.forget))
+    no_head = nn.Sequential(nn.Conv1d(1, 1, 1), nn.Flatten())
+    with pytest.raises(UnsupportedError, match="no torch.nn.Linear layer"):
+        FisherForgetting().unlearn(no_head, UnlearnData(data.retain, data.forget))
+    model = nn.Sequential(nn.Linear(4, 3))  # a head named "0", found without being named
+    assert classifier_flags(model, 3, faithful=False) == [True, True]
+    FisherForgetting().unlearn(model, UnlearnData(data.retain, data.forget))
     FisherForgetting().unlearn(model, UnlearnData(data.retain, data.forget), {"faithful": True})

@@ -1,4 +1,4 @@
-"""FT (spec/methods.md §2.2): retain-only fine-tuning with a per-epoch cosine schedule."""
+"""FT: retain-only fine-tuning with a per-epoch cosine schedule."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from _zoo_a import mean_ce, original, states_equal, tiny_data
+from blob_mlp_fixtures import mean_ce, original, states_equal, tiny_data
 
 from unlearnkit.methods.base import UnlearnData
 from unlearnkit.methods.ft import FineTune

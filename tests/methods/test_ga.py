@@ -1,10 +1,10 @@
-"""GA (spec/methods.md §2.3): SGD on −CE over the forget set only."""
+"""GA: SGD on −CE over the forget set only."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from _zoo_a import mean_ce, original, states_equal, tiny_data
+from blob_mlp_fixtures import mean_ce, original, states_equal, tiny_data
 
 from unlearnkit.methods.base import UnlearnData
 from unlearnkit.methods.ga import GradientAscent

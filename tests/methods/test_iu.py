@@ -1,9 +1,9 @@
-"""IU (spec/methods.md §2.10): θ ← θ + α·H⁻¹v with a WoodFisher H, checked by dense fp64 algebra."""
+"""IU: θ ← θ + α·H⁻¹v with a WoodFisher H, checked by dense fp64 algebra."""
 
 from __future__ import annotations
 
 import torch
-from _zoo_a import flat_params, original, per_sample_grads, tiny_data
+from blob_mlp_fixtures import flat_params, original, per_sample_grads, tiny_data
 
 from unlearnkit.methods.iu import InfluenceUnlearning, influence_direction, released_woodfisher
 

@@ -1,4 +1,4 @@
-"""KDE (spec §2.18): reset stem + head, distil on validation inputs (labels unread), then retain."""
+"""KDE: reset stem + head, distil on validation inputs (labels unread), then retain."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _partb_models import changed, data, model, one_thread, state  # noqa: F401
+from tiny_resnet_fixtures import changed, data, model, one_thread, state  # noqa: F401
 
 from unlearnkit.errors import UnsupportedError
 from unlearnkit.methods.base import UnlearnData

@@ -1,4 +1,4 @@
-"""MSG (spec §2.14): re-initialise the smallest-|G| conv entries, scale the others' gradients."""
+"""MSG: re-initialise the smallest-|G| conv entries, scale the others' gradients."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _partb_models import TinyConvNoBN, data, model, one_thread, state  # noqa: F401
+from tiny_resnet_fixtures import TinyConvNoBN, data, model, one_thread, state  # noqa: F401
 from torch import nn
 
 from unlearnkit.methods.msg import MSG, MSGConfig, reinit_small_gradients, triangular_factor

@@ -1,10 +1,10 @@
-"""NG+ (spec/methods.md §2.5): α·[CE_r + (λ/2)‖θ−θ_O‖²] − (1−α)·CE_f, eval mode, no schedule."""
+"""NG+: α·[CE_r + (λ/2)‖θ−θ_O‖²] − (1−α)·CE_f, eval mode, no schedule."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from _zoo_a import original, tiny_data
+from blob_mlp_fixtures import original, tiny_data
 
 from unlearnkit.methods.ngplus import NegGradPlus
 

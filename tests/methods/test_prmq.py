@@ -1,11 +1,11 @@
-"""PRMQ (spec §2.16): global L1 prune of weights+biases, re-init pruned weights, fine-tune, fp16."""
+"""PRMQ: global L1 prune of weights+biases, re-init pruned weights, fine-tune, fp16."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-from _partb_models import data, model, one_thread, state  # noqa: F401
+from tiny_resnet_fixtures import data, model, one_thread, state  # noqa: F401
 from torch import nn
 
 from unlearnkit.methods.prmq import PRMQ, entropy, inverse_power_class_weights

@@ -1,11 +1,11 @@
-"""RNI (spec §2.19): head reset, noise on random tensors, partial then full fine-tuning."""
+"""RNI: head reset, noise on random tensors, partial then full fine-tuning."""
 
 from __future__ import annotations
 
 import pydantic
 import pytest
 import torch
-from _partb_models import changed, data, model, one_thread, state  # noqa: F401
+from tiny_resnet_fixtures import changed, data, model, one_thread, state  # noqa: F401
 from torch import nn
 
 import unlearnkit.methods.rni as rni

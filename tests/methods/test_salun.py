@@ -1,11 +1,11 @@
-"""SalUn (spec/methods.md §2.8): forget-gradient saliency mask + masked random-label training."""
+"""SalUn: forget-gradient saliency mask + masked random-label training."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-from _zoo_a import original, tiny_data
+from blob_mlp_fixtures import original, tiny_data
 
 from unlearnkit.methods.salun import SalUn, forget_gradient, saliency_mask
 

@@ -1,18 +1,18 @@
-"""SCRUB (spec/methods.md §2.7): max steps on forget, min steps on retain, forget-error selection."""
+"""SCRUB: max steps on forget, min steps on retain, forget-error selection."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-from _zoo_a import TinyMLP, original, states_equal, tiny_data
+from blob_mlp_fixtures import TinyMLP, original, states_equal, tiny_data
 from torch import nn
 
 from unlearnkit.errors import UnsupportedError
 from unlearnkit.methods import scrub
-from unlearnkit.methods._common import step_decay_factor
 from unlearnkit.methods.base import UnlearnData
 from unlearnkit.methods.scrub import SCRUB, select_index
+from unlearnkit.methods.toolkit.optim import step_decay_factor
 
 
 def test_step_decay_schedule():

@@ -1,9 +1,9 @@
-"""SRL (spec/methods.md §2.4): retain ∪ randomly relabelled forget, fresh labels every epoch."""
+"""SRL: retain ∪ randomly relabelled forget, fresh labels every epoch."""
 
 from __future__ import annotations
 
 import torch
-from _zoo_a import blobs, mean_ce, original, tiny_data
+from blob_mlp_fixtures import blobs, mean_ce, original, tiny_data
 
 from unlearnkit.methods.base import UnlearnData
 from unlearnkit.methods.srl import SuccessiveRandomLabels, relabel_epochs, relabelled_batches

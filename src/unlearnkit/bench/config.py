@@ -197,7 +197,7 @@ class Experiment(_Strict):
     @field_validator("methods", mode="before")
     @classmethod
     def _method_entries(cls, v: Any) -> Any:
-        import unlearnkit.methods.catalog  # noqa: F401  (register every method)
+        import unlearnkit.methods  # noqa: F401  (register every method)
         from unlearnkit.methods import METHODS
 
         if isinstance(v, str):

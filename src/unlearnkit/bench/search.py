@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from unlearnkit.bench.config import SearchConfig
 from unlearnkit.errors import NumericalError
-from unlearnkit.methods._common import nest_params
+from unlearnkit.methods.toolkit.search_space import nest_params
 from unlearnkit.registry import Registry
 
 SAMPLERS: Registry[Callable[[SearchConfig, int], optuna.samplers.BaseSampler]] = Registry(

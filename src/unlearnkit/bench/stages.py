@@ -123,7 +123,7 @@ class Context:
 
     def searched(self, method: str) -> bool:
         """Whether ``method`` gets a search (budget, flag, and a non-empty space)."""
-        import unlearnkit.methods.catalog  # noqa: F401
+        import unlearnkit.methods  # noqa: F401
         from unlearnkit.methods import METHODS
 
         if self.exp.search.trials == 0 or not self.exp.method(method).search:

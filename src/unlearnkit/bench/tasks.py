@@ -157,7 +157,7 @@ def search_stage(task: Task) -> Output:
     """Run (or resume) one Optuna study for one method on one seed's Original."""
     import optuna
 
-    import unlearnkit.methods.catalog  # noqa: F401
+    import unlearnkit.methods  # noqa: F401
     from unlearnkit.evaluation import deep_unlearn_objectives, indiscernibility
     from unlearnkit.methods import METHODS, UnlearnData
 
@@ -201,7 +201,7 @@ def search_stage(task: Task) -> Output:
 @TASKS.register("unlearn")
 def unlearn_stage(task: Task) -> Output:
     """Run one method with its chosen configuration on one seed's Original; save the model."""
-    import unlearnkit.methods.catalog  # noqa: F401
+    import unlearnkit.methods  # noqa: F401
     from unlearnkit.methods import METHODS, UnlearnData
 
     p = task.payload

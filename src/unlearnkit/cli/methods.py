@@ -50,7 +50,7 @@ def list_methods(
     ] = 10,
 ) -> None:
     """Print every method: abbreviation, source paper, data used, requirements, defaults."""
-    import unlearnkit.methods.catalog  # noqa: F401  (registers the methods)
+    import unlearnkit.methods  # noqa: F401  (registers the methods)
     from unlearnkit.methods.describe import method_table
 
     rows = method_table(max_epochs)
@@ -161,7 +161,7 @@ def parse_config(text: str | None) -> dict[str, Any]:
     Dotted keys (the search-space names, ``"retain_optimizer.learning_rate"``) are nested.
     Anything but a JSON object raises :class:`ConfigError`.
     """
-    from unlearnkit.methods._common import nest_params
+    from unlearnkit.methods.toolkit.search_space import nest_params
 
     if text is None or not text.strip():
         return {}
@@ -239,7 +239,7 @@ def unlearn(
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out artifact")] = False,
 ) -> None:
     """Unlearn a forget set from a saved model with one method; save and report accuracies."""
-    import unlearnkit.methods.catalog  # noqa: F401  (registers the methods)
+    import unlearnkit.methods  # noqa: F401  (registers the methods)
     from unlearnkit.artifacts import artifact_paths, load_model, save_model
     from unlearnkit.data import parse_forget_spec
     from unlearnkit.io import ids_hash, model_fingerprint

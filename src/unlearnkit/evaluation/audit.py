@@ -458,7 +458,7 @@ class Auditor:
 
     def audit(self, method: str, config: dict[str, Any] | None = None) -> AuditResult:
         """Audit one method (a :data:`~unlearnkit.methods.METHODS` key); see the module doc."""
-        import unlearnkit.methods.catalog  # noqa: F401  (registers the methods)
+        import unlearnkit.methods  # noqa: F401  (registers the methods)
         from unlearnkit.methods import METHODS
 
         t0 = time.perf_counter()

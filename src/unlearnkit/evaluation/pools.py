@@ -336,7 +336,7 @@ class UnlearnJob(Job):
         return f"u{self.index:04d}"
 
     def run(self, context: WorkerContext) -> float:
-        import unlearnkit.methods.catalog  # noqa: F401  (registers the methods)
+        import unlearnkit.methods  # noqa: F401  (registers the methods)
         from unlearnkit.methods import METHODS, UnlearnData
         from unlearnkit.training import evaluate_accuracy, predict_logits
 

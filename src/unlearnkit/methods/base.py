@@ -1,9 +1,14 @@
 """The ``Unlearner`` interface shared by every unlearning method, and the method registry.
 
 ``unlearn(model, data, config, seed) -> UnlearnResult``: the input model is never mutated
-(methods work on a deep copy), the RNGs are seeded right before the work starts (Deep Unlearn,
-spec/methods.md §2.0), requirements are checked before any work, and only the unlearning work
-is timed (CUDA synchronised when used).
+(methods work on a deep copy); the RNGs are seeded right before the work starts, as in Deep
+Unlearn (Cadet et al., arXiv 2410.01276), and the caller's global RNG state is restored
+afterwards (:func:`~unlearnkit.seeding.preserved_rng_state`); methods draw their randomness from
+the ``generator`` they are given. Requirements (:mod:`unlearnkit.methods.requirements`) are
+checked before any work, and only the unlearning work is timed (CUDA synchronised when used).
+
+Methods register themselves with ``@METHODS.register(key)``; importing
+:mod:`unlearnkit.methods` imports every method module, so a new method is one new file.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError, UnsupportedError
+from unlearnkit.methods.requirements import REQUIREMENTS, Subject
 from unlearnkit.registry import Registry
-from unlearnkit.seeding import seed_everything
+from unlearnkit.seeding import preserved_rng_state, seed_everything
 
 
 @dataclass(frozen=True)
@@ -53,15 +59,20 @@ class Unlearner(ABC):
 
     name: ClassVar[str]
     abbreviation: ClassVar[str]
+    family: ClassVar[str] = "other"
+    """Deep Unlearn's grouping (arXiv 2410.01276): baseline, literature, kaggle; or closed
+    form, reference; the method table sorts by it."""
     paper: ClassVar[str]
     uses: ClassVar[tuple[str, ...]] = ("retain", "forget")
     requires: ClassVar[tuple[str, ...]] = ()
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    head: str | None = None
+    """Module path of the classifier head for this run (``None``: found automatically)."""
 
     def search_space(self, max_epochs: int = 10) -> dict[str, Any]:
         """Optuna distributions for the hyper-parameters that change behaviour.
 
-        ``max_epochs`` is E* = ceil(0.2 · training epochs) (spec methods.md §2.0).
+        ``max_epochs`` is E* = ceil(0.2 · training epochs), Deep Unlearn's epoch budget.
         """
         return {}
 
@@ -77,19 +88,18 @@ class Unlearner(ABC):
             raise ConfigError(f"bad configuration for {self.abbreviation}: {e}") from None
 
     def check(self, model: torch.nn.Module, data: UnlearnData) -> None:
-        """Raise :class:`UnsupportedError` if the method cannot handle ``model``/``data``."""
+        """Raise :class:`UnsupportedError` if the method cannot handle ``model``/``data``.
+
+        Checks that validation data is present when ``"val"`` is in ``uses`` and every
+        requirement in ``requires``; the classifier head is the one named by ``self.head``
+        (set by :meth:`unlearn`) or found automatically.
+        """
         if "val" in self.uses and data.val is None:
             raise UnsupportedError(f"{self.abbreviation} needs validation data (data.val is None)")
-        if "conv" in self.requires and not any(
-            isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules()
-        ):
-            raise UnsupportedError(f"{self.abbreviation} needs a model with convolution layers")
-        if "classifier" in self.requires and not isinstance(
-            getattr(model, "fc", None), torch.nn.Linear
-        ):
-            raise UnsupportedError(
-                f"{self.abbreviation} needs a model whose classifier is a Linear attribute named 'fc'"
-            )
+        subject = Subject(model, self.abbreviation, self.head, _num_outputs(data))
+        for req in self.requires:
+            if req in REQUIREMENTS:  # others concern the caller; the method checks them itself
+                REQUIREMENTS.get(req).check(subject)
 
     @abstractmethod
     def run(
@@ -108,22 +118,69 @@ class Unlearner(ABC):
         config: MethodConfig | dict[str, Any] | None = None,
         seed: int = 123,
         device: str | torch.device = "cpu",
+        head: str | None = None,
     ) -> UnlearnResult:
-        """Validate, copy, seed, time and run. The input model is left unchanged."""
+        """Validate, copy, seed, time and run. The input model and the caller's global RNG
+        state are left unchanged; ``head`` names the classifier module (e.g. ``"classifier"``)
+        when it cannot be found automatically (:func:`unlearnkit.models.find_classifier_head`).
+        """
         cfg = self.make_config(config)
+        self.head = head
         self.check(model, data)
         device = torch.device(device)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        sync()
-        t0 = time.perf_counter()
-        work = copy.deepcopy(model).to(device)
-        gen = seed_everything(seed)
-        self.run_info: dict[str, Any] = {}
-        out = self.run(work, data, cfg, gen)
-        sync()
-        seconds = time.perf_counter() - t0
+        with preserved_rng_state(cuda=device.type == "cuda"):
+            sync()
+            t0 = time.perf_counter()
+            work = copy.deepcopy(model).to(device)
+            gen = seed_everything(seed)
+            self.run_info: dict[str, Any] = {}
+            out = self.run(work, data, cfg, gen)
+            sync()
+            seconds = time.perf_counter() - t0
         info = {"config": cfg.model_dump(), **self.run_info}
         return UnlearnResult(model=out, seconds=seconds, info=info)
+
+
+def _num_outputs(data: UnlearnData) -> int | None:
+    """The number of outputs (classes/attributes) of the data, if any split is given."""
+    for ds in (data.retain, data.forget, data.val):
+        if ds is not None:
+            return ds.num_outputs
+    return None
+
+
+class MulticlassUnlearner(Unlearner):
+    """An :class:`Unlearner` for multiclass classifiers (every zoo method).
+
+    :meth:`check` adds to the base checks: every split in ``uses`` must be present, non-empty
+    and multiclass (int64 class labels, at least 2 classes), so a method fails with
+    :class:`UnsupportedError` before any work. Splits listed in ``unlabelled`` (KDE's val) must
+    be present and non-empty, but their labels are never read, not even by the checks.
+    """
+
+    unlabelled: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, model: torch.nn.Module, data: UnlearnData) -> None:
+        who = self.abbreviation
+        for split in self.uses:
+            ds: ArrayDataset | None = getattr(data, split, None)
+            if ds is None:
+                raise UnsupportedError(f"{who} needs {split} data (got None)")
+            if ds.x.shape[0] == 0:
+                raise UnsupportedError(f"{who} needs a non-empty {split} set")
+            if split in self.unlabelled:
+                continue
+            if ds.task != "multiclass" or ds.y.dtype != torch.int64 or ds.y.ndim != 1:
+                raise UnsupportedError(
+                    f"{who} handles multiclass data only (int64 class labels); "
+                    f"{split} set {ds.name!r} has task {ds.task!r}"
+                )
+            if ds.num_outputs < 2:
+                raise UnsupportedError(
+                    f"{who} needs at least 2 classes; {split} set {ds.name!r} has {ds.num_outputs}"
+                )
+        super().check(model, data)
 
 
 METHODS: Registry[type[Unlearner]] = Registry("unlearning method")

@@ -1,4 +1,4 @@
-"""BT: bad teacher (Chundawat et al., AAAI 2023; spec/methods.md §2.6).
+"""BT: bad teacher (Chundawat et al., AAAI 2023; Deep Unlearn, arXiv 2410.01276).
 
 Two teachers in eval mode: a competent one (a frozen copy of the original model O) and an
 incompetent one (randomly initialised). The student (the model, in train mode, so BatchNorm
@@ -29,21 +29,20 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods._common import (
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import model_device, num_classes, union_batches
+from unlearnkit.methods.toolkit.loops import frozen_copy
+from unlearnkit.methods.toolkit.losses import kl_to_probs
+from unlearnkit.methods.toolkit.reinit import default_reset
+from unlearnkit.methods.toolkit.search_space import (
     DEFAULT_MAX_EPOCHS,
-    ZooUnlearner,
     bs_dist,
     ep_dist,
-    frozen_copy,
-    kl_to_probs,
     lr_dist,
-    model_device,
-    num_classes,
     temp_dist,
-    union_batches,
     wd_dist,
 )
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.models import build_model
 
 
 class BTConfig(MethodConfig):
@@ -67,13 +66,9 @@ def incompetent_teacher(
     initial weights seeded by a draw from ``generator``.
     """
     if faithful:
-        from unlearnkit.models import build_model
-
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         bad = build_model("resnet18", data.retain.input_shape, num_classes(data), seed=seed)
     else:
-        from unlearnkit.methods._kaggle_common import default_reset
-
         bad = copy.deepcopy(model)
         default_reset(bad, generator)
     bad = bad.to(model_device(model)).eval()
@@ -98,11 +93,12 @@ def bad_teacher_loss(
 
 
 @METHODS.register("bt")
-class BadTeacher(ZooUnlearner):
+class BadTeacher(MulticlassUnlearner):
     """Distil from the original model on retain and from a random model on forget."""
 
     name = "Bad Teacher"
     abbreviation = "BT"
+    family = "literature"
     paper = "Chundawat et al., Can Bad Teaching Induce Forgetting?, AAAI 2023"
     uses = ("retain", "forget")
     Config = BTConfig

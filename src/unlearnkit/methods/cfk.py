@@ -1,7 +1,7 @@
-"""CF-k: Catastrophically Forgetting the last k layers (Goel et al. 2022; spec/methods.md §2.11).
+"""CF-k: Catastrophically Forgetting the last k layers (Goel et al. 2022; arXiv 2410.01276).
 
 Freeze everything except the last ``k`` blocks and the classifier (see
-:func:`~unlearnkit.methods._kaggle_common.model_layout` for what a block is: ``layer1..layer4``
+:func:`~unlearnkit.methods.toolkit.layout.model_layout` for what a block is: ``layer1..layer4``
 of a ResNet, the transformer stages of a TinyViT, else the model's top-level children), then
 fine-tune those on the retain set in **eval mode** (BatchNorm statistics frozen) with
 
@@ -24,27 +24,26 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods._common import (
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import Batch, make_loader
+from unlearnkit.methods.toolkit.grad_control import frozen_except
+from unlearnkit.methods.toolkit.layout import Layout, model_layout
+from unlearnkit.methods.toolkit.loops import run_epoch
+from unlearnkit.methods.toolkit.losses import ce_loss
+from unlearnkit.methods.toolkit.optim import set_lr, step_decay_factor
+from unlearnkit.methods.toolkit.search_space import (
     DEFAULT_MAX_EPOCHS,
-    Batch,
     bs_dist,
-    ce_loss,
     ep_dist,
     int10_dist,
     lr_dist,
-    make_loader,
-    run_epoch,
-    set_lr,
-    step_decay_factor,
     u01_dist,
     wd_dist,
 )
-from unlearnkit.methods._kaggle_common import Layout, PartBUnlearner, frozen_except, model_layout
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
 
 
 class CFkConfig(MethodConfig):
-    """Defaults of §2.11: E 10, batch 256, k 1, lr 0.01, r 0.1, λ 0.1."""
+    """Deep Unlearn's defaults: E 10, batch 256, k 1, lr 0.01, r 0.1, λ 0.1."""
 
     num_epochs: int = Field(10, ge=0)
     batch_size: int = Field(256, ge=1)
@@ -103,7 +102,7 @@ def train_last_blocks(
 
 
 def cfk_space(max_epochs: int) -> dict[str, od.BaseDistribution]:
-    """CF-k's behaviour-changing hyper-parameters (§2.11)."""
+    """CF-k's behaviour-changing hyper-parameters."""
     return {
         "num_epochs": ep_dist(max_epochs),
         "batch_size": bs_dist(),
@@ -115,14 +114,15 @@ def cfk_space(max_epochs: int) -> dict[str, od.BaseDistribution]:
 
 
 @METHODS.register("cfk")
-class CFk(PartBUnlearner):
+class CFk(MulticlassUnlearner):
     """Fine-tune only the last k blocks and the classifier, in eval mode, with an L2 anchor."""
 
     name = "Catastrophically Forgetting the last k layers"
     abbreviation = "CF-k"
+    family = "literature"
     paper = "Goel et al. 2022, Towards Adversarial Evaluations for Inexact Machine Unlearning"
     uses = ("retain",)
-    requires = ("fc_or_head",)
+    requires = ("classifier",)
     Config = CFkConfig
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, od.BaseDistribution]:
@@ -132,7 +132,9 @@ class CFk(PartBUnlearner):
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator
     ) -> nn.Module:
         cfg = config if isinstance(config, CFkConfig) else CFkConfig(**config.model_dump())
-        params = unique_params(trained_modules(model_layout(model), cfg.num_blocks))
+        params = unique_params(
+            trained_modules(model_layout(model, self.head, data.retain.num_outputs), cfg.num_blocks)
+        )
         loader = make_loader(data.retain, cfg.batch_size, shuffle=True, generator=generator)
 
         def batches() -> Iterator[Batch]:

@@ -1,4 +1,4 @@
-"""CFW: challenge solution #3 (Deep Unlearn's ``kgltop3``; spec/methods.md §2.15).
+"""CFW: challenge solution #3 (Deep Unlearn's ``kgltop3``, arXiv 2410.01276).
 
 The expansion Confuse-Finetune-Weaken is the spec author's reading of the code.
 
@@ -14,7 +14,7 @@ Differences from Deep Unlearn (``faithful=False``, the default):
 
 - *Noise placement.* Their confuse step walks the model's **top-level children** whose attribute
   name contains "conv", which on a torchvision ResNet-18 is only the stem ``conv1`` and on
-  TinyViT nothing (spec §5.6). We add the noise to **every** convolution weight in the network
+  TinyViT nothing (see docs/methods.md). We add the noise to **every** convolution weight in the network
   (Conv1d/2d/3d), which is what walking the modules by "conv" evidently intended;
   ``faithful=True`` restores the stem-only behaviour (top-level children named ``*conv*`` with a
   ``weight``).
@@ -36,24 +36,16 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.methods._common import (
-    DEFAULT_MAX_EPOCHS,
-    G5Config,
-    cosine_factor,
-    g5_space,
-    make_loader,
-    make_sgd,
-    model_device,
-    run_epoch,
-    set_lr,
-    u01_dist,
-)
-from unlearnkit.methods._kaggle_common import CONV_TYPES, PartBUnlearner, conv_layers
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader, model_device
+from unlearnkit.methods.toolkit.layout import CONV_TYPES, conv_layers
+from unlearnkit.methods.toolkit.loops import run_epoch
+from unlearnkit.methods.toolkit.optim import SGDLoopConfig, cosine_factor, make_sgd, set_lr
+from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, sgd_loop_space, u01_dist
 
 
-class CFWConfig(G5Config):
-    """Defaults of §2.15: E 4, batch 64, lr 7e-4, momentum 0.9, wd 5e-4, σ 0.6 then 0.005."""
+class CFWConfig(SGDLoopConfig):
+    """Deep Unlearn's defaults: E 4, batch 64, lr 7e-4, momentum 0.9, wd 5e-4, σ 0.6 then 0.005."""
 
     learning_rate: float = Field(7e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -94,11 +86,12 @@ def balanced_class_weights(ds: ArrayDataset) -> torch.Tensor:
 
 
 @METHODS.register("cfw")
-class CFW(PartBUnlearner):
+class CFW(MulticlassUnlearner):
     """Noise the conv weights, fine-tune with class-balanced CE, add a little noise again."""
 
     name = "Kaggle #3 (Confuse-Finetune-Weaken)"
     abbreviation = "CFW"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #3 (via Cadet et al. 2024)"
     uses = ("retain",)
     requires = ("convnd",)  # without convs the faithful mode would do nothing but fine-tune
@@ -108,7 +101,7 @@ class CFW(PartBUnlearner):
         return {
             "start_confuser_std": u01_dist(),
             "final_confuser_std": u01_dist(),
-            **g5_space(max_epochs),
+            **sgd_loop_space(max_epochs),
         }
 
     def run(

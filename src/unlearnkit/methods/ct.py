@@ -1,4 +1,4 @@
-"""CT: Convolution Transpose (challenge solution #5, ``kgltop5``; spec/methods.md §2.17).
+"""CT: Convolution Transpose (challenge solution #5, ``kgltop5``; Deep Unlearn, arXiv 2410.01276).
 
 1. Replace every Conv2d weight W (out × in × k × k) by its spatial transpose
    W′[o, i, a, b] = W[o, i, b, a]: each kernel is mirrored about its main diagonal. 1×1 kernels,
@@ -18,23 +18,17 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods._common import (
-    DEFAULT_MAX_EPOCHS,
-    G5Config,
-    ce_step_loss,
-    cosine_factor,
-    g5_space,
-    make_loader,
-    make_sgd,
-    run_epoch,
-    set_lr,
-)
-from unlearnkit.methods._kaggle_common import PartBUnlearner, conv_layers
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader
+from unlearnkit.methods.toolkit.layout import conv_layers
+from unlearnkit.methods.toolkit.loops import run_epoch
+from unlearnkit.methods.toolkit.losses import ce_step_loss
+from unlearnkit.methods.toolkit.optim import SGDLoopConfig, cosine_factor, make_sgd, set_lr
+from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, sgd_loop_space
 
 
-class CTConfig(G5Config):
-    """Defaults of §2.17: E 3, batch 64, lr 1e-3, momentum 0.9, wd 5e-4."""
+class CTConfig(SGDLoopConfig):
+    """Deep Unlearn's defaults: E 3, batch 64, lr 1e-3, momentum 0.9, wd 5e-4."""
 
     learning_rate: float = Field(1e-3, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -51,18 +45,19 @@ def transpose_kernels(model: nn.Module) -> None:
 
 
 @METHODS.register("ct")
-class CT(PartBUnlearner):
+class CT(MulticlassUnlearner):
     """Transpose every conv kernel, then fine-tune on retain."""
 
     name = "Convolution Transpose (Kaggle #5)"
     abbreviation = "CT"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #5 (via Cadet et al. 2024)"
     uses = ("retain",)
     requires = ("square_conv2d",)
     Config = CTConfig
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, od.BaseDistribution]:
-        return g5_space(max_epochs)
+        return sgd_loop_space(max_epochs)
 
     def run(
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator

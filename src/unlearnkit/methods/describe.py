@@ -3,11 +3,13 @@
 A row (:class:`MethodRow`) says what ``unlearnkit methods list`` shows: the registry key, the
 display name and abbreviation, the source paper, the data the method reads, what it requires
 of the model and data, its default configuration and the hyper-parameters of its search space.
-Everything is read from the method classes themselves (``name``, ``abbreviation``, ``paper``,
-``uses``, ``requires``, ``Config``, ``search_space``), so the table cannot drift from the code.
+Everything is read from the method classes themselves (``name``, ``abbreviation``,
+``family``, ``paper``, ``uses``, ``requires``, ``Config``, ``search_space``), so the table
+cannot drift from the code.
 
-Families follow Deep Unlearn's grouping (spec/methods.md §2.1): baselines, literature methods,
-the NeurIPS 2023 challenge ("Kaggle") solutions, plus SSSE and the two reference rows.
+Families (``Unlearner.family``) follow Deep Unlearn's grouping (arXiv 2410.01276): baselines,
+literature methods, the NeurIPS 2023 challenge ("Kaggle") solutions, plus SSSE and the two
+reference rows.
 """
 
 from __future__ import annotations
@@ -16,32 +18,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import METHODS, Unlearner
-
-FAMILIES: dict[str, str] = {
-    "ft": "baseline",
-    "ga": "baseline",
-    "srl": "baseline",
-    "ngplus": "baseline",
-    "bt": "literature",
-    "scrub": "literature",
-    "salun": "literature",
-    "ff": "literature",
-    "iu": "literature",
-    "cfk": "literature",
-    "euk": "literature",
-    "fcs": "kaggle",
-    "msg": "kaggle",
-    "cfw": "kaggle",
-    "prmq": "kaggle",
-    "ct": "kaggle",
-    "kde": "kaggle",
-    "rni": "kaggle",
-    "ssse": "closed form",
-    "original": "reference",
-    "retrain": "reference",
-}
-"""Deep Unlearn's families (spec/methods.md §2.1); unknown keys show as ``"other"``."""
+from unlearnkit.methods.base import METHODS, MulticlassUnlearner, Unlearner
+from unlearnkit.methods.requirements import REQUIREMENTS
 
 FAMILY_ORDER: tuple[str, ...] = (
     "reference",
@@ -52,25 +30,20 @@ FAMILY_ORDER: tuple[str, ...] = (
     "other",
 )
 
-REFERENCE_NOTES: dict[str, str] = {
-    "original": "reference row: the trained model, no unlearning",
-    "retrain": "reference row: the gold standard, the Original's recipe on retain only "
-    "(Deep Unlearn §1.4)",
-}
-"""Shown as the paper of methods that declare none (``paper = "-"``)."""
 
-REQUIREMENT_TEXT: dict[str, str] = {
-    "conv": "convolution layers",
-    "conv2d": "Conv2d layers",
-    "convnd": "Conv1d/2d/3d layers",
-    "square_conv2d": "Conv2d layers with square kernels",
-    "conv_or_linear": "Conv or Linear layers",
-    "fc_or_head": "a Linear classifier named fc or head",
-    "classifier": "a Linear classifier named fc",
-    "build_spec": "a model built by build_model (initial weights are rebuilt)",
+DATA_REQUIREMENT_TEXT: dict[str, str] = {
     "multiclass": "multiclass labels",
+    "train_fn": "a training function and model factory, or a model built by build_model",
 }
-"""Plain-English text of the requirement tokens methods declare in ``requires``."""
+"""Plain-English text of requirements on the data or the caller (the model requirements carry
+their own text in :data:`~unlearnkit.methods.requirements.REQUIREMENTS`)."""
+
+
+def requirement_text(name: str) -> str:
+    """The plain-English text of a requirement name (the name itself when unknown)."""
+    if name in REQUIREMENTS:
+        return REQUIREMENTS.get(name).text
+    return DATA_REQUIREMENT_TEXT.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -95,7 +68,7 @@ class MethodRow:
     @property
     def requires_text(self) -> str:
         """The requirements in words, ``"-"`` when there are none."""
-        return "; ".join(REQUIREMENT_TEXT.get(r, r) for r in self.requires) or "-"
+        return "; ".join(requirement_text(r) for r in self.requires) or "-"
 
     @property
     def defaults_text(self) -> str:
@@ -134,10 +107,8 @@ def _short(value: Any) -> str:
 
 def _requirements(cls: type[Unlearner]) -> tuple[str, ...]:
     """Declared ``requires`` plus ``multiclass`` for the zoo methods that check labels."""
-    from unlearnkit.methods._common import ZooUnlearner
-
     reqs = tuple(cls.requires)
-    if issubclass(cls, ZooUnlearner) and "multiclass" not in reqs:
+    if issubclass(cls, MulticlassUnlearner) and "multiclass" not in reqs:
         reqs = ("multiclass", *reqs)
     return reqs
 
@@ -155,8 +126,8 @@ def describe_method(key: str, max_epochs: int = 10) -> MethodRow:
         key=key,
         name=cls.name,
         abbreviation=cls.abbreviation,
-        family=FAMILIES.get(key, "other"),
-        paper=cls.paper if cls.paper.strip("- ") else REFERENCE_NOTES.get(key, "-"),
+        family=cls.family,
+        paper=cls.paper,
         uses=_uses(cls),
         requires=_requirements(cls),
         defaults=cls.Config().model_dump(mode="json"),
@@ -165,7 +136,7 @@ def describe_method(key: str, max_epochs: int = 10) -> MethodRow:
 
 
 def method_table(max_epochs: int = 10) -> list[MethodRow]:
-    """Every registered method (``import unlearnkit.methods.catalog`` first), by family, then
+    """Every registered method (``import unlearnkit.methods`` first), by family, then
     abbreviation."""
     rows = [describe_method(k, max_epochs) for k in METHODS.names()]
     rank = {f: i for i, f in enumerate(FAMILY_ORDER)}

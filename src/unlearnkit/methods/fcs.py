@@ -1,4 +1,4 @@
-"""FCS: NeurIPS 2023 unlearning challenge solution #1 (Deep Unlearn's ``kgltop1``; §2.13).
+"""FCS: NeurIPS 2023 unlearning challenge solution #1 (Deep Unlearn's ``kgltop1``).
 
 The name (Forget-Contrast-Strengthen) is the spec author's reading of the code's structure.
 Train mode throughout; z = the network's logits; C classes; U = uniform distribution.
@@ -32,27 +32,22 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods._common import (
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader, model_device, to_device
+from unlearnkit.methods.toolkit.loops import run_epoch
+from unlearnkit.methods.toolkit.losses import ce_step_loss
+from unlearnkit.methods.toolkit.optim import OptimConfig, SGDLoopConfig, make_sgd
+from unlearnkit.methods.toolkit.search_space import (
     DEFAULT_MAX_EPOCHS,
-    G5Config,
-    OptimConfig,
-    ce_step_loss,
     eta_dist,
-    g5_space,
-    make_loader,
-    make_sgd,
-    model_device,
     optim_space,
-    run_epoch,
+    sgd_loop_space,
     temp_dist,
-    to_device,
 )
-from unlearnkit.methods._kaggle_common import PartBUnlearner
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
 
 
-class FCSConfig(G5Config):
-    """Defaults of §2.13. G5 is O₁'s lr/momentum/wd, the batch size and E."""
+class FCSConfig(SGDLoopConfig):
+    """Deep Unlearn's defaults. G5 is O₁'s lr/momentum/wd, the batch size and E."""
 
     learning_rate: float = Field(5e-3, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -78,11 +73,12 @@ def contrast_loss(z_f: torch.Tensor, z_r: torch.Tensor, temperature: float) -> t
 
 
 @METHODS.register("fcs")
-class FCS(PartBUnlearner):
+class FCS(MulticlassUnlearner):
     """Push forget predictions to uniform, contrast forget against retain logits, re-fit retain."""
 
     name = "Kaggle #1 (Forget-Contrast-Strengthen)"
     abbreviation = "FCS"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #1 (via Cadet et al. 2024)"
     uses = ("retain", "forget")
     Config = FCSConfig
@@ -93,7 +89,7 @@ class FCS(PartBUnlearner):
             **optim_space("forget_optimizer"),
             "temperature": temp_dist(),
             "eta_min": eta_dist(),
-            **g5_space(max_epochs),
+            **sgd_loop_space(max_epochs),
         }
 
     def run(

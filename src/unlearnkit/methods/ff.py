@@ -1,5 +1,5 @@
 """FF: Fisher forgetting (Golatkar et al., CVPR 2020; the "fisher_new" variant of Unlearn-Sparse,
-Jia et al. 2023; spec/methods.md §2.9). No gradient steps, only noise.
+Jia et al. 2023; Deep Unlearn, arXiv 2410.01276). No gradient steps, only noise.
 
 1. **Diagonal Fisher on retain** (eval mode, batches of ``batch_size`` in order): per batch,
    logits z and p = softmax(z); for every class y = 0..C−1, with L_y = mean over the batch of
@@ -13,7 +13,8 @@ Jia et al. 2023; spec/methods.md §2.9). No gradient steps, only noise.
    generator (on the CPU, then moved to the parameter's device).
 
 Difference from Deep Unlearn: ``faithful=False`` (default) takes the classifier tensors to be
-the parameters of the model's ``fc`` Linear (the model must have one); ``faithful=True`` treats
+the parameters of the classifier head (found by ``find_classifier_head`` or named with
+``head=``); ``faithful=True`` treats
 every tensor whose first dimension equals C as a classifier tensor, as the released code does
 (so any other tensor of size C along dim 0, e.g. a C-channel BatchNorm, is caught too).
 """
@@ -28,18 +29,11 @@ from pydantic import Field
 from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.errors import UnsupportedError
-from unlearnkit.methods._common import (
-    DEFAULT_MAX_EPOCHS,
-    ZooUnlearner,
-    bs_dist,
-    make_loader,
-    model_device,
-    num_classes,
-    trainable_params,
-    u01_dist,
-)
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader, model_device, num_classes
+from unlearnkit.methods.toolkit.loops import trainable_params
+from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, bs_dist, u01_dist
+from unlearnkit.models import find_classifier_head
 
 FISHER_EPS = 1e-8
 MAX_VAR = 1e3
@@ -105,27 +99,29 @@ def noise_variance(fisher: torch.Tensor, is_classifier: bool, alpha: float) -> t
     return v
 
 
-def classifier_flags(model: nn.Module, n_classes: int, faithful: bool) -> list[bool]:
-    """Which trainable tensors count as classifier tensors (see the module docstring)."""
+def classifier_flags(
+    model: nn.Module, n_classes: int, faithful: bool, head: str | None = None
+) -> list[bool]:
+    """Which trainable tensors count as classifier tensors (see the module docstring).
+
+    Corrected: the parameters of the classifier head (named by ``head`` or found by
+    :func:`~unlearnkit.models.find_classifier_head`).
+    """
     params = trainable_params(model)
     if faithful:
         return [p.dim() >= 1 and p.shape[0] == n_classes for p in params]
-    fc = getattr(model, "fc", None)
-    if not isinstance(fc, nn.Linear):
-        raise UnsupportedError(
-            "FF needs the classifier as a Linear attribute named 'fc' (or faithful=True, which "
-            "detects it by 'first dimension == number of classes')"
-        )
-    fc_ids = {id(p) for p in fc.parameters()}
-    return [id(p) in fc_ids for p in params]
+    _, linear = find_classifier_head(model, head, n_classes)
+    head_ids = {id(p) for p in linear.parameters()}
+    return [id(p) in head_ids for p in params]
 
 
 @METHODS.register("ff")
-class FisherForgetting(ZooUnlearner):
+class FisherForgetting(MulticlassUnlearner):
     """Add Gaussian noise scaled by the inverse diagonal Fisher of the retain set."""
 
     name = "Fisher Forgetting"
     abbreviation = "FF"
+    family = "literature"
     paper = "Golatkar et al., Eternal Sunshine of the Spotless Net, CVPR 2020"
     uses = ("retain",)
     Config = FFConfig
@@ -139,7 +135,7 @@ class FisherForgetting(ZooUnlearner):
     ) -> nn.Module:
         cfg = FFConfig.model_validate(config.model_dump())
         c = num_classes(data)
-        flags = classifier_flags(model, c, cfg.faithful)
+        flags = classifier_flags(model, c, cfg.faithful, self.head)
         fisher = diag_fisher(model, data.retain, cfg.batch_size, c)
         with torch.no_grad():
             for p, f, cls in zip(trainable_params(model), fisher, flags, strict=True):

@@ -1,4 +1,4 @@
-"""FT: fine-tune on the retain set (spec/methods.md §2.2).
+"""FT: fine-tune on the retain set (Deep Unlearn, arXiv 2410.01276).
 
 Train mode; ``num_epochs`` shuffled passes over retain minimising mean cross-entropy with
 SGD(lr, momentum, wd); CosineAnnealingLR with T_max = ``num_epochs`` stepped after each epoch
@@ -12,36 +12,32 @@ from typing import Any
 import torch
 from torch import nn
 
-from unlearnkit.methods._common import (
-    DEFAULT_MAX_EPOCHS,
-    G5Config,
-    ZooUnlearner,
-    ce_step_loss,
-    g5_space,
-    make_loader,
-    make_sgd,
-    run_epoch,
-)
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader
+from unlearnkit.methods.toolkit.loops import run_epoch
+from unlearnkit.methods.toolkit.losses import ce_step_loss
+from unlearnkit.methods.toolkit.optim import SGDLoopConfig, make_sgd
+from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, sgd_loop_space
 
 
-class FTConfig(G5Config):
+class FTConfig(SGDLoopConfig):
     """Defaults: 5 epochs, batch 256, lr 0.1, momentum 0.9, wd 5e-4."""
 
 
 @METHODS.register("ft")
-class FineTune(ZooUnlearner):
+class FineTune(MulticlassUnlearner):
     """Fine-tune all parameters on retain with CE and a per-epoch cosine schedule."""
 
     name = "Fine-Tune"
     abbreviation = "FT"
+    family = "baseline"
     paper = "fine-tuning baseline, e.g. Golatkar et al. 2020; Warnecke et al. 2023"
     uses = ("retain",)
     Config = FTConfig
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, Any]:
         """G5."""
-        return g5_space(max_epochs)
+        return sgd_loop_space(max_epochs)
 
     def run(
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator

@@ -1,5 +1,5 @@
 """IU: influence unlearning with a WoodFisher inverse (Koh & Liang 2017; Izzo et al. 2021; as used
-by Jia et al., NeurIPS 2023 and SalUn; spec/methods.md §2.10). One Newton-type step, eval mode,
+by Jia et al., NeurIPS 2023 and SalUn; Deep Unlearn, arXiv 2410.01276). One Newton-type step, eval mode,
 over all trainable parameters.
 
 1. n_f = |D_f|, n_r = |D_r|, n = n_f + n_r; gradient sums G_f = Σ_{i∈F} ∇ℓ_i, G_r = Σ_{i∈R} ∇ℓ_i.
@@ -38,15 +38,10 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.methods._common import (
-    DEFAULT_MAX_EPOCHS,
-    ZooUnlearner,
-    make_loader,
-    model_device,
-    trainable_params,
-    u01_dist,
-)
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader, model_device
+from unlearnkit.methods.toolkit.loops import trainable_params
+from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, u01_dist
 
 FAITHFUL_DAMPING = 1000.0
 FAITHFUL_SAMPLES = 1002
@@ -175,11 +170,12 @@ def conjugate_gradient(
 
 
 @METHODS.register("iu")
-class InfluenceUnlearning(ZooUnlearner):
+class InfluenceUnlearning(MulticlassUnlearner):
     """One step θ ← θ + α·H⁻¹v along the influence of the forget set."""
 
     name = "Influence Unlearning"
     abbreviation = "IU"
+    family = "literature"
     paper = "Koh & Liang 2017; Izzo et al. 2021; WoodFisher variant of Jia et al., NeurIPS 2023"
     uses = ("retain", "forget")
     Config = IUConfig

@@ -1,9 +1,10 @@
 """KDE: reset stem and head, then distil (challenge notebook "unlearning by resetting layers",
-7th on the private leaderboard; Deep Unlearn's ``kgltop6``; spec/methods.md §2.18).
+7th on the private leaderboard; Deep Unlearn's ``kgltop6``, arXiv 2410.01276).
 
 1. **Teacher** T = a frozen copy of O (eval mode).
-2. **Reset** the stem ``conv1`` (if the model has that attribute) and the classifier (``fc`` or
-   ``head``) with PyTorch's default initialisation, drawn from the run's generator. Models
+2. **Reset** the stem ``conv1`` (if the model has that attribute) and the classifier head
+   (found by ``find_classifier_head``, or named with ``head=``) with PyTorch's default
+   initialisation, drawn from the run's generator. Models
    without ``conv1`` (TinyViT, MLPs) only get their head reset, as in Deep Unlearn.
 3. **Warm-up** for E_w = ``num_epochs`` epochs over the **validation inputs** in order (held-out
    data outside retain; **labels are never read**), train mode, SGD(G5 optimizer), no schedule:
@@ -28,29 +29,30 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods._common import (
-    DEFAULT_MAX_EPOCHS,
-    G5Config,
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader
+from unlearnkit.methods.toolkit.loops import frozen_copy, run_epoch
+from unlearnkit.methods.toolkit.losses import ce_loss, kl_distill
+from unlearnkit.methods.toolkit.optim import (
     OptimConfig,
-    ce_loss,
+    SGDLoopConfig,
     cosine_factor,
-    ep_dist,
-    frozen_copy,
-    g5_space,
-    kl_distill,
-    make_loader,
     make_sgd,
-    optim_space,
-    run_epoch,
     set_lr,
+)
+from unlearnkit.methods.toolkit.reinit import default_reset
+from unlearnkit.methods.toolkit.search_space import (
+    DEFAULT_MAX_EPOCHS,
+    ep_dist,
+    optim_space,
+    sgd_loop_space,
     temp_dist,
 )
-from unlearnkit.methods._kaggle_common import PartBUnlearner, default_reset, find_classifier
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.models import find_classifier_head
 
 
-class KDEConfig(G5Config):
-    """Defaults of §2.18: warm-up E_w 3 (lr 9e-4, momentum 0.9, wd 5e-4), retain E_r 3 (lr 1e-3,
+class KDEConfig(SGDLoopConfig):
+    """Deep Unlearn's defaults: warm-up E_w 3 (lr 9e-4, momentum 0.9, wd 5e-4), retain E_r 3 (lr 1e-3,
     momentum 0.9, wd 5e-4), τ 5, batch 64."""
 
     learning_rate: float = Field(9e-4, ge=0)
@@ -79,15 +81,16 @@ def input_batches(x: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tens
 
 
 @METHODS.register("kde")
-class KDE(PartBUnlearner):
+class KDE(MulticlassUnlearner):
     """Reset stem and head, distil the original on validation inputs, then on retain."""
 
     name = "Kaggle #6 (reset layers + knowledge distillation)"
     abbreviation = "KDE"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, 7th-place notebook (via Cadet et al. 2024)"
     uses = ("retain", "val")
     unlabelled = ("val",)
-    requires = ("fc_or_head",)
+    requires = ("classifier",)
     Config = KDEConfig
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, od.BaseDistribution]:
@@ -95,7 +98,7 @@ class KDE(PartBUnlearner):
             "temperature": temp_dist(),
             "retain_num_epochs": ep_dist(max_epochs),
             **optim_space("retain_optimizer"),
-            **g5_space(max_epochs),
+            **sgd_loop_space(max_epochs),
         }
 
     def run(
@@ -108,7 +111,7 @@ class KDE(PartBUnlearner):
         stem = getattr(model, "conv1", None)
         if isinstance(stem, nn.Module):
             default_reset(stem, generator)
-        default_reset(find_classifier(model)[1], generator)
+        default_reset(find_classifier_head(model, self.head, data.retain.num_outputs)[1], generator)
         model.train()
 
         def warm_loss(m: nn.Module, x: torch.Tensor, _unused: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""MSG: Masked Small Gradients (challenge solution #2, Deep Unlearn's ``kgltop2``; §2.14).
+"""MSG: Masked Small Gradients (challenge solution #2, Deep Unlearn's ``kgltop2``).
 
 1. **Gradient.** In train mode, accumulate
 
@@ -22,7 +22,7 @@
 
 Difference from Deep Unlearn (``faithful=False``, the default): their gradient pass runs in
 train mode and so also updates the BatchNorm running statistics with R′ and *forget* batches
-(spec §5.6). We compute the same train-mode gradients but restore every buffer afterwards, so
+(see docs/methods.md). We compute the same train-mode gradients but restore every buffer afterwards, so
 step 1 has no side effect; ``faithful=True`` keeps their side effect.
 """
 
@@ -36,35 +36,19 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods._common import (
-    DEFAULT_MAX_EPOCHS,
-    G5Config,
-    ce_loss,
-    ce_step_loss,
-    g5_space,
-    make_loader,
-    make_sgd,
-    model_device,
-    run_epoch,
-    set_lr,
-    to_device,
-    u01_dist,
-)
-from unlearnkit.methods._kaggle_common import (
-    CONV_TYPES,
-    PartBUnlearner,
-    conv_layers,
-    fan_in,
-    fan_out,
-    grad_multipliers,
-    preserved_buffers,
-    uniform_fill_,
-)
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader, model_device, to_device
+from unlearnkit.methods.toolkit.grad_control import grad_multipliers, preserved_buffers
+from unlearnkit.methods.toolkit.layout import CONV_TYPES, conv_layers
+from unlearnkit.methods.toolkit.loops import run_epoch
+from unlearnkit.methods.toolkit.losses import ce_loss, ce_step_loss
+from unlearnkit.methods.toolkit.optim import SGDLoopConfig, make_sgd, set_lr
+from unlearnkit.methods.toolkit.reinit import fan_in, fan_out, uniform_fill_
+from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, sgd_loop_space, u01_dist
 
 
-class MSGConfig(G5Config):
-    """Defaults of §2.14: E 5, batch 64, init_rate 0.3, lr 1e-3, momentum 0.9, wd 5e-4."""
+class MSGConfig(SGDLoopConfig):
+    """Deep Unlearn's defaults: E 5, batch 64, init_rate 0.3, lr 1e-3, momentum 0.9, wd 5e-4."""
 
     learning_rate: float = Field(1e-3, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -130,18 +114,19 @@ def reinit_small_gradients(
 
 
 @METHODS.register("msg")
-class MSG(PartBUnlearner):
+class MSG(MulticlassUnlearner):
     """Re-initialise the conv weights with the smallest forget-vs-retain gradient, then fine-tune."""
 
     name = "Masked Small Gradients (Kaggle #2)"
     abbreviation = "MSG"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #2 (via Cadet et al. 2024)"
     uses = ("retain", "forget")
     requires = ("convnd",)
     Config = MSGConfig
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, od.BaseDistribution]:
-        return {"init_rate": u01_dist(), **g5_space(max_epochs)}
+        return {"init_rate": u01_dist(), **sgd_loop_space(max_epochs)}
 
     def run(
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator

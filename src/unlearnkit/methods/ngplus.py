@@ -1,4 +1,4 @@
-"""NG+: negative gradient plus (Kurmanji et al. 2023, the SCRUB paper; spec/methods.md §2.5).
+"""NG+: negative gradient plus (Kurmanji et al. 2023, the SCRUB paper; Deep Unlearn, arXiv 2410.01276).
 
 One epoch = one shuffled pass over retain; each retain batch is paired with the next forget
 batch, cycling the forget loader (``itertools.cycle`` semantics: after the first pass of an
@@ -23,24 +23,19 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods._common import (
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import cycle, make_loader, model_device, to_device
+from unlearnkit.methods.toolkit.losses import ce_loss
+from unlearnkit.methods.toolkit.optim import SGDLoopConfig, make_sgd
+from unlearnkit.methods.toolkit.search_space import (
     DEFAULT_MAX_EPOCHS,
-    G5Config,
-    ZooUnlearner,
-    ce_loss,
-    cycle,
-    g5_space,
-    make_loader,
-    make_sgd,
-    model_device,
-    to_device,
+    sgd_loop_space,
     u01_dist,
     wd_dist,
 )
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
 
 
-class NGPlusConfig(G5Config):
+class NGPlusConfig(SGDLoopConfig):
     """Defaults: 10 epochs, batch 256, α 0.95, lr 0.01, momentum 0.9, wd 0, λ 0."""
 
     learning_rate: float = Field(0.01, gt=0)
@@ -69,11 +64,12 @@ def ngplus_loss(
 
 
 @METHODS.register("ngplus")
-class NegGradPlus(ZooUnlearner):
+class NegGradPlus(MulticlassUnlearner):
     """Descend on retain CE while ascending on forget CE, weighted by α and 1 − α."""
 
     name = "Negative Gradient Plus"
     abbreviation = "NG+"
+    family = "baseline"
     paper = "Kurmanji et al., Towards Unbounded Machine Unlearning, NeurIPS 2023"
     uses = ("retain", "forget")
     Config = NGPlusConfig
@@ -82,7 +78,7 @@ class NegGradPlus(ZooUnlearner):
         self, max_epochs: int = DEFAULT_MAX_EPOCHS, faithful: bool = False
     ) -> dict[str, Any]:
         """G5 + alpha: U01 (+ l2_weight: WD unless ``faithful``)."""
-        space = {**g5_space(max_epochs), "alpha": u01_dist()}
+        space = {**sgd_loop_space(max_epochs), "alpha": u01_dist()}
         if not faithful:
             space["l2_weight"] = wd_dist()
         return space

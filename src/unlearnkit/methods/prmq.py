@@ -1,4 +1,4 @@
-"""PRMQ: Prune, Retrain, Mask, Quantize (challenge solution #4, ``kgltop4``; §2.16).
+"""PRMQ: Prune, Retrain, Mask, Quantize (challenge solution #4, ``kgltop4``).
 
 1. **Teacher** T = a frozen copy of O (eval mode).
 2. **Prune**: global L1-unstructured pruning (``torch.nn.utils.prune.global_unstructured``)
@@ -33,29 +33,27 @@ from pydantic import Field
 from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.methods._common import (
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import cycle, make_loader, model_device, to_device
+from unlearnkit.methods.toolkit.layout import CONV_TYPES
+from unlearnkit.methods.toolkit.loops import frozen_copy
+from unlearnkit.methods.toolkit.optim import make_sgd
+from unlearnkit.methods.toolkit.reinit import fan_in, uniform_fill_
+from unlearnkit.methods.toolkit.search_space import (
     DEFAULT_MAX_EPOCHS,
     bs_dist,
-    cycle,
     epf_dist,
-    frozen_copy,
     lr_dist,
-    make_loader,
-    make_sgd,
-    model_device,
     mom_dist,
-    to_device,
     u01_dist,
     wd_dist,
 )
-from unlearnkit.methods._kaggle_common import CONV_TYPES, PartBUnlearner, fan_in, uniform_fill_
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
 
 PRUNABLE: tuple[type[nn.Module], ...] = (*CONV_TYPES, nn.Linear)
 
 
 class PRMQConfig(MethodConfig):
-    """Defaults of §2.16: E 3.2, batch 64, lr 5e-4, momentum 0.9, wd 5e-4, prune_amount 0.99."""
+    """Deep Unlearn's defaults: E 3.2, batch 64, lr 5e-4, momentum 0.9, wd 5e-4, prune_amount 0.99."""
 
     learning_rate: float = Field(5e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -109,11 +107,12 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 @METHODS.register("prmq")
-class PRMQ(PartBUnlearner):
+class PRMQ(MulticlassUnlearner):
     """Prune 99 % of the weights, re-initialise them, fine-tune with an entropy-matching teacher."""
 
     name = "Prune, Retrain, Mask, Quantize (Kaggle #4)"
     abbreviation = "PRMQ"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #4 (via Cadet et al. 2024)"
     uses = ("retain",)
     requires = ("conv_or_linear",)

@@ -1,12 +1,12 @@
 """RNI: head reset + noise on random tensors + partial fine-tuning (challenge solution #7,
-Deep Unlearn's ``kgltop7``; spec/methods.md §2.19). The expansion (Random Noise Injection) is
+Deep Unlearn's ``kgltop7``, arXiv 2410.01276). The expansion (Random Noise Injection) is
 the spec author's reading.
 
 Notation: E = ``num_epochs``, E_f = ``fine_num_epochs``, E_reset = ``reset_num_epochs``,
 K = ``num_random_tensors`` (9, fixed in Deep Unlearn), ρ = ``noise_ratio``, σ = ``origin_noise``.
 
-Reset the classifier (``fc``/``head``) with PyTorch's default initialisation. Then for each
-0-based epoch e:
+Reset the classifier head (found by ``find_classifier_head``, or named with ``head=``) with
+PyTorch's default initialisation. Then for each 0-based epoch e:
 
 - **noisy phase** (e < E − E_f): the trainable set is every *norm* tensor plus K tensors drawn
   without replacement from the other tensors. If e ≥ E_reset, ⌊ρ·K⌋ of those K are picked at
@@ -23,7 +23,7 @@ Every epoch is one shuffled pass over retain with CE in train mode. The whole ra
 
 Differences from Deep Unlearn (``faithful=False``, the default): their "norm tensors" are the
 tensors whose *name* contains "bn", which misses torchvision's downsample BatchNorm
-(``downsample.1.*``) and treats it as an ordinary tensor that may get noise (spec §2.19). We
+(``downsample.1.*``) and treats it as an ordinary tensor that may get noise. We
 select the parameters of normalisation modules (BatchNorm, LayerNorm, GroupNorm) by type;
 ``faithful=True`` uses the name rule. Their per-epoch validation-accuracy logging is omitted.
 """
@@ -38,25 +38,22 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from unlearnkit.methods._common import (
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader
+from unlearnkit.methods.toolkit.grad_control import frozen_except
+from unlearnkit.methods.toolkit.layout import is_norm
+from unlearnkit.methods.toolkit.loops import run_epoch
+from unlearnkit.methods.toolkit.losses import ce_step_loss
+from unlearnkit.methods.toolkit.optim import SGDLoopConfig
+from unlearnkit.methods.toolkit.reinit import default_reset
+from unlearnkit.methods.toolkit.search_space import (
     DEFAULT_MAX_EPOCHS,
-    G5Config,
-    ce_step_loss,
     ep_dist,
-    g5_space,
-    make_loader,
     optim_space,
-    run_epoch,
+    sgd_loop_space,
     u01_dist,
 )
-from unlearnkit.methods._kaggle_common import (
-    PartBUnlearner,
-    default_reset,
-    find_classifier,
-    frozen_except,
-    is_norm,
-)
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.models import find_classifier_head
 
 DEFAULT_FINE_LRS: tuple[float, ...] = (2e-4, 2e-4, 2e-4, 1e-3, 1e-3, 1e-4)
 
@@ -75,8 +72,8 @@ class FineOptimConfig(BaseModel):
         return float(lrs[fine_epoch]) if isinstance(lrs, list) else float(lrs)
 
 
-class RNIConfig(G5Config):
-    """Defaults of §2.19: E 9, E_f 4, E_reset 1, lr 2e-4, momentum 0.9, wd 5e-4, ρ 0.7, σ 0.04,
+class RNIConfig(SGDLoopConfig):
+    """Deep Unlearn's defaults: E 9, E_f 4, E_reset 1, lr 2e-4, momentum 0.9, wd 5e-4, ρ 0.7, σ 0.04,
     batch 64, K 9."""
 
     learning_rate: float = Field(2e-4, ge=0)
@@ -129,7 +126,7 @@ def norm_param_names(model: nn.Module, faithful: bool) -> set[str]:
 def noise_plan(
     norm: list[str], others: list[str], cfg: RNIConfig, generator: torch.Generator
 ) -> list[EpochPlan]:
-    """The per-epoch plan of §2.19, drawn from ``generator``."""
+    """The per-epoch plan of RNI, drawn from ``generator``."""
     plans: list[EpochPlan] = []
     noised_before: set[str] = set()
     n_pick = math.floor(cfg.noise_ratio * cfg.num_random_tensors)
@@ -152,14 +149,15 @@ def noise_plan(
 
 
 @METHODS.register("rni")
-class RNI(PartBUnlearner):
+class RNI(MulticlassUnlearner):
     """Reset the head, noise random tensors while training a few, then fine-tune everything."""
 
     name = "Kaggle #7 (Random Noise Injection)"
     abbreviation = "RNI"
+    family = "kaggle"
     paper = "NeurIPS 2023 Machine Unlearning challenge, solution #7 (via Cadet et al. 2024)"
     uses = ("retain",)
-    requires = ("fc_or_head",)
+    requires = ("classifier",)
     Config = RNIConfig
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, od.BaseDistribution]:
@@ -169,14 +167,14 @@ class RNI(PartBUnlearner):
             **optim_space("fine_optimizer"),
             "noise_ratio": u01_dist(),
             "origin_noise": u01_dist(),
-            **g5_space(max_epochs),
+            **sgd_loop_space(max_epochs),
         }
 
     def run(
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator
     ) -> nn.Module:
         cfg = config if isinstance(config, RNIConfig) else RNIConfig(**config.model_dump())
-        default_reset(find_classifier(model)[1], generator)
+        default_reset(find_classifier_head(model, self.head, data.retain.num_outputs)[1], generator)
         params = dict(model.named_parameters())
         norm_set = norm_param_names(model, cfg.faithful)
         norm = [n for n in params if n in norm_set]

@@ -1,10 +1,10 @@
-"""SalUn: saliency unlearning (Fan et al., ICLR 2024; spec/methods.md §2.8).
+"""SalUn: saliency unlearning (Fan et al., ICLR 2024; Deep Unlearn, arXiv 2410.01276).
 
 1. **Saliency mask.** In eval mode, accumulate over the forget set (batches of ``batch_size``,
    summed over batches) the gradient g of −mean CE for every trainable parameter tensor. Rank
    all P scalars by |g| globally; the mask is 1 on the top ⌊P·threshold⌋ entries, 0 elsewhere,
    so ``threshold`` is the fraction of weights that may change.
-2. **Relabel training.** ``num_epochs`` SRL epochs (§2.4, train mode, retain ∪ randomly
+2. **Relabel training.** ``num_epochs`` SRL epochs (train mode, retain ∪ randomly
    relabelled forget, SGD(lr, momentum, wd)); after each backward pass every gradient is
    multiplied element-wise by its mask before the step.
 
@@ -30,25 +30,16 @@ from pydantic import Field
 from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.methods._common import (
-    DEFAULT_MAX_EPOCHS,
-    G5Config,
-    ZooUnlearner,
-    ce_loss,
-    ce_step_loss,
-    g5_space,
-    make_loader,
-    make_sgd,
-    model_device,
-    run_epoch,
-    trainable_params,
-    u01_dist,
-)
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
 from unlearnkit.methods.srl import relabel_epochs
+from unlearnkit.methods.toolkit.batches import make_loader, model_device
+from unlearnkit.methods.toolkit.loops import run_epoch, trainable_params
+from unlearnkit.methods.toolkit.losses import ce_loss, ce_step_loss
+from unlearnkit.methods.toolkit.optim import SGDLoopConfig, make_sgd
+from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, sgd_loop_space, u01_dist
 
 
-class SalUnConfig(G5Config):
+class SalUnConfig(SGDLoopConfig):
     """Defaults: 10 epochs, batch 256, threshold 0.5, SGD lr 0.01, momentum 0, wd 0."""
 
     learning_rate: float = Field(0.01, gt=0)
@@ -89,18 +80,19 @@ def saliency_mask(grads: list[torch.Tensor], threshold: float) -> list[torch.Ten
 
 
 @METHODS.register("salun")
-class SalUn(ZooUnlearner):
+class SalUn(MulticlassUnlearner):
     """Random-label training restricted to the forget-salient weights."""
 
     name = "Saliency Unlearning"
     abbreviation = "SalUn"
+    family = "literature"
     paper = "Fan et al., SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency, ICLR 2024"
     uses = ("retain", "forget")
     Config = SalUnConfig
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, Any]:
         """G5 + threshold: U01."""
-        return {**g5_space(max_epochs), "threshold": u01_dist()}
+        return {**sgd_loop_space(max_epochs), "threshold": u01_dist()}
 
     def run(
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator

@@ -1,4 +1,4 @@
-"""SCRUB (Kurmanji et al., NeurIPS 2023; Deep Unlearn's ``scrubv2``; spec/methods.md §2.7).
+"""SCRUB (Kurmanji et al., NeurIPS 2023; Deep Unlearn's ``scrubv2``; Deep Unlearn, arXiv 2410.01276).
 
 Teacher T = frozen copy of the original model O (eval mode); student S = the model (train mode
 during the steps). Distillation loss over a batch of size B:
@@ -37,28 +37,21 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods._common import (
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import make_loader
+from unlearnkit.methods.toolkit.loops import error_rate, frozen_copy, restore, run_epoch, snapshot
+from unlearnkit.methods.toolkit.losses import ce_loss, kl_distill
+from unlearnkit.methods.toolkit.optim import set_lr, step_decay_factor
+from unlearnkit.methods.toolkit.search_space import (
     DEFAULT_MAX_EPOCHS,
-    ZooUnlearner,
     bs_dist,
-    ce_loss,
     ep_dist,
-    error_rate,
-    frozen_copy,
-    kl_distill,
     lr_dist,
-    make_loader,
     mom_dist,
-    restore,
-    run_epoch,
-    set_lr,
-    snapshot,
-    step_decay_factor,
     temp_dist,
     u01_dist,
     wd_dist,
 )
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
 
 
 class SCRUBConfig(MethodConfig):
@@ -93,11 +86,12 @@ def select_index(forget_errors: list[float], forget_val_error: float) -> int:
 
 
 @METHODS.register("scrub")
-class SCRUB(ZooUnlearner):
+class SCRUB(MulticlassUnlearner):
     """Teacher–student min-max distillation with forget-error model selection."""
 
     name = "SCRUB"
     abbreviation = "SCRUB"
+    family = "literature"
     paper = "Kurmanji et al., Towards Unbounded Machine Unlearning, NeurIPS 2023"
     uses = ("retain", "forget", "val")
     Config = SCRUBConfig
@@ -122,7 +116,7 @@ class SCRUB(ZooUnlearner):
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator
     ) -> nn.Module:
         cfg = SCRUBConfig.model_validate(config.model_dump())
-        assert data.val is not None  # checked by ZooUnlearner.check
+        assert data.val is not None  # checked by MulticlassUnlearner.check
         teacher = frozen_copy(model)
         retain = make_loader(data.retain, cfg.retain_batch_size, shuffle=True, generator=generator)
         forget = make_loader(data.forget, cfg.forget_batch_size, shuffle=False)

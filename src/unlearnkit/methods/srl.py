@@ -1,4 +1,4 @@
-"""SRL: successive random relabelling (spec/methods.md §2.4).
+"""SRL: successive random relabelling (Deep Unlearn, arXiv 2410.01276).
 
 Train mode. Each epoch builds a fresh shuffled stream of retain ∪ forget in which every forget
 sample gets a random label, then makes one pass minimising mean CE with SGD(lr, momentum, wd).
@@ -22,22 +22,15 @@ import torch
 from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.methods._common import (
-    DEFAULT_MAX_EPOCHS,
-    Batch,
-    G5Config,
-    ZooUnlearner,
-    ce_step_loss,
-    g5_space,
-    make_sgd,
-    num_classes,
-    run_epoch,
-    union_batches,
-)
-from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData
+from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
+from unlearnkit.methods.toolkit.batches import Batch, num_classes, union_batches
+from unlearnkit.methods.toolkit.loops import run_epoch
+from unlearnkit.methods.toolkit.losses import ce_step_loss
+from unlearnkit.methods.toolkit.optim import SGDLoopConfig, make_sgd
+from unlearnkit.methods.toolkit.search_space import DEFAULT_MAX_EPOCHS, sgd_loop_space
 
 
-class SRLConfig(G5Config):
+class SRLConfig(SGDLoopConfig):
     """Defaults: 5 epochs, batch 256, lr 0.1, momentum 0.9, wd 5e-4."""
 
     faithful: bool = False
@@ -101,18 +94,19 @@ def relabel_epochs(
 
 
 @METHODS.register("srl")
-class SuccessiveRandomLabels(ZooUnlearner):
+class SuccessiveRandomLabels(MulticlassUnlearner):
     """Train on retain plus randomly relabelled forget samples, fresh labels every epoch."""
 
     name = "Successive Random Relabeling"
     abbreviation = "SRL"
+    family = "baseline"
     paper = "Graves et al. 2021 (Amnesiac Machine Learning); SalUn's RL baseline (Fan et al. 2024)"
     uses = ("retain", "forget")
     Config = SRLConfig
 
     def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, Any]:
         """G5."""
-        return g5_space(max_epochs)
+        return sgd_loop_space(max_epochs)
 
     def run(
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator

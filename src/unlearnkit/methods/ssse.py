@@ -5,17 +5,22 @@ training set) and the erasure step, so the row is comparable with methods that h
 precomputation; ``info`` reports the two parts separately (erasure alone is what a deployed
 state pays per deletion request).
 
-ε: a fixed value, or ``eps_rule="loss_matching"``, the retrain-free rule of
-:mod:`unlearnkit.ssse.eps` with the validation set (same classes) as held-out data.
+ε: ``eps="auto"`` (the default) picks ε with a guarded retrain-free rule of
+:mod:`unlearnkit.ssse.eps` (``eps_rule``: loss matching, or class forgetting), with the
+validation set (same classes) as held-out data; a number is used as given.
+
+Every other default (curvature, damping, blocks, group size, mode, solver) is
+:class:`~unlearnkit.ssse.config.ErasureConfig`'s, so the zoo row and ``prepare`` agree.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 import optuna
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from unlearnkit.data.base import concat
 from unlearnkit.errors import UnsupportedError
@@ -30,18 +35,32 @@ from unlearnkit.ssse.eps import (
 )
 from unlearnkit.ssse.state import ErasureState
 
+_ENGINE = ErasureConfig()
+"""The engine's defaults, which the zoo method shares."""
+
 
 class SSSEConfig(MethodConfig):
-    eps: float = Field(1.0, gt=0, description="step scale ε (SSSE eq. 4), when eps_rule='fixed'")
-    eps_rule: Literal["fixed", "loss_matching", "class_forgetting"] = "loss_matching"
+    eps: float | Literal["auto"] = Field(
+        "auto", description="step scale ε (SSSE eq. 4), or 'auto' (a guarded retrain-free rule)"
+    )
+    eps_rule: Literal["loss_matching", "class_forgetting"] = Field(
+        "loss_matching", description="the rule eps='auto' uses"
+    )
     max_retain_drop: float = Field(0.01, ge=0, le=1, description="utility guard of the ε rules")
-    curvature: Literal["empirical", "true", "ggn"] = "empirical"
-    damping: float = Field(1e-3, gt=0)
-    group_size: int = Field(10, ge=1, description="the paper's mini-batches of 10 gradients")
-    blocks: Literal["full", "per_layer", "chunks", "per_output_head"] = "per_layer"
+    curvature: Literal["empirical", "true", "ggn"] = _ENGINE.curvature
+    damping: float = Field(_ENGINE.damping, gt=0)
+    group_size: int = Field(_ENGINE.group_size, ge=1, description="rows are means of g gradients")
+    blocks: Literal["full", "per_layer", "chunks", "per_output_head"] = _ENGINE.blocks
     block_size: int | None = Field(None, ge=1, description="for blocks='chunks'")
-    mode: Literal["paper", "exact"] = "paper"
-    solver: Literal["auto", "dense", "woodbury", "sherman_morrison"] = "auto"
+    mode: Literal["paper", "exact"] = _ENGINE.mode
+    solver: Literal["auto", "dense", "woodbury", "sherman_morrison"] = _ENGINE.solver
+
+    @field_validator("eps")
+    @classmethod
+    def _positive(cls, v: float | str) -> float | str:
+        if v != "auto" and not (isinstance(v, float | int) and 0 < v < float("inf")):
+            raise ValueError(f"eps must be 'auto' or a positive finite number, got {v!r}")
+        return v
 
 
 @METHODS.register("ssse")
@@ -50,6 +69,7 @@ class SSSE(Unlearner):
 
     name = "Single-Step Sample Erasure"
     abbreviation = "SSSE"
+    family = "closed form"
     paper = "Peste, Alistarh & Lampert, arXiv 2107.03860 (2021)"
     uses = ("retain", "forget")
     Config = SSSEConfig
@@ -62,10 +82,11 @@ class SSSE(Unlearner):
         generator: torch.Generator,
     ) -> torch.nn.Module:
         assert isinstance(config, SSSEConfig)
-        import time
-
-        if config.eps_rule != "fixed" and data.val is None:
-            raise UnsupportedError(f"SSSE with eps_rule={config.eps_rule!r} needs validation data")
+        if config.eps == "auto" and data.val is None:
+            raise UnsupportedError(
+                "SSSE with eps='auto' needs validation data (held-out samples); "
+                "pass data.val or a fixed eps"
+            )
         model.eval()
         train_set = concat([data.retain, data.forget])
         opts: dict[str, Any] = {"size": config.block_size} if config.blocks == "chunks" else {}
@@ -84,7 +105,7 @@ class SSSE(Unlearner):
         t1 = time.perf_counter()
         request = state.request(model, data.forget)
         eps = config.eps
-        if config.eps_rule != "fixed":
+        if eps == "auto":
             holdout = matched_holdout(data.forget, data.val)
             guard = guard_sample(data.retain)
             if config.eps_rule == "loss_matching":

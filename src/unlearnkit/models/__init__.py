@@ -2,10 +2,12 @@
 
 Models: ``linear`` (SSSE's bias-free multi-attribute logistic regression), ``logreg``, ``mlp``,
 ``cnn`` (small conv net, 1-D or 2-D), ``resnet20`` (CIFAR ResNet), ``resnet18`` (torchvision
-layout). Each exposes its classifier Linear as ``fc``.
+layout). Each exposes its classifier Linear as ``fc``; any other model's head is found by
+:func:`find_classifier_head`.
 """
 
 from unlearnkit.models import cnn, linear, logreg, mlp, resnet18, resnet20  # noqa: F401 (register)
+from unlearnkit.models.heads import find_classifier_head
 from unlearnkit.models.registry import (
     MODELS,
     ModelOptions,
@@ -24,6 +26,7 @@ __all__ = [
     "build_from_spec",
     "build_model",
     "count_parameters",
+    "find_classifier_head",
     "model_info",
     "spec_of",
 ]

@@ -5,7 +5,7 @@ torchvision state_dict loads unchanged: ``conv1`` (7×7, stride 2) ``bn1`` ``rel
 (3×3, stride 2), ``layer1..layer4`` of two BasicBlocks each (64, 128, 256, 512 channels; block
 ``downsample`` = Sequential(1×1 conv, BN) where the shape changes), ``avgpool`` (adaptive 1×1),
 ``fc``. He et al. 2016, Table 1. Deep Unlearn uses it unmodified, ImageNet stem included, even on
-32×32 inputs (spec/methods.md §1.3). 11,689,512 parameters for 1000 classes on 3 channels.
+32×32 inputs. 11,689,512 parameters for 1000 classes on 3 channels.
 
 Initialisation follows torchvision's: Kaiming-normal (fan_out, ReLU) conv weights, BatchNorm
 (1, 0), PyTorch's default Linear init; ``zero_init_residual`` zeroes each block's last BN scale.

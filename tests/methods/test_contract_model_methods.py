@@ -1,16 +1,15 @@
-"""Contract tests shared by part B of the zoo: CF-k, EU-k, FCS, MSG, CFW, PRMQ, CT, KDE, RNI."""
+"""Contract tests of the model-structure methods: CF-k, EU-k, FCS, MSG, CFW, PRMQ, CT, KDE, RNI."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from _partb_models import TinyMLP, data, model, one_thread, state  # noqa: F401
+from tiny_resnet_fixtures import TinyMLP, data, model, one_thread, state  # noqa: F401
 from torch import nn
 
-import unlearnkit.methods.catalog  # noqa: F401  (registers every method)
 from unlearnkit.errors import UnsupportedError
 from unlearnkit.methods import METHODS
-from unlearnkit.methods._common import nest_params
+from unlearnkit.methods.toolkit.search_space import nest_params
 
 FAST: dict[str, dict] = {
     "cfk": {"num_epochs": 1, "batch_size": 8},
@@ -24,7 +23,7 @@ FAST: dict[str, dict] = {
     "rni": {"num_epochs": 3, "fine_num_epochs": 1, "num_random_tensors": 3, "batch_size": 8},
 }
 
-# Defaults of spec/methods.md §2.11-§2.19.
+# Deep Unlearn's defaults of the model-structure methods.
 DEFAULTS: dict[str, dict] = {
     "cfk": dict(
         num_epochs=10,
@@ -163,14 +162,23 @@ def test_input_unchanged_and_seed_deterministic(name: str) -> None:
     assert list(dict(a.named_parameters())) == list(dict(m.named_parameters()))
 
 
-class NoHead(nn.Module):
-    def __init__(self) -> None:
+class NamedHead(nn.Module):
+    """A classifier head called ``out`` (found without being named); ``width`` outputs."""
+
+    def __init__(self, width: int = 3) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 3, 3, padding=1)
-        self.out = nn.Linear(3, 3)
+        self.out = nn.Linear(3, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.conv1(x).mean(dim=(2, 3)))
+
+
+class WrongWidthHead(NamedHead):
+    """The only Linear has 5 outputs while the data has 3 classes: no classifier head."""
+
+    def __init__(self) -> None:
+        super().__init__(width=5)
 
 
 class NonSquare(nn.Module):
@@ -188,10 +196,10 @@ UNSUPPORTED = [
     ("ct", NonSquare),
     ("msg", TinyMLP),
     ("cfw", TinyMLP),
-    ("cfk", NoHead),
-    ("euk", NoHead),
-    ("kde", NoHead),
-    ("rni", NoHead),
+    ("cfk", WrongWidthHead),
+    ("euk", WrongWidthHead),
+    ("kde", WrongWidthHead),
+    ("rni", WrongWidthHead),
 ]
 
 
@@ -223,3 +231,12 @@ def test_runs_on_cuda_like_cpu(name: str) -> None:
     ref = method.unlearn(model(), d, FAST[name], seed=3).model.state_dict()
     for k, v in out.state_dict().items():
         assert torch.allclose(v.cpu().double(), ref[k].double(), atol=1e-3, rtol=1e-3), (name, k)
+
+
+@pytest.mark.parametrize("name", ["cfk", "euk", "kde", "rni"])
+def test_head_methods_find_a_head_of_any_name(name: str) -> None:
+    m = NamedHead()
+    out = METHODS.get(name)().unlearn(m, data(), FAST[name]).model
+    assert not torch.equal(out.out.weight, m.out.weight)
+    named = METHODS.get(name)().unlearn(m, data(), FAST[name], head="out").model
+    assert torch.equal(named.out.weight, out.out.weight)

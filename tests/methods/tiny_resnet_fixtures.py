@@ -1,4 +1,5 @@
-"""Tiny models and data shared by the part-B method tests (CF-k ... RNI)."""
+"""Tiny models (a two-block ResNet, a conv net without BN, an MLP) and image data shared by
+the tests of the model-structure methods: CF-k, EU-k, FCS, MSG, CFW, PRMQ, CT, KDE, RNI."""
 
 from __future__ import annotations
 

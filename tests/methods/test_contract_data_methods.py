@@ -1,5 +1,5 @@
-"""What every part-A method promises: input untouched, seeded determinism, early refusal of data it
-cannot handle, search spaces that fit the config, registration, CUDA when present."""
+"""What every data-driven method (FT ... IU) promises: input untouched, seeded determinism,
+early refusal of data it cannot handle, search spaces that fit the config, registration, CUDA when present."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import dataclasses
 import optuna.distributions as od
 import pytest
 import torch
-from _zoo_a import multilabel_like, original, states_equal, tiny_data
+from blob_mlp_fixtures import multilabel_like, original, states_equal, tiny_data
 
-import unlearnkit.methods.catalog  # noqa: F401  (registers the methods)
 from unlearnkit.errors import UnsupportedError
 from unlearnkit.methods import METHODS
-from unlearnkit.methods._common import nest_params
+from unlearnkit.methods.toolkit.search_space import nest_params
 
 FAST = {
     "ft": dict(batch_size=16, num_epochs=2),

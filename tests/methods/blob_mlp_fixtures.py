@@ -1,4 +1,4 @@
-"""Tiny data and models shared by the part-A method tests (FT ... IU)."""
+"""Tiny data and models (an MLP on Gaussian blobs) shared by the data-driven method tests."""
 
 from __future__ import annotations
 
