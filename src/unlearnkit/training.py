@@ -5,7 +5,7 @@ Two recipes, in the registry :data:`RECIPES`, each a pydantic config with a ``fi
 - ``sgd`` (:class:`SGDRecipe`): Deep Unlearn's recipe for Original and Retrain
   (spec/methods.md §1.4): SGD, lr 0.1, momentum 0.9, weight decay 5e-4, ``CosineAnnealingLR``
   with ``T_max = epochs`` stepped once per epoch, batch size 256, cross-entropy (the task's
-  loss, :mod:`unlearnkit.losses`), data shuffled every epoch by a seeded ``torch.Generator``.
+  loss, :mod:`unlearnkit.tasks`), data shuffled every epoch by a seeded ``torch.Generator``.
 - ``lbfgs`` (:class:`LBFGSRecipe`): for convex models (``linear``, ``logreg``), the minimiser of
   the ℓ2-regularised empirical risk ``J(θ) = (1/n) Σ_i ℓ(f_θ(x_i), y_i) + (l2/2)·‖θ‖²`` (the SSSE
   paper's objective, whose damping equals ``l2``), by full-batch ``torch.optim.LBFGS`` with a
@@ -39,9 +39,9 @@ from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError, DataError, NumericalError, UnsupportedError
-from unlearnkit.losses import per_sample_loss, predict
 from unlearnkit.registry import Registry
 from unlearnkit.seeding import seed_everything
+from unlearnkit.tasks import per_sample_loss, predict
 
 
 @dataclass

@@ -14,11 +14,11 @@ from unlearnkit.curvature.blocks import make_blocks
 from unlearnkit.curvature.gradients import per_sample_gradients
 from unlearnkit.curvature.rows import curvature_rows
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.losses import per_sample_loss
 from unlearnkit.models import build_model
 from unlearnkit.ssse import ErasureConfig, ErasureState
 from unlearnkit.ssse.eps import accuracy_gap_rule, gamma_rule, loss_matching_rule
-from unlearnkit.ssse.rows import is_linear_multilabel, linear_multilabel_rows
+from unlearnkit.ssse.rows import has_closed_form_rows, linear_head_rows
+from unlearnkit.tasks import per_sample_loss
 from unlearnkit.training import predict_logits
 
 
@@ -43,9 +43,9 @@ def linear(attrs):
 
 def test_closed_form_empirical_rows_are_the_per_sample_gradients(attrs, linear):
     cfg = ErasureConfig(task="multilabel", blocks="per_output_head")
-    assert is_linear_multilabel(linear, cfg)
-    fast = linear_multilabel_rows(
-        linear, attrs.x.double(), attrs.y, attrs.ids, "empirical"
+    assert has_closed_form_rows(linear, cfg)
+    fast = linear_head_rows(
+        linear, attrs.x.double(), attrs.y, attrs.ids, "empirical", "multilabel"
     ).G.double()
     ref = per_sample_gradients(
         linear,
@@ -59,7 +59,9 @@ def test_closed_form_empirical_rows_are_the_per_sample_gradients(attrs, linear):
 
 
 def test_closed_form_ggn_rows_give_the_same_block_grams(attrs, linear):
-    fast = linear_multilabel_rows(linear, attrs.x.double(), attrs.y, attrs.ids, "ggn").G.double()
+    fast = linear_head_rows(
+        linear, attrs.x.double(), attrs.y, attrs.ids, "ggn", "multilabel"
+    ).G.double()
     ref = curvature_rows(
         "ggn",
         linear,

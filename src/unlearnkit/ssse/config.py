@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unlearnkit.errors import ConfigError
+from unlearnkit.tasks import get_task
 
 
 class ErasureConfig(BaseModel):
@@ -35,7 +36,7 @@ class ErasureConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: Literal["multiclass", "multilabel"] = "multiclass"
+    task: str = Field("multiclass", description="a registered task (unlearnkit.tasks.TASKS)")
     curvature: Literal["empirical", "true", "ggn"] = Field(
         "empirical", description="rows of F: empirical Fisher (paper), true Fisher, Gauss-Newton"
     )
@@ -58,6 +59,7 @@ class ErasureConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ErasureConfig:
+        get_task(self.task)  # ConfigError naming the known tasks
         if self.mode == "exact" and self.curvature == "true":
             raise ConfigError(
                 "mode='exact' needs curvature rows that can be recomputed for the erased samples "

@@ -41,7 +41,9 @@ from torch import Tensor, nn
 import unlearnkit
 from unlearnkit.curvature.block_inverse import BlockDiagonalInverse, BlockEntry
 from unlearnkit.curvature.blocks import make_blocks
-from unlearnkit.curvature.gradients import PAD_ID, ParamLayout, per_sample_gradients
+from unlearnkit.curvature.gradients import per_sample_gradients
+from unlearnkit.curvature.layout import ParamLayout
+from unlearnkit.curvature.matrix import PAD_ID
 from unlearnkit.curvature.memory import format_bytes
 from unlearnkit.curvature.solvers import WoodburyInverse
 from unlearnkit.data.base import ArrayDataset
@@ -55,7 +57,7 @@ from unlearnkit.errors import (
 )
 from unlearnkit.io import atomic_write_json, load_tensors, model_fingerprint, save_tensors
 from unlearnkit.ssse.config import ErasureConfig
-from unlearnkit.ssse.rows import build_rows, is_linear_multilabel
+from unlearnkit.ssse.rows import build_rows, has_closed_form_rows
 
 FORMAT_VERSION = 1
 
@@ -93,7 +95,7 @@ def estimate_rows_bytes(model: nn.Module, data: ArrayDataset, cfg: ErasureConfig
     """fp32 bytes of the rows matrix: ceil(n/g) groups × rows per group × d."""
     n_groups = -(-len(data) // cfg.group_size)
     per_group = 1
-    if cfg.curvature == "ggn" and not is_linear_multilabel(model, cfg):
+    if cfg.curvature == "ggn" and not has_closed_form_rows(model, cfg):
         per_group = data.num_outputs
     return n_groups * per_group * d * 4
 
