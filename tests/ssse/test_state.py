@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from unlearnkit.curvature.layout import flat_params
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import (
     AlreadyErasedError,
@@ -19,7 +20,6 @@ from unlearnkit.errors import (
 )
 from unlearnkit.io import model_fingerprint
 from unlearnkit.ssse import ErasureConfig, ErasureState
-from unlearnkit.ssse.state import flat_params
 
 
 def loop_grads(model: nn.Module, data: ArrayDataset) -> torch.Tensor:
@@ -150,19 +150,21 @@ def test_bad_requests_are_refused_and_nothing_changes(blobs, mlp):
         "x", blobs.x[:1], blobs.y[:1], torch.tensor([5]), "multiclass", blobs.classes
     )
     with pytest.raises(UnknownIdsError):
-        state.erase(mlp, unknown)
+        state.erase(mlp, unknown, eps=1.0)
     s1 = blobs.subset(blobs.ids[[1]])
-    m1, st1 = state.erase(mlp, s1)
+    m1, st1 = state.erase(mlp, s1, eps=1.0)
     with pytest.raises(AlreadyErasedError):
-        st1.erase(m1, s1)
+        st1.erase(m1, s1, eps=1.0)
     with pytest.raises(StateMismatchError):
-        st1.erase(mlp, blobs.subset(blobs.ids[[2]]))  # the old model, not the one st1 applies to
+        st1.erase(
+            mlp, blobs.subset(blobs.ids[[2]]), eps=1.0
+        )  # the old model, not the one st1 applies to
     nan = blobs.subset(blobs.ids[[3]])
     nan = ArrayDataset(
         "nan", torch.full_like(nan.x, float("nan")), nan.y, nan.ids, "multiclass", nan.classes
     )
     with pytest.raises(NumericalError):
-        st1.erase(m1, nan)
+        st1.erase(m1, nan, eps=1.0)
     with pytest.raises(ConfigError):
         st1.request(m1, blobs.subset(blobs.ids[[4]])).apply(float("nan"))
     assert model_fingerprint(mlp) == before
@@ -172,12 +174,12 @@ def test_bad_requests_are_refused_and_nothing_changes(blobs, mlp):
 def test_save_load_round_trip_and_tampering(tmp_path, blobs, mlp):
     cfg = ErasureConfig(blocks="per_layer", mode="exact", group_size=3)
     state = ErasureState.prepare(mlp, blobs, cfg)
-    m1, st1 = state.erase(mlp, blobs.subset(blobs.ids[[0, 1]]))
+    m1, st1 = state.erase(mlp, blobs.subset(blobs.ids[[0, 1]]), eps=1.0)
     st1.save(tmp_path / "st")
     loaded = ErasureState.load(tmp_path / "st", m1)
     s2 = blobs.subset(blobs.ids[[6, 7, 8]])
-    a, sa = st1.erase(m1, s2)
-    b, sb = loaded.erase(m1, s2)
+    a, sa = st1.erase(m1, s2, eps=1.0)
+    b, sb = loaded.erase(m1, s2, eps=1.0)
     assert torch.equal(flat_params(a, st1.layout), flat_params(b, st1.layout))
     assert sa.ledger[-1]["model_after"] == sb.ledger[-1]["model_after"]
     with pytest.raises(StateMismatchError):
@@ -264,7 +266,7 @@ def test_exact_sequence_on_the_kept_woodbury_factor_matches_brute_force(
 def test_grouped_exact_sequence_matches_brute_force(blobs, mlp, monkeypatch):
     """Groups of 4: the first request reuses the per-sample gradients at θ_F for the groups'
     re-averaging (no second gradient pass); the second, at θ_1 ≠ θ_F, recomputes them at θ_F."""
-    import unlearnkit.ssse.state as state_mod
+    import unlearnkit.ssse.leave_out as state_mod
 
     calls = []
     real = state_mod.build_rows
@@ -305,14 +307,14 @@ def test_exact_state_holds_the_rows_once(tmp_path, blobs, mlp):
     for e in state.inverse.entries:
         assert e.inverse.G.untyped_storage().data_ptr() == ptr
         assert torch.equal(e.inverse.G, state.rows[:, e.sel])
-    m1, st1 = state.erase(mlp, blobs.subset(blobs.ids[[3]]))
+    m1, st1 = state.erase(mlp, blobs.subset(blobs.ids[[3]]), eps=1.0)
     assert st1.rows is state.rows
     st1.save(tmp_path / "st")
     loaded = ErasureState.load(tmp_path / "st", m1)
     ptr = loaded.rows.untyped_storage().data_ptr()
     assert all(e.inverse.G.untyped_storage().data_ptr() == ptr for e in loaded.inverse.entries)
-    a, _ = st1.erase(m1, blobs.subset(blobs.ids[[8, 9]]))
-    b, _ = loaded.erase(m1, blobs.subset(blobs.ids[[8, 9]]))
+    a, _ = st1.erase(m1, blobs.subset(blobs.ids[[8, 9]]), eps=1.0)
+    b, _ = loaded.erase(m1, blobs.subset(blobs.ids[[8, 9]]), eps=1.0)
     assert torch.equal(flat_params(a, state.layout), flat_params(b, state.layout))
 
 
@@ -379,7 +381,7 @@ def test_grouped_exact_sequence_on_the_kept_woodbury_factor(tmp_path, blobs, mlp
             assert torch.equal(new_state.rows, wood.effective_rows())
         state, model = new_state, new_model
     assert torch.equal(state0.rows, rows0)  # the first state is unchanged and still usable
-    a, _ = state0.erase(mlp, blobs.subset(blobs.ids[[2, 3, 17]]))
+    a, _ = state0.erase(mlp, blobs.subset(blobs.ids[[2, 3, 17]]), eps=1.0)
     F, n_after = brute_exact_step(mlp, mlp, blobs, members, blobs.ids[[2, 3, 17]].tolist(), 5e-2)
     v = loop_grads(mlp, blobs.subset(blobs.ids[[2, 3, 17]])).sum(0)
     want = flat_params(mlp, state0.layout).double() + torch.linalg.solve(F, v) / n_after

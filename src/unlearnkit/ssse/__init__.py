@@ -5,6 +5,7 @@ for its configuration.
 """
 
 from unlearnkit.ssse.config import ErasureConfig
-from unlearnkit.ssse.state import ErasureRequest, ErasureState
+from unlearnkit.ssse.request import DEFAULT_UTILITY_BUDGET, ErasureRequest
+from unlearnkit.ssse.state import ErasureState
 
-__all__ = ["ErasureConfig", "ErasureRequest", "ErasureState"]
+__all__ = ["DEFAULT_UTILITY_BUDGET", "ErasureConfig", "ErasureRequest", "ErasureState"]

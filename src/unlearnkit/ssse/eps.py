@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,9 +33,11 @@ from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError
 from unlearnkit.evaluation.similarity import similarity_ratio
 from unlearnkit.registry import Registry
-from unlearnkit.ssse.state import ErasureRequest
 from unlearnkit.tasks import get_task, per_sample_loss
 from unlearnkit.training import evaluate_accuracy, predict_logits
+
+if TYPE_CHECKING:
+    from unlearnkit.ssse.request import ErasureRequest
 
 DEFAULT_GRID: tuple[float, ...] = tuple(float(x) for x in np.round(np.logspace(-4, 2, 25), 7))
 

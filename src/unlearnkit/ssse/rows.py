@@ -102,4 +102,15 @@ def build_rows(
     )
 
 
-__all__ = ["build_rows", "has_closed_form_rows", "linear_head_rows"]
+def estimate_rows_bytes(
+    model: nn.Module, n: int, num_outputs: int, cfg: ErasureConfig, d: int
+) -> int:
+    """fp32 bytes of the rows matrix: ceil(n/g) groups × rows per group × d."""
+    n_groups = -(-n // cfg.group_size)
+    per_group = 1
+    if cfg.curvature == "ggn" and not has_closed_form_rows(model, cfg):
+        per_group = num_outputs
+    return n_groups * per_group * d * 4
+
+
+__all__ = ["build_rows", "estimate_rows_bytes", "has_closed_form_rows", "linear_head_rows"]
