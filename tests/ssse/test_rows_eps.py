@@ -79,7 +79,7 @@ def test_exact_ggn_step_at_eps_1_is_a_newton_step_on_the_retained_objective(attr
     """Known answer: at the optimum θ* of L_D = mean_D ℓ + (l2/2)‖θ‖², with the GGN (= the
     Hessian for a linear model), exact mode, λ = l2 and the regularised step,
     θ̂_1 = θ* − H_R⁻¹ ∇L_R(θ*): one Newton step on the retained objective."""
-    from unlearnkit.ssse.reproduce_convex import newton_refit
+    from unlearnkit.reproduce.convex import newton_refit
 
     l2 = 0.05
     # θ* by Newton's method in fp64 (quadratic convergence to ‖∇L_D‖ ≤ 1e-12), so the step's

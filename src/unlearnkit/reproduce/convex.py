@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from unlearnkit.curvature.layout import flat_params
 from unlearnkit.data import load_dataset
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.data.forget import select_forget
@@ -46,10 +47,10 @@ from unlearnkit.evaluation.distance import normalized_parameter_distance
 from unlearnkit.evaluation.similarity import similarity_ratio
 from unlearnkit.io import atomic_write_bytes, atomic_write_json
 from unlearnkit.models import build_model
+from unlearnkit.reproduce.report import convex_markdown
 from unlearnkit.ssse.config import ErasureConfig
 from unlearnkit.ssse.eps import guard_sample, loss_matching_rule, matched_holdout
-from unlearnkit.ssse.report import convex_markdown
-from unlearnkit.ssse.state import ErasureState, flat_params
+from unlearnkit.ssse.state import ErasureState
 from unlearnkit.training import LBFGSRecipe, predict_logits, train
 
 FRACTIONS: tuple[float, ...] = (0.10, 0.25, 0.50, 1.00)
