@@ -42,7 +42,9 @@ def linear(attrs):
 
 
 def test_closed_form_empirical_rows_are_the_per_sample_gradients(attrs, linear):
-    cfg = ErasureConfig(task="multilabel", blocks="per_output_head")
+    cfg = ErasureConfig(
+        task="multilabel", blocks="per_output_head", group_size=1, mode="paper", damping=1e-4
+    )
     assert has_closed_form_rows(linear, cfg)
     fast = linear_head_rows(
         linear, attrs.x.double(), attrs.y, attrs.ids, "empirical", "multilabel"
@@ -122,7 +124,11 @@ def test_exact_ggn_step_at_eps_1_is_a_newton_step_on_the_retained_objective(attr
 
 def test_gamma_and_gap_rules_find_the_eps_that_reproduces_the_reference(attrs, linear):
     state = ErasureState.prepare(
-        linear, attrs, ErasureConfig(task="multilabel", blocks="per_output_head", damping=0.1)
+        linear,
+        attrs,
+        ErasureConfig(
+            task="multilabel", blocks="per_output_head", damping=0.1, group_size=1, mode="paper"
+        ),
     )
     forget = attrs.subset(attrs.ids[attrs.y[:, 0] > 0][:8])
     req = state.request(linear, forget)
@@ -136,7 +142,11 @@ def test_gamma_and_gap_rules_find_the_eps_that_reproduces_the_reference(attrs, l
 
 def test_loss_matching_scores_are_ks_statistics(attrs, linear):
     state = ErasureState.prepare(
-        linear, attrs, ErasureConfig(task="multilabel", blocks="per_output_head", damping=0.1)
+        linear,
+        attrs,
+        ErasureConfig(
+            task="multilabel", blocks="per_output_head", damping=0.1, group_size=1, mode="paper"
+        ),
     )
     forget, holdout = attrs.subset(attrs.ids[:10]), attrs.subset(attrs.ids[20:])
     req = state.request(linear, forget)
@@ -156,7 +166,11 @@ def test_utility_guard_excludes_exactly_the_grid_points_that_damage_retained_acc
     from unlearnkit.training import evaluate_accuracy
 
     state = ErasureState.prepare(
-        linear, attrs, ErasureConfig(task="multilabel", blocks="per_output_head", damping=0.01)
+        linear,
+        attrs,
+        ErasureConfig(
+            task="multilabel", blocks="per_output_head", damping=0.01, group_size=1, mode="paper"
+        ),
     )
     forget, holdout, retain = (
         attrs.subset(attrs.ids[:10]),

@@ -52,7 +52,7 @@ def reference_step(model, data, forget_ids, lam, normalizer, eps, remaining_ids=
 
 @pytest.mark.parametrize("solver", ["dense", "woodbury", "sherman_morrison"])
 def test_paper_step_matches_brute_force(blobs, mlp, solver):
-    cfg = ErasureConfig(blocks="full", solver=solver, damping=1e-2)
+    cfg = ErasureConfig(blocks="full", solver=solver, damping=1e-2, group_size=1, mode="paper")
     state = ErasureState.prepare(mlp, blobs, cfg)
     forget = blobs.subset(blobs.ids[[3, 7, 20]])
     new_model, new_state = state.erase(mlp, forget, eps=2.0)
@@ -65,7 +65,9 @@ def test_paper_step_matches_brute_force(blobs, mlp, solver):
 
 
 def test_exact_mode_uses_fisher_of_remaining_data(blobs, mlp):
-    cfg = ErasureConfig(blocks="per_layer", solver="dense", damping=1e-2, mode="exact")
+    cfg = ErasureConfig(
+        blocks="per_layer", solver="dense", damping=1e-2, mode="exact", group_size=1
+    )
     state = ErasureState.prepare(mlp, blobs, cfg)
     forget = blobs.subset(blobs.ids[[1, 2, 30, 41]])
     new_model, _ = state.erase(mlp, forget, eps=1.0)
@@ -92,7 +94,7 @@ def test_exact_mode_uses_fisher_of_remaining_data(blobs, mlp):
 def test_exact_sequence_equals_fresh_leave_out(blobs, mlp, solver):
     """Two requests in exact mode: the second uses the Fisher of D∖(S1∪S2) at θ_F and the
     gradients at θ_1, exactly as a fresh computation."""
-    cfg = ErasureConfig(blocks="full", solver=solver, damping=5e-2, mode="exact")
+    cfg = ErasureConfig(blocks="full", solver=solver, damping=5e-2, mode="exact", group_size=1)
     state = ErasureState.prepare(mlp, blobs, cfg)
     s1 = blobs.subset(blobs.ids[[0, 5]])
     s2 = blobs.subset(blobs.ids[[9, 10, 11]])
@@ -137,14 +139,22 @@ def test_solvers_give_identical_erasures(blobs, mlp):
     forget = blobs.subset(blobs.ids[[4, 8]])
     outs = []
     for solver in ("dense", "woodbury", "sherman_morrison", "auto"):
-        st = ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="per_layer", solver=solver))
+        st = ErasureState.prepare(
+            mlp,
+            blobs,
+            ErasureConfig(
+                blocks="per_layer", solver=solver, group_size=1, mode="paper", damping=1e-4
+            ),
+        )
         outs.append(flat_params(st.erase(mlp, forget, eps=1.0)[0], st.layout).double())
     for o in outs[1:]:
         assert torch.allclose(o, outs[0], rtol=1e-4, atol=1e-7)
 
 
 def test_bad_requests_are_refused_and_nothing_changes(blobs, mlp):
-    state = ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="full", mode="exact"))
+    state = ErasureState.prepare(
+        mlp, blobs, ErasureConfig(blocks="full", mode="exact", group_size=1, damping=1e-4)
+    )
     before = model_fingerprint(mlp)
     unknown = ArrayDataset(
         "x", blobs.x[:1], blobs.y[:1], torch.tensor([5]), "multiclass", blobs.classes
@@ -172,7 +182,7 @@ def test_bad_requests_are_refused_and_nothing_changes(blobs, mlp):
 
 
 def test_save_load_round_trip_and_tampering(tmp_path, blobs, mlp):
-    cfg = ErasureConfig(blocks="per_layer", mode="exact", group_size=3)
+    cfg = ErasureConfig(blocks="per_layer", mode="exact", group_size=3, damping=1e-4)
     state = ErasureState.prepare(mlp, blobs, cfg)
     m1, st1 = state.erase(mlp, blobs.subset(blobs.ids[[0, 1]]), eps=1.0)
     st1.save(tmp_path / "st")
@@ -200,18 +210,33 @@ def test_save_load_round_trip_and_tampering(tmp_path, blobs, mlp):
 
 def test_true_fisher_exact_mode_refused():
     with pytest.raises(ValueError, match="exact"):
-        ErasureConfig(curvature="true", mode="exact")
+        ErasureConfig(curvature="true", mode="exact", damping=1e-4)
 
 
 def test_memory_budget_is_checked_before_collecting_rows(blobs, mlp):
     from unlearnkit.errors import MemoryBudgetError
 
     with pytest.raises(MemoryBudgetError, match="group_size"):
-        ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="full", memory_budget_bytes=1000))
+        ErasureState.prepare(
+            mlp,
+            blobs,
+            ErasureConfig(
+                blocks="full", memory_budget_bytes=1000, group_size=1, mode="paper", damping=1e-4
+            ),
+        )
     # enough for the rows (60 × 63 × 4 B) but not for a dense 63² fp64 block + workspace
     with pytest.raises(MemoryBudgetError):
         ErasureState.prepare(
-            mlp, blobs, ErasureConfig(blocks="full", solver="dense", memory_budget_bytes=16_000)
+            mlp,
+            blobs,
+            ErasureConfig(
+                blocks="full",
+                solver="dense",
+                memory_budget_bytes=16_000,
+                group_size=1,
+                mode="paper",
+                damping=1e-4,
+            ),
         )
 
 
@@ -243,7 +268,7 @@ def test_exact_sequence_on_the_kept_woodbury_factor_matches_brute_force(
     from unlearnkit.curvature.solvers import woodbury
 
     monkeypatch.setattr(woodbury, "downdate_plan", lambda *a: ("incremental", 0.0, 1.0))
-    cfg = ErasureConfig(blocks="full", solver="woodbury", damping=5e-3, mode="exact")
+    cfg = ErasureConfig(blocks="full", solver="woodbury", damping=5e-3, mode="exact", group_size=1)
     state = ErasureState.prepare(mlp, blobs, cfg)
     model, gone = mlp, []
     for step, idx in enumerate(([0, 5], [9, 10, 11], [30])):
@@ -301,7 +326,9 @@ def test_grouped_exact_sequence_matches_brute_force(blobs, mlp, monkeypatch):
 def test_exact_state_holds_the_rows_once(tmp_path, blobs, mlp):
     """Woodbury blocks keep a view of the exact-mode rows (one copy in memory), also after
     loading; a request does not copy the rows when no group shrinks."""
-    cfg = ErasureConfig(blocks="per_layer", solver="woodbury", mode="exact")
+    cfg = ErasureConfig(
+        blocks="per_layer", solver="woodbury", mode="exact", group_size=1, damping=1e-4
+    )
     state = ErasureState.prepare(mlp, blobs, cfg)
     ptr = state.rows.untyped_storage().data_ptr()
     for e in state.inverse.entries:
@@ -329,7 +356,7 @@ def test_exact_sequence_on_cuda_with_the_kept_factor_and_a_reload(
     from unlearnkit.curvature.solvers import woodbury
 
     monkeypatch.setattr(woodbury, "downdate_plan", lambda *a: ("incremental", 0.0, 1.0))
-    cfg = ErasureConfig(blocks="full", solver="woodbury", damping=5e-3, mode="exact")
+    cfg = ErasureConfig(blocks="full", solver="woodbury", damping=5e-3, mode="exact", group_size=1)
     out = {}
     for dev in ("cpu", "cuda"):
         model = copy.deepcopy(mlp).to(dev)

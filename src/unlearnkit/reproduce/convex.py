@@ -107,6 +107,7 @@ def run_convex(
             l2=l2,
             blocks="per_output_head",
             solver="dense",
+            group_size=1,
             **VARIANTS[v],
         )
         t0 = time.perf_counter()
