@@ -294,8 +294,8 @@ def test_grouped_exact_sequence_matches_brute_force(blobs, mlp, monkeypatch):
     import unlearnkit.ssse.leave_out as state_mod
 
     calls = []
-    real = state_mod.build_rows
-    monkeypatch.setattr(state_mod, "build_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = state_mod.dataset_rows
+    monkeypatch.setattr(state_mod, "dataset_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
     cfg = ErasureConfig(
         blocks="per_layer", solver="woodbury", damping=5e-2, mode="exact", group_size=4
     )

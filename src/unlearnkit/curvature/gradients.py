@@ -91,7 +91,7 @@ def _check_inputs(x: Tensor, y: Tensor, ids: Tensor | None) -> Tensor:
     return ids
 
 
-def _chunk_units(
+def chunk_units(
     chunk_size: int | None,
     max_bytes: int | None,
     *,
@@ -222,7 +222,7 @@ def collect_rows(
             need = n_groups * r * layout.d * torch.empty((), dtype=out_dtype).element_size()
             log.info("allocating %d x %d rows (%.1f MiB)", n_groups * r, layout.d, need / 2**20)
             G = torch.empty(n_groups * r, layout.d, dtype=out_dtype, device=store)
-            chunk = _chunk_units(
+            chunk = chunk_units(
                 chunk_size, max_bytes, d=layout.d, r=r, g=g, x_numel=x_numel, itemsize=itemsize
             )
             G[start * r : stop * r] = rows.reshape(bsz * r, layout.d)

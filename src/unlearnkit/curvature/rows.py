@@ -42,7 +42,7 @@ Each row records its sample (``row_group`` -> ``group_members``) and its output/
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +52,7 @@ from torch.func import jacrev, vmap
 from unlearnkit.curvature.gradients import Backend, collect_rows
 from unlearnkit.curvature.matrix import GradientMatrix
 from unlearnkit.curvature.programs import Loss, RowProgram, empirical_program, resolve_loss
+from unlearnkit.curvature.stream import Batch, collect_rows_stream
 from unlearnkit.errors import ConfigError
 from unlearnkit.registry import Registry
 from unlearnkit.tasks import TASKS, Task, get_task
@@ -212,6 +213,38 @@ def curvature_rows(
         max_bytes=max_bytes,
         device=device,
         storage_device=storage_device,
+        compute_dtype=compute_dtype,
+        out_dtype=out_dtype,
+        backend=backend,
+    )
+
+
+def curvature_rows_stream(
+    kind: str,
+    model: nn.Module,
+    batches: Iterable[Batch],
+    n: int,
+    task: str | Task | Loss,
+    group_size: int = 1,
+    seed: int = 0,
+    chunk_size: int | None = None,
+    *,
+    samples_per_input: int = 1,
+    compute_dtype: torch.dtype | None = None,
+    out_dtype: torch.dtype = torch.float32,
+    backend: Backend = "func",
+) -> GradientMatrix:
+    """:func:`curvature_rows` for ``n`` samples read from ``(x, y, ids)`` batches
+    (:func:`~unlearnkit.curvature.stream.collect_rows_stream`)."""
+    program = ROW_KINDS.get(kind)(task, n=n, seed=seed, samples_per_input=samples_per_input)
+    return collect_rows_stream(
+        model,
+        batches,
+        n,
+        program,
+        group_size=group_size,
+        seed=seed,
+        chunk_size=chunk_size,
         compute_dtype=compute_dtype,
         out_dtype=out_dtype,
         backend=backend,

@@ -21,10 +21,10 @@ from torch import Tensor, nn
 
 from unlearnkit.curvature.block_inverse import BlockDiagonalInverse, BlockEntry
 from unlearnkit.curvature.layout import with_params
-from unlearnkit.curvature.matrix import PAD_ID
+from unlearnkit.curvature.matrix import PAD_ID, GradientMatrix
 from unlearnkit.curvature.solvers import WoodburyInverse
 from unlearnkit.errors import ConfigError
-from unlearnkit.ssse.rows import build_rows
+from unlearnkit.ssse.rows import dataset_rows
 
 if TYPE_CHECKING:
     from unlearnkit.data.base import ArrayDataset
@@ -76,14 +76,14 @@ def leave_out(
     model: nn.Module,
     forget: ArrayDataset,
     n_after: int,
-    forget_rows: Tensor | None = None,
+    forget_rows: GradientMatrix | None = None,
 ) -> tuple[BlockDiagonalInverse, tuple[Tensor, Tensor] | None, Tensor, Tensor]:
     """Exact Fisher of the remaining data: drop or re-average the rows holding S.
 
     Returns the new inverse, the new row patch (``rows`` is never copied or modified),
     the group sizes and members.
 
-    ``forget_rows`` (k, d): the samples' curvature rows at θ_F in ``forget`` order, when
+    ``forget_rows``: the samples' per-sample curvature rows at θ_F (one row each), when
     already known; otherwise they are computed for the samples of shrinking groups."""
     assert state.rows is not None
     cfg = state.config
@@ -103,11 +103,11 @@ def leave_out(
         # g_b' = (|b|·g_b − Σ_{i∈S∩b} g_i) / (|b| − |S∩b|), per-sample g_i at θ_F
         gone = members[shrunk][remove[shrunk]]
         if forget_rows is not None:
-            g_rm = forget_rows[forget.positions(gone)].double()
+            g_rm = forget_rows.G[forget_rows.groups_of(gone)].double()
         else:
             theta_model = with_params(model, state.layout, state.theta_fisher)
-            sub = forget.subset(gone)
-            g_rm = build_rows(theta_model, sub.x, sub.y, sub.ids, cfg, group_size=1).G.double()
+            rows = dataset_rows(theta_model, forget.subset(gone), cfg, group_size=1)
+            g_rm = rows.G[rows.groups_of(gone)].double()
         dev = g_rm.device  # the model's device (rows may live on a GPU)
         owner = torch.repeat_interleave(torch.arange(shrunk.numel()), remove[shrunk].sum(dim=1))
         sums = torch.zeros(shrunk.numel(), g_rm.shape[1], dtype=torch.float64, device=dev)

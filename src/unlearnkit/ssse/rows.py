@@ -14,19 +14,28 @@ block's Gram unchanged, so each sample needs one row of length d = A·p:
   Σ_i r_i,k r_i,kᵀ = Xᵀ diag(p_k(1−p_k)) X (:meth:`~unlearnkit.tasks.Task.ggn_aux`).
 
 This avoids A rows per sample (A× the memory) and one backward pass per head.
+
+Datasets are read through ``batches(batch_size)`` when they have one (streamed, never
+concatenated into one tensor), else through their in-memory ``x``/``y``/``ids``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from unlearnkit.curvature.gradients import per_sample_gradients
 from unlearnkit.curvature.layout import ParamLayout
 from unlearnkit.curvature.matrix import GradientMatrix
-from unlearnkit.curvature.rows import curvature_rows
-from unlearnkit.errors import NumericalError
+from unlearnkit.curvature.rows import curvature_rows, curvature_rows_stream
+from unlearnkit.errors import DataError, NumericalError
 from unlearnkit.ssse.config import ErasureConfig
 from unlearnkit.tasks import Task, get_task
+
+#: Samples per batch read from a dataset that streams (``batches``).
+STREAM_BATCH = 512
 
 
 def has_closed_form_rows(model: nn.Module, cfg: ErasureConfig) -> bool:
@@ -102,6 +111,77 @@ def build_rows(
     )
 
 
+def dataset_rows(
+    model: nn.Module,
+    data: Any,
+    cfg: ErasureConfig,
+    group_size: int | None = None,
+    batch_size: int = STREAM_BATCH,
+) -> GradientMatrix:
+    """Rows of ``cfg.curvature`` for a dataset. A dataset with ``batches(batch_size)`` (yielding
+    ``(x, y, ids)``) is read batch by batch and never concatenated; otherwise its in-memory
+    ``x``/``y``/``ids`` are indexed chunk by chunk (:func:`build_rows`)."""
+    if not hasattr(data, "batches"):
+        return build_rows(model, data.x, data.y, data.ids, cfg, group_size)
+    g = cfg.group_size if group_size is None else group_size
+    if g == 1 and has_closed_form_rows(model, cfg):
+        return _closed_form_stream(model, data, cfg, batch_size)
+    return curvature_rows_stream(
+        cfg.curvature,
+        model,
+        data.batches(batch_size),
+        len(data),
+        cfg.task,
+        group_size=g,
+        seed=cfg.seed,
+        chunk_size=cfg.chunk_size,
+        compute_dtype=next(model.parameters()).dtype,
+    )
+
+
+def _closed_form_stream(
+    model: nn.Module, data: Any, cfg: ErasureConfig, batch_size: int
+) -> GradientMatrix:
+    """:func:`linear_head_rows` batch by batch into one preallocated (n, d) matrix."""
+    layout = ParamLayout.from_model(model)
+    n = len(data)
+    G = torch.empty(n, layout.d, dtype=torch.float32)
+    ids, start = [], 0
+    for xb, yb, idb in data.batches(batch_size):
+        part = linear_head_rows(model, xb, yb, torch.as_tensor(idb), cfg.curvature, cfg.task)
+        G[start : start + part.m] = part.G.to(G.device)
+        ids.append(part.sample_ids)
+        start += part.m
+    if start != n:
+        raise DataError(f"the batches held {start} samples, expected {n}")
+    all_ids = torch.cat(ids)
+    return GradientMatrix(
+        G=G,
+        row_group=torch.arange(n),
+        row_output=torch.zeros(n, dtype=torch.int64),
+        group_members=all_ids.reshape(n, 1).clone(),
+        group_sizes=torch.ones(n, dtype=torch.int64),
+        sample_ids=all_ids,
+        layout=layout,
+        kind=cfg.curvature,
+        group_size=1,
+        seed=0,
+    )
+
+
+def sample_gradients(
+    model: nn.Module, data: Any, task: str, batch_size: int = STREAM_BATCH
+) -> GradientMatrix:
+    """Per-sample loss gradients (one row per sample, in the model's dtype) of a dataset,
+    streamed through ``batches`` when it has one."""
+    dtype = next(model.parameters()).dtype
+    if not hasattr(data, "batches"):
+        return per_sample_gradients(model, data.x, data.y, task, ids=data.ids, compute_dtype=dtype)
+    return curvature_rows_stream(
+        "empirical", model, data.batches(batch_size), len(data), task, compute_dtype=dtype
+    )
+
+
 def estimate_rows_bytes(
     model: nn.Module, n: int, num_outputs: int, cfg: ErasureConfig, d: int
 ) -> int:
@@ -113,4 +193,12 @@ def estimate_rows_bytes(
     return n_groups * per_group * d * 4
 
 
-__all__ = ["build_rows", "estimate_rows_bytes", "has_closed_form_rows", "linear_head_rows"]
+__all__ = [
+    "STREAM_BATCH",
+    "build_rows",
+    "dataset_rows",
+    "estimate_rows_bytes",
+    "has_closed_form_rows",
+    "linear_head_rows",
+    "sample_gradients",
+]

@@ -41,7 +41,6 @@ from torch import Tensor, nn
 
 from unlearnkit.curvature.block_inverse import BlockDiagonalInverse
 from unlearnkit.curvature.blocks import make_blocks
-from unlearnkit.curvature.gradients import per_sample_gradients
 from unlearnkit.curvature.layout import ParamLayout, flat_params
 from unlearnkit.curvature.memory import default_memory_budget, format_bytes
 from unlearnkit.data.base import ArrayDataset
@@ -64,7 +63,7 @@ from unlearnkit.ssse.persistence import (
     write_state_folder,
 )
 from unlearnkit.ssse.request import DEFAULT_UTILITY_BUDGET, Eps, ErasureRequest
-from unlearnkit.ssse.rows import build_rows, estimate_rows_bytes
+from unlearnkit.ssse.rows import dataset_rows, estimate_rows_bytes, sample_gradients
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ class ErasureState:
                 "(group_size=10 divides the rows by 10), use the empirical Fisher (one row per "
                 "sample), or raise memory_budget_bytes"
             )
-        gm = build_rows(model, data.x, data.y, data.ids, cfg)
+        gm = dataset_rows(model, data, cfg)
         normalizer = len(data) if cfg.normalizer_kind == "samples" else gm.n_groups
         inverse = BlockDiagonalInverse.build(
             gm.G,
@@ -130,7 +129,7 @@ class ErasureState:
             config=cfg,
             layout=layout,
             inverse=share_rows(inverse, rows),
-            sample_ids=data.ids.clone(),
+            sample_ids=gm.sample_ids.clone(),
             erased=torch.zeros(len(data), dtype=torch.bool),
             theta_fisher=flat_params(model, layout).clone(),
             row_group=gm.row_group.clone(),
@@ -242,10 +241,7 @@ class ErasureState:
         pos = self.positions(forget.ids)
         k = int(pos.numel())
         model = copy.deepcopy(model).eval()
-        dtype = next(model.parameters()).dtype
-        gm = per_sample_gradients(
-            model, forget.x, forget.y, self.config.task, ids=forget.ids, compute_dtype=dtype
-        )
+        gm = sample_gradients(model, forget, self.config.task)
         v = gm.G.double().sum(0)
         theta = flat_params(model, self.layout).double()
         if self.config.regularized_step:
@@ -258,7 +254,7 @@ class ErasureState:
             # are the empirical-Fisher rows that shrinking groups lose: no second gradient pass
             theta_now = flat_params(model, self.layout).to(self.theta_fisher.device)
             at_fisher = torch.equal(theta_now, self.theta_fisher)
-            reuse = gm.G if at_fisher and self.config.curvature == "empirical" else None
+            reuse = gm if at_fisher and self.config.curvature == "empirical" else None
             inverse, patch, sizes, members = leave_out(self, model, forget, n_after, reuse)
         delta = inverse.solve(v)
         if not bool(torch.isfinite(delta).all()):
