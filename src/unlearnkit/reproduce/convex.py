@@ -29,6 +29,7 @@ test samples having attribute a as held-out data, against the oracle ε (max γ_
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from rich.progress import Progress
 
 from unlearnkit.curvature.layout import flat_params
@@ -216,8 +218,6 @@ def newton_refit(
     ``model``; stops when ‖∇J‖₂ ≤ tol. J is strictly convex, so this is the same unique
     optimum L-BFGS reaches, in a handful of quadratically convergent steps. Returns a new model
     and the final gradient norm."""
-    import copy
-
     out = copy.deepcopy(model).double()
     X = data.x.reshape(len(data), -1).double()
     Y = data.y.double()
@@ -288,20 +288,14 @@ def summarise(
 def plot_figure1(results: dict[str, Any], out: Path) -> None:
     """Figure 1 of the paper: (a) mean γ_S vs ε, (b) mean normalised distance vs ε; one
     panel column per variant, one line per removal fraction."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     grid = results["eps_grid"]
     variants = list(results["summary"])
     for key, fname, ylabel in (
         ("gamma", "fig1_gamma.png", "similarity ratio γ_S (higher is better)"),
         ("distance", "fig1_distance.png", "‖θ̂−θ*₋S‖ / ‖θ*−θ*₋S‖ (lower is better)"),
     ):
-        fig, axes = plt.subplots(
-            1, len(variants), figsize=(4.2 * len(variants), 3.6), sharey=True, squeeze=False
-        )
+        fig = Figure(figsize=(4.2 * len(variants), 3.6))
+        axes = fig.subplots(1, len(variants), sharey=True, squeeze=False)
         for ax, v in zip(axes[0], variants, strict=True):
             for f, s in results["summary"][v].items():
                 m, sd = np.array(s[f"{key}_mean"]), np.array(s[f"{key}_std"])
@@ -318,4 +312,3 @@ def plot_figure1(results: dict[str, Any], out: Path) -> None:
         fig.suptitle(f"SSSE on {results['dataset']} (linear, λ = {results['l2']:g})")
         fig.tight_layout()
         fig.savefig(out / fname, dpi=120)
-        plt.close(fig)

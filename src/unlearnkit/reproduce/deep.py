@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 from rich.progress import Progress
 
 from unlearnkit.data import load_dataset
@@ -258,14 +259,10 @@ def summarise(scen: list[dict[str, Any]]) -> dict[str, Any]:
 def plot_figure2(results: dict[str, Any], name: str, out: Path) -> None:
     """Figure 2: |Acc(SSSE_ε) − Acc(retrain)| vs ε on retain, forget, test (mean ± std over
     classes), one line per (variant, scenario)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     grid = results["eps_grid"]
     scen = results["datasets"][name]["scenarios"]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
+    fig = Figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 3, sharey=True)
     for ax, k in zip(axes, SPLITS, strict=True):
         for v in sorted({s["variant"] for s in scen}):
             for kind, style in (("class", "-"), ("half", "--")):
@@ -287,4 +284,3 @@ def plot_figure2(results: dict[str, Any], name: str, out: Path) -> None:
     )
     fig.tight_layout()
     fig.savefig(out / f"fig2_{name}.png", dpi=120)
-    plt.close(fig)
