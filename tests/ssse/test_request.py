@@ -42,7 +42,7 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_auto_is_the_default_and_is_the_guarded_loss_matching_choice(trained, split):
+def test_auto_is_the_default_and_is_the_guarded_loss_matching_choice(trained, split, tmp_path):
     train, holdout = split
     state = ErasureState.prepare(trained, train, CFG)
     forget = train.subset(train.ids[[0, 4, 8]])
@@ -67,6 +67,10 @@ def test_auto_is_the_default_and_is_the_guarded_loss_matching_choice(trained, sp
     assert util["holdout"]["after"] == evaluate_accuracy(new, holdout)
     assert util["retain"]["before"] - util["retain"]["after"] <= 0.02
     assert entry["utility_budget"] == 0.02 and entry["allow_utility_loss"] is False
+    st.save(tmp_path / "st")  # the entry is plain JSON and survives a round trip
+    assert ErasureState.load(tmp_path / "st", new).ledger[-1]["eps_search"]["grid"] == GRID
+    with pytest.raises(ConfigError, match="finite number or 'auto'"):
+        state.erase(trained, forget, eps="bogus")  # type: ignore[arg-type]
 
 
 def test_auto_without_held_out_or_retained_data_is_a_clear_error(trained, split):

@@ -261,8 +261,8 @@ def per_sample_gradients(
 ) -> GradientMatrix:
     """(n, d) per-sample gradients ``grad_theta loss(f(x_i; theta), y_i)``, row i = sample i.
 
-    ``loss`` is "multiclass" (cross-entropy), "multilabel" (sum of BCE-with-logits over
-    attributes) or a per-sample callable ``loss(logits_one, y_one) -> scalar``.
+    ``loss`` is a task (name or :class:`~unlearnkit.tasks.Task`: its per-sample loss) or a
+    per-sample callable ``loss(logits_one, y_one) -> scalar``.
     """
     return collect_rows(
         model,

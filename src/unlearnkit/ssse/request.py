@@ -65,6 +65,26 @@ def _other_kind(forget: ArrayDataset, holdout: ArrayDataset) -> ArrayDataset | N
     return holdout.subset(holdout.ids[~same])
 
 
+def check_auto_inputs(
+    eps: Eps, holdout: ArrayDataset | None, retain_sample: ArrayDataset | None
+) -> None:
+    """``eps="auto"`` needs held-out and retained data: a ConfigError saying what to pass."""
+    if eps != "auto" or (holdout is not None and retain_sample is not None):
+        return
+    missing = [
+        name
+        for name, value in (("holdout", holdout), ("retain_sample", retain_sample))
+        if value is None
+    ]
+    raise ConfigError(
+        "eps='auto' chooses ε without a retrained model: it matches the losses of the "
+        "erased samples to those of held-out samples, keeping retained accuracy within "
+        f"the utility budget. Missing: {', '.join(missing)}. Pass holdout=<samples the "
+        "model never trained on, e.g. the test split> and retain_sample=<retained "
+        "training samples>, or a fixed eps=<number>."
+    )
+
+
 @dataclass(frozen=True)
 class ErasureRequest:
     """A validated request: the direction Δ = F⁻¹v, evaluated for any ε without recomputing."""
@@ -113,19 +133,8 @@ class ErasureRequest:
         if eps != "auto":
             self.theta_for(eps)  # type: ignore[arg-type]  # validates
             return EpsChoice("fixed", float(eps), [float(eps)], [float("nan")], False)
-        if holdout is None or retain_sample is None:
-            missing = [
-                name
-                for name, value in (("holdout", holdout), ("retain_sample", retain_sample))
-                if value is None
-            ]
-            raise ConfigError(
-                "eps='auto' chooses ε without a retrained model: it matches the losses of the "
-                "erased samples to those of held-out samples, keeping retained accuracy within "
-                f"the utility budget. Missing: {', '.join(missing)}. Pass holdout=<samples the "
-                "model never trained on, e.g. the test split> and retain_sample=<retained "
-                "training samples>, or a fixed eps=<number>."
-            )
+        check_auto_inputs(eps, holdout, retain_sample)
+        assert holdout is not None and retain_sample is not None
         held = matched_holdout(self.forget, holdout)
         if len(held) == 0:
             raise ConfigError(

@@ -62,7 +62,12 @@ from unlearnkit.ssse.persistence import (
     read_state_folder,
     write_state_folder,
 )
-from unlearnkit.ssse.request import DEFAULT_UTILITY_BUDGET, Eps, ErasureRequest
+from unlearnkit.ssse.request import (
+    DEFAULT_UTILITY_BUDGET,
+    Eps,
+    ErasureRequest,
+    check_auto_inputs,
+)
 from unlearnkit.ssse.rows import dataset_rows, estimate_rows_bytes, sample_gradients
 
 
@@ -295,6 +300,7 @@ class ErasureState:
         ``utility_budget`` unless ``allow_utility_loss`` (see
         :meth:`~unlearnkit.ssse.request.ErasureRequest.commit`).
         """
+        check_auto_inputs(eps, holdout, retain_sample)  # before the (costly) direction
         return self.request(model, forget).commit(
             eps,
             holdout=holdout,
