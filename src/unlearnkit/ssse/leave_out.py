@@ -24,10 +24,9 @@ from unlearnkit.curvature.layout import with_params
 from unlearnkit.curvature.matrix import PAD_ID, GradientMatrix
 from unlearnkit.curvature.solvers import WoodburyInverse
 from unlearnkit.errors import ConfigError
-from unlearnkit.ssse.rows import dataset_rows
+from unlearnkit.ssse.rows import SampleData, dataset_rows
 
 if TYPE_CHECKING:
-    from unlearnkit.data.base import ArrayDataset
     from unlearnkit.ssse.state import ErasureState
 
 
@@ -74,7 +73,7 @@ def patched_rows(
 def leave_out(
     state: ErasureState,
     model: nn.Module,
-    forget: ArrayDataset,
+    forget: SampleData,
     n_after: int,
     forget_rows: GradientMatrix | None = None,
 ) -> tuple[BlockDiagonalInverse, tuple[Tensor, Tensor] | None, Tensor, Tensor]:

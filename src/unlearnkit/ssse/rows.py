@@ -21,7 +21,7 @@ concatenated into one tensor), else through their in-memory ``x``/``y``/``ids``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +36,29 @@ from unlearnkit.tasks import Task, get_task
 
 #: Samples per batch read from a dataset that streams (``batches``).
 STREAM_BATCH = 512
+
+
+class SampleData(Protocol):
+    """What preparing and erasing read from a dataset: ids, targets, task, classes, length and
+    subsets by id; inputs through ``batches(batch_size) -> Iterator[(x, y, ids)]`` when it has
+    one (streamed), else through an in-memory ``x`` (e.g.
+    :class:`~unlearnkit.data.base.ArrayDataset`)."""
+
+    @property
+    def ids(self) -> Tensor: ...
+
+    @property
+    def y(self) -> Tensor: ...
+
+    @property
+    def task(self) -> str: ...
+
+    @property
+    def classes(self) -> tuple[str, ...]: ...
+
+    def __len__(self) -> int: ...
+
+    def subset(self, ids: Tensor) -> SampleData: ...
 
 
 def has_closed_form_rows(model: nn.Module, cfg: ErasureConfig) -> bool:
@@ -113,7 +136,7 @@ def build_rows(
 
 def dataset_rows(
     model: nn.Module,
-    data: Any,
+    data: SampleData,
     cfg: ErasureConfig,
     group_size: int | None = None,
     batch_size: int = STREAM_BATCH,
@@ -140,7 +163,7 @@ def dataset_rows(
 
 
 def _closed_form_stream(
-    model: nn.Module, data: Any, cfg: ErasureConfig, batch_size: int
+    model: nn.Module, data: SampleData, cfg: ErasureConfig, batch_size: int
 ) -> GradientMatrix:
     """:func:`linear_head_rows` batch by batch into one preallocated (n, d) matrix."""
     layout = ParamLayout.from_model(model)
@@ -170,7 +193,7 @@ def _closed_form_stream(
 
 
 def sample_gradients(
-    model: nn.Module, data: Any, task: str, batch_size: int = STREAM_BATCH
+    model: nn.Module, data: SampleData, task: str, batch_size: int = STREAM_BATCH
 ) -> GradientMatrix:
     """Per-sample loss gradients (one row per sample, in the model's dtype) of a dataset,
     streamed through ``batches`` when it has one."""
@@ -195,6 +218,7 @@ def estimate_rows_bytes(
 
 __all__ = [
     "STREAM_BATCH",
+    "SampleData",
     "build_rows",
     "dataset_rows",
     "estimate_rows_bytes",

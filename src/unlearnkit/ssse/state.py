@@ -68,7 +68,7 @@ from unlearnkit.ssse.request import (
     ErasureRequest,
     check_auto_inputs,
 )
-from unlearnkit.ssse.rows import dataset_rows, estimate_rows_bytes, sample_gradients
+from unlearnkit.ssse.rows import SampleData, dataset_rows, estimate_rows_bytes, sample_gradients
 
 
 @dataclass(frozen=True)
@@ -98,10 +98,14 @@ class ErasureState:
     def prepare(
         cls,
         model: nn.Module,
-        data: ArrayDataset,
+        data: SampleData,
         config: ErasureConfig | dict[str, Any] | None = None,
     ) -> ErasureState:
-        """Compute the curvature rows of ``data`` at the model's θ and invert F (once)."""
+        """Compute the curvature rows of ``data`` at the model's θ and invert F (once).
+
+        ``data``: an :class:`~unlearnkit.data.base.ArrayDataset` or any dataset with ids, y,
+        task, classes, ``len`` and ``subset`` whose inputs come from ``batches(batch_size)``
+        (:class:`~unlearnkit.ssse.rows.SampleData`; read in batches, never concatenated)."""
         cfg = config if isinstance(config, ErasureConfig) else ErasureConfig(**(config or {}))
         if cfg.task != data.task:
             raise ConfigError(f"config task {cfg.task!r} does not match dataset task {data.task!r}")
@@ -237,7 +241,7 @@ class ErasureState:
         return pos
 
     # ------------------------------------------------------------------ requests
-    def request(self, model: nn.Module, forget: ArrayDataset) -> ErasureRequest:
+    def request(self, model: nn.Module, forget: SampleData) -> ErasureRequest:
         """Validate and compute the ε-independent direction Δ for erasing ``forget``."""
         t0 = time.perf_counter()
         self.check_model(model)
@@ -284,7 +288,7 @@ class ErasureState:
     def erase(
         self,
         model: nn.Module,
-        forget: ArrayDataset,
+        forget: SampleData,
         eps: Eps = "auto",
         *,
         holdout: ArrayDataset | None = None,
