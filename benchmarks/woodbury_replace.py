@@ -33,7 +33,7 @@ import torch
 
 from unlearnkit.curvature.solvers import SOLVERS, WoodburyInverse
 from unlearnkit.curvature.solvers.base import F64, gram_rows64
-from unlearnkit.curvature.solvers.woodbury import _factor
+from unlearnkit.curvature.solvers.woodbury_factor import shifted_factor
 
 
 def legacy_replace(
@@ -47,7 +47,7 @@ def legacy_replace(
     K = inv.K.clone()
     K[rows, :] = C
     K[:, rows] = C.T
-    L = _factor(K, rows=inv.rows, damping=inv.damping, normalizer=normalizer, name=inv.name)
+    L = shifted_factor(K, rows=inv.rows, damping=inv.damping, normalizer=normalizer, name=inv.name)
     return WoodburyInverse(
         G=G,
         K=K,

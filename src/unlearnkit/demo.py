@@ -21,7 +21,6 @@ from unlearnkit.data.plan import DataPlan, data_block, materialise
 from unlearnkit.evaluation.distance import normalized_parameter_distance
 from unlearnkit.evaluation.mia import population_mia
 from unlearnkit.io import atomic_write_bytes, atomic_write_json
-from unlearnkit.losses import per_sample_loss
 from unlearnkit.models import build_model
 from unlearnkit.ssse import ErasureConfig, ErasureState
 from unlearnkit.ssse.eps import (
@@ -31,6 +30,7 @@ from unlearnkit.ssse.eps import (
     loss_matching_rule,
     matched_holdout,
 )
+from unlearnkit.tasks import per_sample_loss
 from unlearnkit.training import SGDRecipe, evaluate_accuracy, predict_logits, train
 
 

@@ -45,3 +45,12 @@ class MemoryBudgetError(UnlearnkitError, MemoryError):
 
 class UnsupportedError(UnlearnkitError, TypeError):
     """A method or solver was given a model or data it cannot handle."""
+
+
+class UtilityBudgetError(UnlearnkitError, ValueError):
+    """A step would cost more accuracy (retained or held-out) than the stated utility budget;
+    nothing was changed. ``utility`` holds the accuracies measured before and after."""
+
+    def __init__(self, message: str, utility: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.utility = dict(utility or {})

@@ -14,7 +14,7 @@ from unlearnkit.curvature.blocks import (
     check_partition,
     make_blocks,
 )
-from unlearnkit.curvature.gradients import ParamLayout
+from unlearnkit.curvature.layout import ParamLayout
 from unlearnkit.errors import ConfigError, UnsupportedError
 
 

@@ -352,7 +352,7 @@ def test_woodbury_replace_then_remove_and_renormalise_in_one_request() -> None:
 def test_woodbury_replace_rows_falls_back_to_a_refactor(monkeypatch) -> None:
     """A Schur complement that is not numerically PD gives a refactor (exact); a PCG breakdown
     a direct factor of the patched K'_AA (exact)."""
-    from unlearnkit.curvature.solvers import woodbury
+    from unlearnkit.curvature.solvers import woodbury_factor
     from unlearnkit.curvature.solvers.pcg import PCGResult
     from unlearnkit.errors import NumericalError
 
@@ -361,21 +361,21 @@ def test_woodbury_replace_rows_falls_back_to_a_refactor(monkeypatch) -> None:
     new = rand(2, 2, 30)
     cur = G.clone()
     cur[[3, 8]] = new
-    real = woodbury.cholesky_or_raise
+    real = woodbury_factor.cholesky_or_raise
 
     def fail_schur(M, name, what):
         if "Schur" in what:
             raise NumericalError("not PD")
         return real(M, name, what)
 
-    monkeypatch.setattr(woodbury, "cholesky_or_raise", fail_schur)
+    monkeypatch.setattr(woodbury_factor, "cholesky_or_raise", fail_schur)
     out = inv.replace_rows(torch.tensor([3, 8]), new, 11.0, how="incremental")
     assert out.L is not inv.L and not out.stale.numel() and out.G is inv.G
     assert rel(out.solve(V), fresh_solve(cur, 0.01, 11.0, V)) < 1e-10
-    monkeypatch.setattr(woodbury, "cholesky_or_raise", real)
+    monkeypatch.setattr(woodbury_factor, "cholesky_or_raise", real)
     inc = inv.replace_rows(torch.tensor([3, 8]), new, 11.0, how="incremental")
     assert inc.L is inv.L
-    monkeypatch.setattr(woodbury, "pcg", lambda *a, **k: PCGResult(a[2] * 0, 100, False))
+    monkeypatch.setattr(woodbury_factor, "pcg", lambda *a, **k: PCGResult(a[2] * 0, 100, False))
     assert rel(inc.solve(V), fresh_solve(cur, 0.01, 11.0, V)) < 1e-10
 
 

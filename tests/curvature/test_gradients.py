@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from unlearnkit.curvature.gradients import (
+from unlearnkit.curvature import (
     PAD_ID,
     ParamLayout,
     grouped_gradients,

@@ -303,7 +303,7 @@ def test_pcg_reports_breakdown() -> None:
 
 
 def test_downdate_plan_by_hand() -> None:
-    from unlearnkit.curvature.solvers.woodbury import BLAS2_WEIGHT, downdate_plan
+    from unlearnkit.curvature.solvers.woodbury_factor import BLAS2_WEIGHT, downdate_plan
 
     # m = 3 500 rows, 100 removed (the mnist5k linear block): 8 PCG iterations (+1 check)
     how, inc, ref = downdate_plan(3500, 100, 3400, 3500, 3500 / 3400)
@@ -348,7 +348,7 @@ def test_woodbury_incremental_downdates_match_dense_fp64(p: dict, drops: list[in
 
 
 def test_woodbury_incremental_falls_back_to_a_factor_when_pcg_breaks_down(monkeypatch) -> None:
-    from unlearnkit.curvature.solvers import woodbury
+    from unlearnkit.curvature.solvers import woodbury_factor
     from unlearnkit.curvature.solvers.pcg import PCGResult
 
     G, V = rand(0, 12, 30), rand(1, 30, 2)
@@ -357,7 +357,7 @@ def test_woodbury_incremental_falls_back_to_a_factor_when_pcg_breaks_down(monkey
         .build(G, 0.01, 12.0)
         .downdate(torch.tensor([3, 7]), 10.0, how="incremental")
     )
-    monkeypatch.setattr(woodbury, "pcg", lambda *a, **k: PCGResult(a[2] * 0, 100, False))
+    monkeypatch.setattr(woodbury_factor, "pcg", lambda *a, **k: PCGResult(a[2] * 0, 100, False))
     keep = [i for i in range(12) if i not in (3, 7)]
     assert rel(inv.solve(V), torch.linalg.solve(fisher(G[keep], 0.01, 10.0), V)) < 1e-10
 
@@ -392,7 +392,7 @@ def test_downdate_plan_with_replaced_rows_by_hand() -> None:
     iteration; a CIFAR-like grouped request (5 000 rows, 100 shrunk, N 50 000 → 49 900) is
     incremental, and with 1 000 stale rows (10 such requests) a refactor is cheaper."""
     from unlearnkit.curvature.solvers.pcg import pcg_iterations
-    from unlearnkit.curvature.solvers.woodbury import BLAS2_WEIGHT, downdate_plan
+    from unlearnkit.curvature.solvers.woodbury_factor import BLAS2_WEIGHT, downdate_plan
 
     b, k, kappa = 5000, 100, 50_000 / 49_900
     how, inc, ref = downdate_plan(b, k, b, b, kappa, k, k)

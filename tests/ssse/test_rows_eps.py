@@ -14,11 +14,11 @@ from unlearnkit.curvature.blocks import make_blocks
 from unlearnkit.curvature.gradients import per_sample_gradients
 from unlearnkit.curvature.rows import curvature_rows
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.losses import per_sample_loss
 from unlearnkit.models import build_model
 from unlearnkit.ssse import ErasureConfig, ErasureState
 from unlearnkit.ssse.eps import accuracy_gap_rule, gamma_rule, loss_matching_rule
-from unlearnkit.ssse.rows import is_linear_multilabel, linear_multilabel_rows
+from unlearnkit.ssse.rows import has_closed_form_rows, linear_head_rows
+from unlearnkit.tasks import per_sample_loss
 from unlearnkit.training import predict_logits
 
 
@@ -42,10 +42,12 @@ def linear(attrs):
 
 
 def test_closed_form_empirical_rows_are_the_per_sample_gradients(attrs, linear):
-    cfg = ErasureConfig(task="multilabel", blocks="per_output_head")
-    assert is_linear_multilabel(linear, cfg)
-    fast = linear_multilabel_rows(
-        linear, attrs.x.double(), attrs.y, attrs.ids, "empirical"
+    cfg = ErasureConfig(
+        task="multilabel", blocks="per_output_head", group_size=1, mode="paper", damping=1e-4
+    )
+    assert has_closed_form_rows(linear, cfg)
+    fast = linear_head_rows(
+        linear, attrs.x.double(), attrs.y, attrs.ids, "empirical", "multilabel"
     ).G.double()
     ref = per_sample_gradients(
         linear,
@@ -59,7 +61,9 @@ def test_closed_form_empirical_rows_are_the_per_sample_gradients(attrs, linear):
 
 
 def test_closed_form_ggn_rows_give_the_same_block_grams(attrs, linear):
-    fast = linear_multilabel_rows(linear, attrs.x.double(), attrs.y, attrs.ids, "ggn").G.double()
+    fast = linear_head_rows(
+        linear, attrs.x.double(), attrs.y, attrs.ids, "ggn", "multilabel"
+    ).G.double()
     ref = curvature_rows(
         "ggn",
         linear,
@@ -77,7 +81,7 @@ def test_exact_ggn_step_at_eps_1_is_a_newton_step_on_the_retained_objective(attr
     """Known answer: at the optimum θ* of L_D = mean_D ℓ + (l2/2)‖θ‖², with the GGN (= the
     Hessian for a linear model), exact mode, λ = l2 and the regularised step,
     θ̂_1 = θ* − H_R⁻¹ ∇L_R(θ*): one Newton step on the retained objective."""
-    from unlearnkit.ssse.reproduce_convex import newton_refit
+    from unlearnkit.reproduce.convex import newton_refit
 
     l2 = 0.05
     # θ* by Newton's method in fp64 (quadratic convergence to ‖∇L_D‖ ≤ 1e-12), so the step's
@@ -120,7 +124,11 @@ def test_exact_ggn_step_at_eps_1_is_a_newton_step_on_the_retained_objective(attr
 
 def test_gamma_and_gap_rules_find_the_eps_that_reproduces_the_reference(attrs, linear):
     state = ErasureState.prepare(
-        linear, attrs, ErasureConfig(task="multilabel", blocks="per_output_head", damping=0.1)
+        linear,
+        attrs,
+        ErasureConfig(
+            task="multilabel", blocks="per_output_head", damping=0.1, group_size=1, mode="paper"
+        ),
     )
     forget = attrs.subset(attrs.ids[attrs.y[:, 0] > 0][:8])
     req = state.request(linear, forget)
@@ -134,7 +142,11 @@ def test_gamma_and_gap_rules_find_the_eps_that_reproduces_the_reference(attrs, l
 
 def test_loss_matching_scores_are_ks_statistics(attrs, linear):
     state = ErasureState.prepare(
-        linear, attrs, ErasureConfig(task="multilabel", blocks="per_output_head", damping=0.1)
+        linear,
+        attrs,
+        ErasureConfig(
+            task="multilabel", blocks="per_output_head", damping=0.1, group_size=1, mode="paper"
+        ),
     )
     forget, holdout = attrs.subset(attrs.ids[:10]), attrs.subset(attrs.ids[20:])
     req = state.request(linear, forget)
@@ -154,7 +166,11 @@ def test_utility_guard_excludes_exactly_the_grid_points_that_damage_retained_acc
     from unlearnkit.training import evaluate_accuracy
 
     state = ErasureState.prepare(
-        linear, attrs, ErasureConfig(task="multilabel", blocks="per_output_head", damping=0.01)
+        linear,
+        attrs,
+        ErasureConfig(
+            task="multilabel", blocks="per_output_head", damping=0.01, group_size=1, mode="paper"
+        ),
     )
     forget, holdout, retain = (
         attrs.subset(attrs.ids[:10]),

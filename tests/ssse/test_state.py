@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from unlearnkit.curvature.layout import flat_params
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import (
     AlreadyErasedError,
@@ -19,7 +20,6 @@ from unlearnkit.errors import (
 )
 from unlearnkit.io import model_fingerprint
 from unlearnkit.ssse import ErasureConfig, ErasureState
-from unlearnkit.ssse.state import flat_params
 
 
 def loop_grads(model: nn.Module, data: ArrayDataset) -> torch.Tensor:
@@ -52,7 +52,7 @@ def reference_step(model, data, forget_ids, lam, normalizer, eps, remaining_ids=
 
 @pytest.mark.parametrize("solver", ["dense", "woodbury", "sherman_morrison"])
 def test_paper_step_matches_brute_force(blobs, mlp, solver):
-    cfg = ErasureConfig(blocks="full", solver=solver, damping=1e-2)
+    cfg = ErasureConfig(blocks="full", solver=solver, damping=1e-2, group_size=1, mode="paper")
     state = ErasureState.prepare(mlp, blobs, cfg)
     forget = blobs.subset(blobs.ids[[3, 7, 20]])
     new_model, new_state = state.erase(mlp, forget, eps=2.0)
@@ -65,7 +65,9 @@ def test_paper_step_matches_brute_force(blobs, mlp, solver):
 
 
 def test_exact_mode_uses_fisher_of_remaining_data(blobs, mlp):
-    cfg = ErasureConfig(blocks="per_layer", solver="dense", damping=1e-2, mode="exact")
+    cfg = ErasureConfig(
+        blocks="per_layer", solver="dense", damping=1e-2, mode="exact", group_size=1
+    )
     state = ErasureState.prepare(mlp, blobs, cfg)
     forget = blobs.subset(blobs.ids[[1, 2, 30, 41]])
     new_model, _ = state.erase(mlp, forget, eps=1.0)
@@ -92,7 +94,7 @@ def test_exact_mode_uses_fisher_of_remaining_data(blobs, mlp):
 def test_exact_sequence_equals_fresh_leave_out(blobs, mlp, solver):
     """Two requests in exact mode: the second uses the Fisher of D∖(S1∪S2) at θ_F and the
     gradients at θ_1, exactly as a fresh computation."""
-    cfg = ErasureConfig(blocks="full", solver=solver, damping=5e-2, mode="exact")
+    cfg = ErasureConfig(blocks="full", solver=solver, damping=5e-2, mode="exact", group_size=1)
     state = ErasureState.prepare(mlp, blobs, cfg)
     s1 = blobs.subset(blobs.ids[[0, 5]])
     s2 = blobs.subset(blobs.ids[[9, 10, 11]])
@@ -137,32 +139,42 @@ def test_solvers_give_identical_erasures(blobs, mlp):
     forget = blobs.subset(blobs.ids[[4, 8]])
     outs = []
     for solver in ("dense", "woodbury", "sherman_morrison", "auto"):
-        st = ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="per_layer", solver=solver))
+        st = ErasureState.prepare(
+            mlp,
+            blobs,
+            ErasureConfig(
+                blocks="per_layer", solver=solver, group_size=1, mode="paper", damping=1e-4
+            ),
+        )
         outs.append(flat_params(st.erase(mlp, forget, eps=1.0)[0], st.layout).double())
     for o in outs[1:]:
         assert torch.allclose(o, outs[0], rtol=1e-4, atol=1e-7)
 
 
 def test_bad_requests_are_refused_and_nothing_changes(blobs, mlp):
-    state = ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="full", mode="exact"))
+    state = ErasureState.prepare(
+        mlp, blobs, ErasureConfig(blocks="full", mode="exact", group_size=1, damping=1e-4)
+    )
     before = model_fingerprint(mlp)
     unknown = ArrayDataset(
         "x", blobs.x[:1], blobs.y[:1], torch.tensor([5]), "multiclass", blobs.classes
     )
     with pytest.raises(UnknownIdsError):
-        state.erase(mlp, unknown)
+        state.erase(mlp, unknown, eps=1.0)
     s1 = blobs.subset(blobs.ids[[1]])
-    m1, st1 = state.erase(mlp, s1)
+    m1, st1 = state.erase(mlp, s1, eps=1.0)
     with pytest.raises(AlreadyErasedError):
-        st1.erase(m1, s1)
+        st1.erase(m1, s1, eps=1.0)
     with pytest.raises(StateMismatchError):
-        st1.erase(mlp, blobs.subset(blobs.ids[[2]]))  # the old model, not the one st1 applies to
+        st1.erase(
+            mlp, blobs.subset(blobs.ids[[2]]), eps=1.0
+        )  # the old model, not the one st1 applies to
     nan = blobs.subset(blobs.ids[[3]])
     nan = ArrayDataset(
         "nan", torch.full_like(nan.x, float("nan")), nan.y, nan.ids, "multiclass", nan.classes
     )
     with pytest.raises(NumericalError):
-        st1.erase(m1, nan)
+        st1.erase(m1, nan, eps=1.0)
     with pytest.raises(ConfigError):
         st1.request(m1, blobs.subset(blobs.ids[[4]])).apply(float("nan"))
     assert model_fingerprint(mlp) == before
@@ -170,14 +182,14 @@ def test_bad_requests_are_refused_and_nothing_changes(blobs, mlp):
 
 
 def test_save_load_round_trip_and_tampering(tmp_path, blobs, mlp):
-    cfg = ErasureConfig(blocks="per_layer", mode="exact", group_size=3)
+    cfg = ErasureConfig(blocks="per_layer", mode="exact", group_size=3, damping=1e-4)
     state = ErasureState.prepare(mlp, blobs, cfg)
-    m1, st1 = state.erase(mlp, blobs.subset(blobs.ids[[0, 1]]))
+    m1, st1 = state.erase(mlp, blobs.subset(blobs.ids[[0, 1]]), eps=1.0)
     st1.save(tmp_path / "st")
     loaded = ErasureState.load(tmp_path / "st", m1)
     s2 = blobs.subset(blobs.ids[[6, 7, 8]])
-    a, sa = st1.erase(m1, s2)
-    b, sb = loaded.erase(m1, s2)
+    a, sa = st1.erase(m1, s2, eps=1.0)
+    b, sb = loaded.erase(m1, s2, eps=1.0)
     assert torch.equal(flat_params(a, st1.layout), flat_params(b, st1.layout))
     assert sa.ledger[-1]["model_after"] == sb.ledger[-1]["model_after"]
     with pytest.raises(StateMismatchError):
@@ -198,18 +210,33 @@ def test_save_load_round_trip_and_tampering(tmp_path, blobs, mlp):
 
 def test_true_fisher_exact_mode_refused():
     with pytest.raises(ValueError, match="exact"):
-        ErasureConfig(curvature="true", mode="exact")
+        ErasureConfig(curvature="true", mode="exact", damping=1e-4)
 
 
 def test_memory_budget_is_checked_before_collecting_rows(blobs, mlp):
     from unlearnkit.errors import MemoryBudgetError
 
     with pytest.raises(MemoryBudgetError, match="group_size"):
-        ErasureState.prepare(mlp, blobs, ErasureConfig(blocks="full", memory_budget_bytes=1000))
+        ErasureState.prepare(
+            mlp,
+            blobs,
+            ErasureConfig(
+                blocks="full", memory_budget_bytes=1000, group_size=1, mode="paper", damping=1e-4
+            ),
+        )
     # enough for the rows (60 × 63 × 4 B) but not for a dense 63² fp64 block + workspace
     with pytest.raises(MemoryBudgetError):
         ErasureState.prepare(
-            mlp, blobs, ErasureConfig(blocks="full", solver="dense", memory_budget_bytes=16_000)
+            mlp,
+            blobs,
+            ErasureConfig(
+                blocks="full",
+                solver="dense",
+                memory_budget_bytes=16_000,
+                group_size=1,
+                mode="paper",
+                damping=1e-4,
+            ),
         )
 
 
@@ -241,7 +268,7 @@ def test_exact_sequence_on_the_kept_woodbury_factor_matches_brute_force(
     from unlearnkit.curvature.solvers import woodbury
 
     monkeypatch.setattr(woodbury, "downdate_plan", lambda *a: ("incremental", 0.0, 1.0))
-    cfg = ErasureConfig(blocks="full", solver="woodbury", damping=5e-3, mode="exact")
+    cfg = ErasureConfig(blocks="full", solver="woodbury", damping=5e-3, mode="exact", group_size=1)
     state = ErasureState.prepare(mlp, blobs, cfg)
     model, gone = mlp, []
     for step, idx in enumerate(([0, 5], [9, 10, 11], [30])):
@@ -264,11 +291,11 @@ def test_exact_sequence_on_the_kept_woodbury_factor_matches_brute_force(
 def test_grouped_exact_sequence_matches_brute_force(blobs, mlp, monkeypatch):
     """Groups of 4: the first request reuses the per-sample gradients at θ_F for the groups'
     re-averaging (no second gradient pass); the second, at θ_1 ≠ θ_F, recomputes them at θ_F."""
-    import unlearnkit.ssse.state as state_mod
+    import unlearnkit.ssse.leave_out as state_mod
 
     calls = []
-    real = state_mod.build_rows
-    monkeypatch.setattr(state_mod, "build_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = state_mod.dataset_rows
+    monkeypatch.setattr(state_mod, "dataset_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
     cfg = ErasureConfig(
         blocks="per_layer", solver="woodbury", damping=5e-2, mode="exact", group_size=4
     )
@@ -299,20 +326,22 @@ def test_grouped_exact_sequence_matches_brute_force(blobs, mlp, monkeypatch):
 def test_exact_state_holds_the_rows_once(tmp_path, blobs, mlp):
     """Woodbury blocks keep a view of the exact-mode rows (one copy in memory), also after
     loading; a request does not copy the rows when no group shrinks."""
-    cfg = ErasureConfig(blocks="per_layer", solver="woodbury", mode="exact")
+    cfg = ErasureConfig(
+        blocks="per_layer", solver="woodbury", mode="exact", group_size=1, damping=1e-4
+    )
     state = ErasureState.prepare(mlp, blobs, cfg)
     ptr = state.rows.untyped_storage().data_ptr()
     for e in state.inverse.entries:
         assert e.inverse.G.untyped_storage().data_ptr() == ptr
         assert torch.equal(e.inverse.G, state.rows[:, e.sel])
-    m1, st1 = state.erase(mlp, blobs.subset(blobs.ids[[3]]))
+    m1, st1 = state.erase(mlp, blobs.subset(blobs.ids[[3]]), eps=1.0)
     assert st1.rows is state.rows
     st1.save(tmp_path / "st")
     loaded = ErasureState.load(tmp_path / "st", m1)
     ptr = loaded.rows.untyped_storage().data_ptr()
     assert all(e.inverse.G.untyped_storage().data_ptr() == ptr for e in loaded.inverse.entries)
-    a, _ = st1.erase(m1, blobs.subset(blobs.ids[[8, 9]]))
-    b, _ = loaded.erase(m1, blobs.subset(blobs.ids[[8, 9]]))
+    a, _ = st1.erase(m1, blobs.subset(blobs.ids[[8, 9]]), eps=1.0)
+    b, _ = loaded.erase(m1, blobs.subset(blobs.ids[[8, 9]]), eps=1.0)
     assert torch.equal(flat_params(a, state.layout), flat_params(b, state.layout))
 
 
@@ -327,7 +356,7 @@ def test_exact_sequence_on_cuda_with_the_kept_factor_and_a_reload(
     from unlearnkit.curvature.solvers import woodbury
 
     monkeypatch.setattr(woodbury, "downdate_plan", lambda *a: ("incremental", 0.0, 1.0))
-    cfg = ErasureConfig(blocks="full", solver="woodbury", damping=5e-3, mode="exact")
+    cfg = ErasureConfig(blocks="full", solver="woodbury", damping=5e-3, mode="exact", group_size=1)
     out = {}
     for dev in ("cpu", "cuda"):
         model = copy.deepcopy(mlp).to(dev)
@@ -379,7 +408,7 @@ def test_grouped_exact_sequence_on_the_kept_woodbury_factor(tmp_path, blobs, mlp
             assert torch.equal(new_state.rows, wood.effective_rows())
         state, model = new_state, new_model
     assert torch.equal(state0.rows, rows0)  # the first state is unchanged and still usable
-    a, _ = state0.erase(mlp, blobs.subset(blobs.ids[[2, 3, 17]]))
+    a, _ = state0.erase(mlp, blobs.subset(blobs.ids[[2, 3, 17]]), eps=1.0)
     F, n_after = brute_exact_step(mlp, mlp, blobs, members, blobs.ids[[2, 3, 17]].tolist(), 5e-2)
     v = loop_grads(mlp, blobs.subset(blobs.ids[[2, 3, 17]])).sum(0)
     want = flat_params(mlp, state0.layout).double() + torch.linalg.solve(F, v) / n_after

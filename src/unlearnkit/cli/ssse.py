@@ -150,7 +150,7 @@ def reproduce_convex_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """The paper's §3: linear multi-attribute classifier, γ_S and distance over ε (Figure 1)."""
-    from unlearnkit.ssse.reproduce_convex import run_convex
+    from unlearnkit.reproduce.convex import run_convex
 
     res = run_convex(
         out,
@@ -189,7 +189,7 @@ def reproduce_deep_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """The paper's §4 at CPU scale: class and half-class removal, |ΔAcc| vs retrain (Figure 2)."""
-    from unlearnkit.ssse.reproduce_deep import run_deep
+    from unlearnkit.reproduce.deep import run_deep
 
     res = run_deep(
         out,

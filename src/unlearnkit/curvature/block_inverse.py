@@ -16,20 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from unlearnkit.curvature.memory import (
-    DEFAULT_CHUNK_BYTES,
-    MemoryEstimate,
-    estimate,
-    format_bytes,
+from unlearnkit.curvature.block_plan import (
+    BlockLike,
+    IndexBlock,
+    as_index,
+    check_partition,
+    plan_blocks,
 )
+from unlearnkit.curvature.memory import DEFAULT_CHUNK_BYTES, format_bytes
 from unlearnkit.curvature.solvers import (
     SOLVERS,
-    AutoSolver,
     BlockInverse,
     DenseSolver,
     WoodburySolver,
@@ -43,37 +43,7 @@ from unlearnkit.curvature.solvers.base import (
     gram_cols64,
     row_sq_norms64,
 )
-from unlearnkit.errors import ConfigError, MemoryBudgetError, NumericalError
-
-
-class BlockLike(Protocol):
-    """Anything with a ``name`` and an ``index``: int64 positions in the flat vector, or a
-    ``slice(start, stop)`` (e.g. :class:`unlearnkit.curvature.blocks.Block`)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def index(self) -> Tensor | slice: ...
-
-
-@dataclass(frozen=True)
-class IndexBlock:
-    """A minimal :class:`BlockLike`."""
-
-    name: str
-    index: Tensor | slice
-
-
-def _as_index(index: Tensor | slice, name: str) -> Tensor:
-    if isinstance(index, slice):
-        if index.step not in (None, 1) or index.start is None or index.stop is None:
-            raise ConfigError(f"block {name!r}: slice index must be slice(start, stop)")
-        return torch.arange(index.start, index.stop, dtype=torch.int64)
-    idx = torch.as_tensor(index)
-    if idx.ndim != 1 or idx.is_floating_point():
-        raise ConfigError(f"block {name!r}: index must be a 1-D integer tensor or a slice")
-    return idx.to(torch.int64).cpu()
+from unlearnkit.errors import ConfigError, NumericalError
 
 
 @dataclass(frozen=True)
@@ -94,31 +64,6 @@ def _selector(index: Tensor) -> slice | Tensor:
     return index
 
 
-def _check_partition(blocks: Sequence[BlockLike], d: int) -> list[tuple[str, Tensor]]:
-    """Blocks must partition 0..d−1 (each position exactly once) and have unique names."""
-    out = []
-    for b in blocks:
-        idx = _as_index(b.index, str(b.name))
-        if idx.numel() == 0:
-            raise ConfigError(f"block {b.name!r} is empty")
-        out.append((str(b.name), idx))
-    names = [n for n, _ in out]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"block names must be unique, got {names}")
-    allidx = torch.cat([i for _, i in out]) if out else torch.empty(0, dtype=torch.int64)
-    in_range = allidx.numel() == 0 or (int(allidx.min()) >= 0 and int(allidx.max()) < d)
-    if (
-        allidx.numel() != d
-        or not in_range
-        or not bool((torch.bincount(allidx, minlength=d) == 1).all())
-    ):
-        raise ConfigError(
-            f"blocks must partition the {d} parameters (every position exactly once); they "
-            f"cover {allidx.unique().numel()} distinct positions with {allidx.numel()} entries"
-        )
-    return out
-
-
 def _check_finite_rows(G: Tensor, chunk_bytes: int) -> None:
     step = max(1, chunk_bytes // (8 * max(1, G.shape[1])))
     for s in range(0, G.shape[0], step):
@@ -126,21 +71,6 @@ def _check_finite_rows(G: Tensor, chunk_bytes: int) -> None:
         if bool(bad.any()):
             rows = (bad.nonzero().flatten() + s).tolist()[:10]
             raise NumericalError(f"gradients contain NaN or Inf in rows {rows}")
-
-
-@dataclass
-class _Plan:
-    name: str
-    index: Tensor
-    method: str
-    reason: str
-    est: MemoryEstimate
-    alt: tuple[str, MemoryEstimate] | None  # the other auto candidate
-
-
-def _total(plans: Sequence[_Plan]) -> int:
-    """Persistent bytes of all blocks plus the largest single build workspace."""
-    return sum(p.est.persistent for p in plans) + max((p.est.workspace for p in plans), default=0)
 
 
 class BlockDiagonalInverse:
@@ -163,7 +93,7 @@ class BlockDiagonalInverse:
         memory_budget_bytes: int | None = None,
     ) -> list[dict[str, object]]:
         """The per-block solver choice and memory estimate, without building anything."""
-        plans = cls._plan(m, d, blocks, solver, dtype, memory_budget_bytes)
+        plans = plan_blocks(m, d, blocks, solver, dtype, memory_budget_bytes)
         return [
             {
                 "name": p.name,
@@ -175,74 +105,6 @@ class BlockDiagonalInverse:
             }
             for p in plans
         ]
-
-    @staticmethod
-    def _plan(
-        m: int,
-        d: int,
-        blocks: Sequence[BlockLike] | None,
-        solver: str,
-        dtype: torch.dtype,
-        budget: int | None,
-    ) -> list[_Plan]:
-        if solver not in SOLVERS:
-            SOLVERS.get(solver)  # raises ConfigError listing the known solvers
-        if blocks is None:
-            blocks = [IndexBlock("full", torch.arange(d))]
-        parts = _check_partition(blocks, d)
-        plans: list[_Plan] = []
-        auto = AutoSolver()
-        for name, idx in parts:
-            d_b = idx.numel()
-            if solver == "auto":
-                choice = auto.choose(m, d_b, dtype, memory_budget_bytes=budget)
-                other = "woodbury" if choice.method == "dense" else "dense"
-                plans.append(
-                    _Plan(
-                        name,
-                        idx,
-                        choice.method,
-                        choice.reason,
-                        estimate(choice.method, m, d_b, dtype),
-                        (other, estimate(other, m, d_b, dtype)),
-                    )
-                )
-            else:
-                plans.append(
-                    _Plan(
-                        name,
-                        idx,
-                        solver,
-                        f"{solver}: requested",
-                        estimate(solver, m, d_b, dtype),
-                        None,
-                    )
-                )
-        if budget is not None and _total(plans) > budget and solver == "auto":
-            # switch blocks to their lower-memory candidate, biggest saving first
-            def saving(p: _Plan) -> int:
-                return p.est.peak - p.alt[1].peak if p.alt else 0
-
-            for p in sorted(plans, key=saving, reverse=True):
-                if _total(plans) <= budget or saving(p) <= 0 or p.alt is None:
-                    continue
-                (p.method, p.est), p.alt = p.alt, (p.method, p.est)
-                p.reason = (
-                    f"{p.method}: lower memory ({format_bytes(p.est.peak)}) to fit the budget"
-                )
-        if budget is not None and _total(plans) > budget:
-            big = max(plans, key=lambda p: p.est.peak)
-            wood = sum(estimate("woodbury", m, p.index.numel(), dtype).peak for p in plans)
-            raise MemoryBudgetError(
-                f"building the Fisher inverse ({len(plans)} blocks, m={m} rows, d={d}, "
-                f"solver={solver!r}) needs about {format_bytes(_total(plans))} but the memory "
-                f"budget is {format_bytes(budget)}; the largest block is {big.name!r} "
-                f"(d_b={big.index.numel()}, {big.method}, {format_bytes(big.est.peak)}). "
-                f"Options: smaller blocks; solver='woodbury' (about {format_bytes(wood)} in "
-                "all) when m < d_b; fewer rows by grouping gradients (group_size); or a larger "
-                "budget."
-            )
-        return plans
 
     @classmethod
     def build(
@@ -264,7 +126,7 @@ class BlockDiagonalInverse:
             raise ConfigError("G must be a floating-point 2-D tensor (m rows, d parameters)")
         lam, n = check_hyper(damping, normalizer)
         m, d = G.shape
-        plans = cls._plan(m, d, blocks, solver, G.dtype, memory_budget_bytes)
+        plans = plan_blocks(m, d, blocks, solver, G.dtype, memory_budget_bytes)
         G = G.detach()
         _check_finite_rows(G, chunk_bytes)
         entries = []
@@ -288,8 +150,8 @@ class BlockDiagonalInverse:
         E.g. the linear multi-attribute model: A_k = Xᵀdiag(r_k²)X for all k in one einsum.
         """
         lam, n = check_hyper(damping, normalizer)
-        d = sum(_as_index(b.index, str(b.name)).numel() for b in blocks)
-        parts = _check_partition(blocks, d)
+        d = sum(as_index(b.index, str(b.name)).numel() for b in blocks)
+        parts = check_partition(blocks, d)
         if len(grams) != len(parts):
             raise ConfigError(f"got {len(grams)} Gram matrices for {len(parts)} blocks")
         entries = []
@@ -455,7 +317,7 @@ class BlockDiagonalInverse:
                 )
         except KeyError as e:
             raise ConfigError(f"Fisher-inverse state is missing {e}") from None
-        _check_partition([IndexBlock(e.name, e.index) for e in entries], d)
+        check_partition([IndexBlock(e.name, e.index) for e in entries], d)
         return cls(entries, d)
 
     def __repr__(self) -> str:

@@ -32,7 +32,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from unlearnkit.curvature.gradients import ParamLayout
+from unlearnkit.curvature.layout import ParamLayout
 from unlearnkit.errors import ConfigError, UnsupportedError
 from unlearnkit.registry import Registry
 

@@ -106,3 +106,16 @@ def check_budget(needed: int, budget: int | None, what: str, advice: str) -> Non
             f"{what} needs about {format_bytes(needed)} but the memory budget is "
             f"{format_bytes(budget)}. {advice}"
         )
+
+
+def default_memory_budget(fraction: float = 0.8) -> int:
+    """``fraction`` of the memory available now (``MemAvailable`` in /proc/meminfo), or 8 GiB
+    where that cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(int(line.split()[1]) * 1024 * fraction)
+    except OSError:
+        pass
+    return 8 * 2**30

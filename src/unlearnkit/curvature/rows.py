@@ -20,7 +20,7 @@ Kinds (registry :data:`ROW_KINDS`):
   estimated with S = ``samples_per_input`` labels drawn per input: rows
   ``grad[-log p(y_hat_s | x_i)] / sqrt(S)``. Draws are seeded and do not depend on chunking
   (one uniform per draw, generated for all samples at once from ``seed``; inverse-CDF
-  sampling). Needs a task name: "multiclass" (softmax) or "multilabel" (independent sigmoids).
+  sampling). Needs a :class:`~unlearnkit.tasks.Task` (it owns the label sampler).
 * ``ggn``: the exact generalised Gauss-Newton ``sum_i J_i^T H_i J_i``, J_i = d logits / d theta
   and H_i the Hessian of the loss w.r.t. the logits, written ``H_i = L_i L_i^T`` so that the
   rows of sample i are ``J_i^T L_i[:, k]``:
@@ -42,25 +42,20 @@ Each row records its sample (``row_group`` -> ``group_members``) and its output/
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.func import jacrev, vmap
 
-from unlearnkit.curvature.gradients import (
-    TASK_LOSSES,
-    Backend,
-    GradientMatrix,
-    Loss,
-    RowProgram,
-    collect_rows,
-    empirical_program,
-    resolve_loss,
-)
+from unlearnkit.curvature.gradients import Backend, collect_rows
+from unlearnkit.curvature.matrix import GradientMatrix
+from unlearnkit.curvature.programs import Loss, RowProgram, empirical_program, resolve_loss
+from unlearnkit.curvature.stream import Batch, collect_rows_stream
 from unlearnkit.errors import ConfigError
 from unlearnkit.registry import Registry
+from unlearnkit.tasks import TASKS, Task, get_task
 
 #: ``factory(task, *, n, seed, samples_per_input) -> RowProgram``.
 RowKindFactory = Callable[..., RowProgram]
@@ -68,58 +63,26 @@ ROW_KINDS: Registry[RowKindFactory] = Registry("curvature kind")
 
 
 @ROW_KINDS.register("empirical")
-def empirical_rows(task: str | Loss, *, n: int, seed: int, samples_per_input: int) -> RowProgram:
+def empirical_rows(
+    task: str | Task | Loss, *, n: int, seed: int, samples_per_input: int
+) -> RowProgram:
     """Empirical Fisher rows (SSSE eq. 2): ``grad l_i`` at the true labels."""
     _only_one_sample("empirical", samples_per_input)
     return empirical_program(task)
 
 
-# --------------------------------------------------------------------------------------------
-# True Fisher: label samplers per task
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LabelSampler:
-    """Draw labels from the model's predictive distribution by inverse CDF.
-
-    ``uniform_shape(C)`` is the per-draw shape of uniforms; ``sample(logits (b, C), u (b, S,
-    *uniform_shape)) -> labels (b, S, ...)`` in the dtype the task's loss expects.
-    """
-
-    uniform_shape: Callable[[int], tuple[int, ...]]
-    sample: Callable[[Tensor, Tensor], Tensor]
-
-
-LABEL_SAMPLERS: Registry[LabelSampler] = Registry("label sampler")
-
-
-def _sample_categorical(logits: Tensor, u: Tensor) -> Tensor:
-    """``y = min{k : cumsum(softmax(z))_k > u}``: a draw from Categorical(softmax(z))."""
-    cdf = torch.softmax(logits.double(), dim=-1).cumsum(-1)  # (b, C)
-    idx = torch.searchsorted(cdf.contiguous(), u.double().contiguous(), right=True)  # (b, S)
-    return idx.clamp(max=logits.shape[-1] - 1)
-
-
-def _sample_bernoulli(logits: Tensor, u: Tensor) -> Tensor:
-    """``y_k = [u_k < sigmoid(z_k)]``: independent Bernoulli draws per attribute."""
-    return (u < torch.sigmoid(logits).unsqueeze(1)).to(logits.dtype)
-
-
-LABEL_SAMPLERS.register("multiclass")(LabelSampler(lambda c: (), _sample_categorical))
-LABEL_SAMPLERS.register("multilabel")(LabelSampler(lambda c: (c,), _sample_bernoulli))
-
-
 @ROW_KINDS.register("true")
-def true_fisher_rows(task: str | Loss, *, n: int, seed: int, samples_per_input: int) -> RowProgram:
+def true_fisher_rows(
+    task: str | Task | Loss, *, n: int, seed: int, samples_per_input: int
+) -> RowProgram:
     """True (model) Fisher rows: ``grad[-log p(y_hat_s|x)] / sqrt(S)``, ``y_hat_s ~ p(.|x)``."""
-    if not isinstance(task, str):
+    if not isinstance(task, str | Task):
         raise ConfigError(
             "the true Fisher samples labels from the model's predictive distribution and needs "
-            f"a task name ({', '.join(LABEL_SAMPLERS.names())}), not a loss callable"
+            f"a task name or Task ({', '.join(TASKS.names())}), not a loss callable"
         )
-    sampler = LABEL_SAMPLERS.get(task)
-    nll = TASK_LOSSES.get(task)
+    spec = get_task(task)
+    nll = spec.sample_loss
     s = int(samples_per_input)
     if s < 1:
         raise ConfigError(f"samples_per_input must be >= 1, got {samples_per_input}")
@@ -129,12 +92,12 @@ def true_fisher_rows(task: str | Loss, *, n: int, seed: int, samples_per_input: 
     def uniforms(c: int) -> Tensor:
         if "u" not in cache:  # all n samples at once: independent of chunking
             gen = torch.Generator().manual_seed(int(seed))
-            cache["u"] = torch.rand((n, s, *sampler.uniform_shape(c)), generator=gen)
+            cache["u"] = torch.rand((n, s, *spec.uniform_shape(c)), generator=gen)
         return cache["u"]
 
     def prepare(logits: Tensor, y: Tensor, positions: Tensor) -> Tensor:
         u = uniforms(int(logits.shape[-1]))[positions.cpu()].to(logits.device)
-        return sampler.sample(logits, u)
+        return spec.sample_labels(logits, u)
 
     def values(z: Tensor, y: Tensor, y_hat: Tensor) -> Tensor:
         return vmap(nll, in_dims=(None, 0))(z, y_hat) * scale
@@ -158,30 +121,9 @@ class LogitHessianFactor:
     values: Callable[[Tensor, Tensor], Tensor]
 
 
-GGN_FACTORS: Registry[LogitHessianFactor] = Registry("Gauss-Newton factor")
-
-
-def _softmax_aux(logits: Tensor, y: Tensor) -> Tensor:
-    return torch.softmax(logits, dim=-1)
-
-
-def _softmax_values(z: Tensor, p: Tensor) -> Tensor:
-    """``L^T z`` with ``L = diag(sqrt p) - p sqrt(p)^T``: ``sqrt(p_k) (z_k - p . z)``."""
-    return p.sqrt() * (z - (p * z).sum())
-
-
-def _sigmoid_aux(logits: Tensor, y: Tensor) -> Tensor:
-    p = torch.sigmoid(logits)
-    return (p * (1 - p)).sqrt()
-
-
-def _sigmoid_values(z: Tensor, s: Tensor) -> Tensor:
-    """``L^T z`` with ``L = diag(sqrt(p (1-p)))``."""
-    return s * z
-
-
-GGN_FACTORS.register("multiclass")(LogitHessianFactor(_softmax_aux, _softmax_values))
-GGN_FACTORS.register("multilabel")(LogitHessianFactor(_sigmoid_aux, _sigmoid_values))
+def task_factor(task: Task) -> LogitHessianFactor:
+    """The closed-form factor a :class:`~unlearnkit.tasks.Task` owns (``ggn_aux``/``ggn_values``)."""
+    return LogitHessianFactor(task.ggn_aux, task.ggn_values)
 
 
 def generic_factor(loss: Loss) -> LogitHessianFactor:
@@ -203,10 +145,13 @@ def generic_factor(loss: Loss) -> LogitHessianFactor:
 
 
 @ROW_KINDS.register("ggn")
-def ggn_rows(task: str | Loss, *, n: int, seed: int, samples_per_input: int) -> RowProgram:
+def ggn_rows(task: str | Task | Loss, *, n: int, seed: int, samples_per_input: int) -> RowProgram:
     """Exact Gauss-Newton rows ``J_i^T L_i`` with ``L_i L_i^T = d^2 loss / d z^2``."""
     _only_one_sample("ggn", samples_per_input)
-    factor = GGN_FACTORS.get(task) if isinstance(task, str) else generic_factor(resolve_loss(task))
+    if isinstance(task, str | Task):
+        factor = task_factor(get_task(task))
+    else:
+        factor = generic_factor(resolve_loss(task))
 
     def prepare(logits: Tensor, y: Tensor, positions: Tensor) -> Tensor:
         return factor.prepare(logits, y)
@@ -232,7 +177,7 @@ def curvature_rows(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
-    task: str | Loss,
+    task: str | Task | Loss,
     ids: Tensor | None = None,
     group_size: int = 1,
     seed: int = 0,
@@ -248,7 +193,8 @@ def curvature_rows(
 ) -> GradientMatrix:
     """Rows R of curvature ``kind`` ("empirical", "true", "ggn") so that F = (1/N) R^T R.
 
-    ``task`` is "multiclass", "multilabel" or a per-sample loss callable (not for "true").
+    ``task`` is a task (name or :class:`~unlearnkit.tasks.Task`) or a per-sample loss callable
+    (not for "true").
     ``seed`` fixes the group permutation and the true-Fisher label draws. See
     :func:`unlearnkit.curvature.gradients.collect_rows` for the other arguments.
     """
@@ -267,6 +213,38 @@ def curvature_rows(
         max_bytes=max_bytes,
         device=device,
         storage_device=storage_device,
+        compute_dtype=compute_dtype,
+        out_dtype=out_dtype,
+        backend=backend,
+    )
+
+
+def curvature_rows_stream(
+    kind: str,
+    model: nn.Module,
+    batches: Iterable[Batch],
+    n: int,
+    task: str | Task | Loss,
+    group_size: int = 1,
+    seed: int = 0,
+    chunk_size: int | None = None,
+    *,
+    samples_per_input: int = 1,
+    compute_dtype: torch.dtype | None = None,
+    out_dtype: torch.dtype = torch.float32,
+    backend: Backend = "func",
+) -> GradientMatrix:
+    """:func:`curvature_rows` for ``n`` samples read from ``(x, y, ids)`` batches
+    (:func:`~unlearnkit.curvature.stream.collect_rows_stream`)."""
+    program = ROW_KINDS.get(kind)(task, n=n, seed=seed, samples_per_input=samples_per_input)
+    return collect_rows_stream(
+        model,
+        batches,
+        n,
+        program,
+        group_size=group_size,
+        seed=seed,
+        chunk_size=chunk_size,
         compute_dtype=compute_dtype,
         out_dtype=out_dtype,
         backend=backend,

@@ -34,7 +34,7 @@ from unlearnkit.evaluation.efficiency import rte
 from unlearnkit.evaluation.mia import indiscernibility, population_mia, svc_mia_efficacy
 from unlearnkit.evaluation.retention import retention_deviation, retentions
 from unlearnkit.evaluation.signals import true_class_confidence
-from unlearnkit.losses import per_sample_loss
+from unlearnkit.tasks import per_sample_loss
 
 SPLITS = ("retain", "forget", "val", "test")
 ACC_NAMES = {"retain": "RA", "forget": "FA", "val": "VA", "test": "TA"}

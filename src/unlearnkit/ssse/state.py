@@ -1,7 +1,7 @@
 """The SSSE erasure state: ``prepare`` once, then ``erase(ids, ε)`` for each deletion request.
 
-    state = ErasureState.prepare(model, train_data, ErasureConfig(...))
-    new_model, state = state.erase(model, forget_data, eps=1.0)
+    state = ErasureState.prepare(model, train_data, ErasureConfig())
+    new_model, state = state.erase(model, forget_data, holdout=test_data, retain_sample=retain)
     state.save("state/"); state = ErasureState.load("state/", new_model)
 
 The state holds the block-diagonal inverse F⁻¹ (see :mod:`unlearnkit.curvature.block_inverse`),
@@ -17,33 +17,32 @@ A request for the samples S (k of them) at the current parameters θ_t with n_t 
    members get their mean row replaced), renormalised with N' (n_t − k samples, or the rows
    left);
 3. v = Σ_{i∈S} ∇ℓ_i(θ_t) (+ k·l2·θ_t with ``regularized_step``), Δ = F⁻¹v;
-4. θ_{t+1} = θ_t + ε/(n_t − k) · Δ  (SSSE eq. 4).
+4. θ_{t+1} = θ_t + ε/(n_t − k) · Δ  (SSSE eq. 4), ε chosen by the guarded retrain-free rule
+   unless given, under a utility budget (:mod:`unlearnkit.ssse.request`).
 
 Nothing is modified in place: ``erase`` returns a new model and a new state, and on any error
 the model and the state are unchanged. The direction Δ does not depend on ε, so
-:meth:`ErasureState.request` computes it once and :class:`ErasureRequest` evaluates any ε grid.
+:meth:`ErasureState.request` computes it once and
+:class:`~unlearnkit.ssse.request.ErasureRequest` evaluates any ε grid. The exact leave-out is in
+:mod:`unlearnkit.ssse.leave_out`, the file format in :mod:`unlearnkit.ssse.persistence`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import shutil
 import time
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-import unlearnkit
-from unlearnkit.curvature.block_inverse import BlockDiagonalInverse, BlockEntry
+from unlearnkit.curvature.block_inverse import BlockDiagonalInverse
 from unlearnkit.curvature.blocks import make_blocks
-from unlearnkit.curvature.gradients import PAD_ID, ParamLayout, per_sample_gradients
-from unlearnkit.curvature.memory import format_bytes
-from unlearnkit.curvature.solvers import WoodburyInverse
+from unlearnkit.curvature.layout import ParamLayout, flat_params
+from unlearnkit.curvature.memory import default_memory_budget, format_bytes
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import (
     AlreadyErasedError,
@@ -53,77 +52,23 @@ from unlearnkit.errors import (
     StateMismatchError,
     UnknownIdsError,
 )
-from unlearnkit.io import atomic_write_json, load_tensors, model_fingerprint, save_tensors
+from unlearnkit.io import model_fingerprint
 from unlearnkit.ssse.config import ErasureConfig
-from unlearnkit.ssse.rows import build_rows, is_linear_multilabel
-
-FORMAT_VERSION = 1
-
-
-def flat_params(model: nn.Module, layout: ParamLayout) -> Tensor:
-    """θ as a flat vector in ``layout`` order (trainable parameters)."""
-    params = dict(model.named_parameters())
-    return layout.flatten({n: params[n].detach() for n in layout.names})
-
-
-def with_params(model: nn.Module, layout: ParamLayout, theta: Tensor) -> nn.Module:
-    """A deep copy of ``model`` with its trainable parameters set from the flat ``theta``."""
-    out = copy.deepcopy(model)
-    params = dict(out.named_parameters())
-    with torch.no_grad():
-        for name, value in layout.unflatten(theta).items():
-            params[name].copy_(value.to(params[name].dtype))
-    return out
-
-
-def default_memory_budget(fraction: float = 0.8) -> int:
-    """``fraction`` of the memory available now (``MemAvailable`` in /proc/meminfo), or 8 GiB
-    where that cannot be read."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(int(line.split()[1]) * 1024 * fraction)
-    except OSError:
-        pass
-    return 8 * 2**30
-
-
-def estimate_rows_bytes(model: nn.Module, data: ArrayDataset, cfg: ErasureConfig, d: int) -> int:
-    """fp32 bytes of the rows matrix: ceil(n/g) groups × rows per group × d."""
-    n_groups = -(-len(data) // cfg.group_size)
-    per_group = 1
-    if cfg.curvature == "ggn" and not is_linear_multilabel(model, cfg):
-        per_group = data.num_outputs
-    return n_groups * per_group * d * 4
-
-
-def _layout_dict(layout: ParamLayout) -> dict[str, Any]:
-    return {"names": list(layout.names), "shapes": [list(s) for s in layout.shapes]}
-
-
-def share_rows(inverse: BlockDiagonalInverse, rows: Tensor | None) -> BlockDiagonalInverse:
-    """Woodbury blocks whose stored rows (G with its replaced-row patch) equal the exact-mode
-    rows' columns hold a view of ``rows`` instead of a second copy (the rows matrix is then in
-    memory once)."""
-    if rows is None:
-        return inverse
-    entries = []
-    for e in inverse.entries:
-        inv = e.inverse
-        if (
-            isinstance(inv, WoodburyInverse)
-            and isinstance(e.sel, slice)
-            and tuple(inv.G.shape) == (rows.shape[0], e.index.numel())
-            and inv.G.dtype == rows.dtype
-            and inv.G.device == rows.device
-        ):
-            try:  # equal outside the replaced-row patch and on it
-                inv = inv.sharing(rows[:, e.sel])
-            except ConfigError:
-                pass
-        entries.append(BlockEntry(e.name, e.index, e.sel, inv, e.reason))
-    return BlockDiagonalInverse(entries, inverse.d)
+from unlearnkit.ssse.eps import DEFAULT_GRID
+from unlearnkit.ssse.leave_out import leave_out, share_rows
+from unlearnkit.ssse.persistence import (
+    layout_dict,
+    layout_from_dict,
+    read_state_folder,
+    write_state_folder,
+)
+from unlearnkit.ssse.request import (
+    DEFAULT_UTILITY_BUDGET,
+    Eps,
+    ErasureRequest,
+    check_auto_inputs,
+)
+from unlearnkit.ssse.rows import SampleData, dataset_rows, estimate_rows_bytes, sample_gradients
 
 
 @dataclass(frozen=True)
@@ -153,10 +98,14 @@ class ErasureState:
     def prepare(
         cls,
         model: nn.Module,
-        data: ArrayDataset,
+        data: SampleData,
         config: ErasureConfig | dict[str, Any] | None = None,
     ) -> ErasureState:
-        """Compute the curvature rows of ``data`` at the model's θ and invert F (once)."""
+        """Compute the curvature rows of ``data`` at the model's θ and invert F (once).
+
+        ``data``: an :class:`~unlearnkit.data.base.ArrayDataset` or any dataset with ids, y,
+        task, classes, ``len`` and ``subset`` whose inputs come from ``batches(batch_size)``
+        (:class:`~unlearnkit.ssse.rows.SampleData`; read in batches, never concatenated)."""
         cfg = config if isinstance(config, ErasureConfig) else ErasureConfig(**(config or {}))
         if cfg.task != data.task:
             raise ConfigError(f"config task {cfg.task!r} does not match dataset task {data.task!r}")
@@ -165,7 +114,7 @@ class ErasureState:
         layout = ParamLayout.from_model(model)
         blocks = make_blocks(cfg.blocks, model, **cfg.block_options)
         budget = cfg.memory_budget_bytes or default_memory_budget()
-        rows_bytes = estimate_rows_bytes(model, data, cfg, layout.d)
+        rows_bytes = estimate_rows_bytes(model, len(data), len(data.classes), cfg, layout.d)
         if rows_bytes > budget:
             raise MemoryBudgetError(
                 f"the curvature rows alone need about {format_bytes(rows_bytes)} "
@@ -174,7 +123,7 @@ class ErasureState:
                 "(group_size=10 divides the rows by 10), use the empirical Fisher (one row per "
                 "sample), or raise memory_budget_bytes"
             )
-        gm = build_rows(model, data.x, data.y, data.ids, cfg)
+        gm = dataset_rows(model, data, cfg)
         normalizer = len(data) if cfg.normalizer_kind == "samples" else gm.n_groups
         inverse = BlockDiagonalInverse.build(
             gm.G,
@@ -189,7 +138,7 @@ class ErasureState:
             config=cfg,
             layout=layout,
             inverse=share_rows(inverse, rows),
-            sample_ids=data.ids.clone(),
+            sample_ids=gm.sample_ids.clone(),
             erased=torch.zeros(len(data), dtype=torch.bool),
             theta_fisher=flat_params(model, layout).clone(),
             row_group=gm.row_group.clone(),
@@ -292,7 +241,7 @@ class ErasureState:
         return pos
 
     # ------------------------------------------------------------------ requests
-    def request(self, model: nn.Module, forget: ArrayDataset) -> ErasureRequest:
+    def request(self, model: nn.Module, forget: SampleData) -> ErasureRequest:
         """Validate and compute the ε-independent direction Δ for erasing ``forget``."""
         t0 = time.perf_counter()
         self.check_model(model)
@@ -301,10 +250,7 @@ class ErasureState:
         pos = self.positions(forget.ids)
         k = int(pos.numel())
         model = copy.deepcopy(model).eval()
-        dtype = next(model.parameters()).dtype
-        gm = per_sample_gradients(
-            model, forget.x, forget.y, self.config.task, ids=forget.ids, compute_dtype=dtype
-        )
+        gm = sample_gradients(model, forget, self.config.task)
         v = gm.G.double().sum(0)
         theta = flat_params(model, self.layout).double()
         if self.config.regularized_step:
@@ -317,8 +263,8 @@ class ErasureState:
             # are the empirical-Fisher rows that shrinking groups lose: no second gradient pass
             theta_now = flat_params(model, self.layout).to(self.theta_fisher.device)
             at_fisher = torch.equal(theta_now, self.theta_fisher)
-            reuse = gm.G if at_fisher and self.config.curvature == "empirical" else None
-            inverse, patch, sizes, members = self._leave_out(model, forget, n_after, reuse)
+            reuse = gm if at_fisher and self.config.curvature == "empirical" else None
+            inverse, patch, sizes, members = leave_out(self, model, forget, n_after, reuse)
         delta = inverse.solve(v)
         if not bool(torch.isfinite(delta).all()):
             raise NumericalError("the SSSE direction F⁻¹v has NaN/Inf entries")
@@ -327,7 +273,7 @@ class ErasureState:
         return ErasureRequest(
             state=self,
             model=model,
-            ids=forget.ids.clone(),
+            forget=forget,
             theta=theta,
             delta=delta,
             scale=1.0 / n_after,
@@ -339,151 +285,69 @@ class ErasureState:
             next_row_patch=patch,
         )
 
-    def _leave_out(
+    def erase(
         self,
         model: nn.Module,
-        forget: ArrayDataset,
-        n_after: int,
-        forget_rows: Tensor | None = None,
-    ) -> tuple[BlockDiagonalInverse, tuple[Tensor, Tensor] | None, Tensor, Tensor]:
-        """Exact Fisher of the remaining data: drop or re-average the rows holding S.
-
-        Returns the new inverse, the new row patch (``rows`` is never copied or modified),
-        the group sizes and members.
-
-        ``forget_rows`` (k, d): the samples' curvature rows at θ_F in ``forget`` order, when
-        already known; otherwise they are computed for the samples of shrinking groups."""
-        assert self.rows is not None
-        cfg = self.config
-        members, sizes = self.group_members.clone(), self.group_sizes.clone()
-        remove = torch.isin(members, forget.ids) & (members != PAD_ID)
-        hit_groups = torch.nonzero(remove.any(dim=1)).reshape(-1)
-        lost = remove[hit_groups].sum(dim=1)
-        emptied = hit_groups[lost == sizes[hit_groups]]
-        shrunk = hit_groups[lost < sizes[hit_groups]]
-        r = self.row_group.numel() // max(self.group_sizes.numel(), 1)
-        rows_of = lambda groups: (groups.reshape(-1, 1) * r + torch.arange(r)).reshape(-1)  # noqa: E731
-        n_groups_after = int((sizes > 0).sum()) - int(emptied.numel())
-        N = n_after if cfg.normalizer_kind == "samples" else n_groups_after
-        inverse = self.inverse
-        patch = self.row_patch  # ``rows`` is shared (never modified in place)
-        if shrunk.numel():
-            # g_b' = (|b|·g_b − Σ_{i∈S∩b} g_i) / (|b| − |S∩b|), per-sample g_i at θ_F
-            gone = members[shrunk][remove[shrunk]]
-            if forget_rows is not None:
-                g_rm = forget_rows[forget.positions(gone)].double()
-            else:
-                theta_model = with_params(model, self.layout, self.theta_fisher)
-                sub = forget.subset(gone)
-                g_rm = build_rows(theta_model, sub.x, sub.y, sub.ids, cfg, group_size=1).G.double()
-            dev = g_rm.device  # the model's device (rows may live on a GPU)
-            owner = torch.repeat_interleave(torch.arange(shrunk.numel()), remove[shrunk].sum(dim=1))
-            sums = torch.zeros(shrunk.numel(), g_rm.shape[1], dtype=torch.float64, device=dev)
-            sums.index_add_(0, owner.to(dev), g_rm)
-            b = sizes[shrunk].double().to(dev)
-            kb = lost[lost < sizes[hit_groups]].double().to(dev)
-            ridx = rows_of(shrunk)
-            old = self.rows_at(ridx).double()
-            new = (b[:, None] * old - sums) / (b - kb)[:, None]
-            inverse = inverse.replace_rows(ridx, new, N, old_values=old)
-            patch = _patched(patch, ridx, new.to(device=self.rows.device, dtype=self.rows.dtype))
-        if emptied.numel():
-            ridx = rows_of(emptied)
-            inverse = inverse.downdate(ridx, N, row_values=self.rows_at(ridx))
-        if not shrunk.numel() and not emptied.numel():
-            inverse = inverse.downdate(torch.empty(0, dtype=torch.int64), N, row_values=None)
-        members[remove] = PAD_ID
-        sizes[hit_groups] -= lost
-        return inverse, patch, sizes, members
-
-    def erase(
-        self, model: nn.Module, forget: ArrayDataset, eps: float = 1.0
+        forget: SampleData,
+        eps: Eps = "auto",
+        *,
+        holdout: ArrayDataset | None = None,
+        retain_sample: ArrayDataset | None = None,
+        utility_budget: float = DEFAULT_UTILITY_BUDGET,
+        allow_utility_loss: bool = False,
+        grid: Sequence[float] = DEFAULT_GRID,
     ) -> tuple[nn.Module, ErasureState]:
-        """Erase ``forget`` with scale ε: returns (new model, new state); inputs unchanged."""
-        return self.request(model, forget).commit(eps)
+        """Erase ``forget``: returns (new model, new state); inputs unchanged.
+
+        ``eps="auto"`` (default) needs ``holdout`` and ``retain_sample``; the step is refused
+        (:class:`~unlearnkit.errors.UtilityBudgetError`) when it costs more accuracy than
+        ``utility_budget`` unless ``allow_utility_loss`` (see
+        :meth:`~unlearnkit.ssse.request.ErasureRequest.commit`).
+        """
+        check_auto_inputs(eps, holdout, retain_sample)  # before the (costly) direction
+        return self.request(model, forget).commit(
+            eps,
+            holdout=holdout,
+            retain_sample=retain_sample,
+            utility_budget=utility_budget,
+            allow_utility_loss=allow_utility_loss,
+            grid=grid,
+        )
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write the state to the folder ``path`` atomically (a temp folder, then a rename).
-
-        Files: ``inverse.safetensors`` (F⁻¹), ``state.safetensors`` (ids, ledger mask, θ_F, row
-        bookkeeping, exact-mode rows) and ``manifest.json`` (config, fingerprint, counts,
-        ledger, SHA-256 of both tensor files, versions).
-        """
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{time.time_ns()}")
-        tmp.mkdir(parents=True)
-        try:
-            inv_sha = save_tensors(tmp / "inverse.safetensors", self.inverse.state_dict())
-            tensors = {
-                "sample_ids": self.sample_ids,
-                "erased": self.erased.to(torch.uint8),
-                "theta_fisher": self.theta_fisher,
-                "row_group": self.row_group,
-                "group_members": self.group_members,
-                "group_sizes": self.group_sizes,
-            }
-            if self.rows is not None:
-                tensors["rows"] = self.current_rows()  # the format keeps the current values
-            st_sha = save_tensors(tmp / "state.safetensors", tensors)
-            manifest = {
-                "format": "unlearnkit.ssse-state",
-                "format_version": FORMAT_VERSION,
-                "unlearnkit_version": unlearnkit.__version__,
-                "torch_version": torch.__version__,
-                "config": self.config.model_dump(),
-                "layout": _layout_dict(self.layout),
-                "model_fingerprint": self.fingerprint,
-                "n": self.n,
-                "n_remaining": self.n_remaining,
-                "m_rows": int(self.row_group.numel()),
-                "normalizer": self.inverse.normalizer,
-                "solvers": self.inverse.describe(),
-                "ledger": list(self.ledger),
-                "prepare_seconds": self.prepare_seconds,
-                "checksums": {"inverse.safetensors": inv_sha, "state.safetensors": st_sha},
-                "saved_at": datetime.now(timezone.utc).isoformat(),
-            }
-            atomic_write_json(tmp / "manifest.json", manifest)
-            old = path.with_name(f".{path.name}.old-{time.time_ns()}")
-            if path.exists():
-                path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        """Write the state to the folder ``path`` atomically (:mod:`unlearnkit.ssse.persistence`)."""
+        tensors = {
+            "sample_ids": self.sample_ids,
+            "erased": self.erased.to(torch.uint8),
+            "theta_fisher": self.theta_fisher,
+            "row_group": self.row_group,
+            "group_members": self.group_members,
+            "group_sizes": self.group_sizes,
+        }
+        if self.rows is not None:
+            tensors["rows"] = self.current_rows()  # the format keeps the current values
+        manifest = {
+            "config": self.config.model_dump(),
+            "layout": layout_dict(self.layout),
+            "model_fingerprint": self.fingerprint,
+            "n": self.n,
+            "n_remaining": self.n_remaining,
+            "m_rows": int(self.row_group.numel()),
+            "normalizer": self.inverse.normalizer,
+            "solvers": self.inverse.describe(),
+            "ledger": list(self.ledger),
+            "prepare_seconds": self.prepare_seconds,
+        }
+        return write_state_folder(path, self.inverse, tensors, manifest)
 
     @classmethod
     def load(cls, path: str | Path, model: nn.Module | None = None) -> ErasureState:
         """Load and verify a saved state; with ``model``, check it is the model it applies to."""
-        path = Path(path)
-        mpath = path / "manifest.json"
-        if not mpath.exists():
-            raise StateMismatchError(f"{path} is not an erasure state (no manifest.json)")
-        try:
-            manifest = json.loads(mpath.read_text())
-        except json.JSONDecodeError as e:
-            raise StateMismatchError(f"{mpath} is not valid JSON: {e}") from None
-        if manifest.get("format") != "unlearnkit.ssse-state":
-            raise StateMismatchError(f"{mpath} is not an unlearnkit SSSE state manifest")
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise StateMismatchError(
-                f"state format version {manifest.get('format_version')} is not supported "
-                f"(this unlearnkit reads version {FORMAT_VERSION})"
-            )
-        sums = manifest["checksums"]
-        inv = BlockDiagonalInverse.from_state_dict(
-            load_tensors(path / "inverse.safetensors", sums["inverse.safetensors"])
-        )
-        t = load_tensors(path / "state.safetensors", sums["state.safetensors"])
-        cfg = ErasureConfig(**manifest["config"])
-        lay = manifest["layout"]
-        layout = _rebuild_layout(lay["names"], lay["shapes"])
+        manifest, inv, t = read_state_folder(path)
         state = cls(
-            config=cfg,
-            layout=layout,
+            config=ErasureConfig(**manifest["config"]),
+            layout=layout_from_dict(manifest["layout"]),
             inverse=share_rows(inv, t.get("rows")),
             sample_ids=t["sample_ids"],
             erased=t["erased"].bool(),
@@ -502,89 +366,3 @@ class ErasureState:
         if model is not None:
             state.check_model(model)
         return state
-
-
-def _patched(
-    patch: tuple[Tensor, Tensor] | None, ridx: Tensor, values: Tensor
-) -> tuple[Tensor, Tensor]:
-    """A new row patch: ``patch`` with the rows ``ridx`` set to ``values`` (inputs unchanged)."""
-    if patch is None:
-        return ridx.clone(), values
-    pid, old = patch
-    fresh = ~torch.isin(ridx, pid)
-    ids = torch.cat([pid, ridx[fresh]])
-    out = torch.cat([old, values[fresh.to(values.device)]])
-    pos = torch.full((int(ids.max()) + 1,), -1, dtype=torch.int64)
-    pos[ids] = torch.arange(ids.numel())
-    out[pos[ridx].to(out.device)] = values
-    return ids, out
-
-
-def _rebuild_layout(names: list[str], shapes: list[list[int]]) -> ParamLayout:
-    offsets, off = [], 0
-    for s in shapes:
-        offsets.append(off)
-        n = 1
-        for k in s:
-            n *= int(k)
-        off += n
-    return ParamLayout(
-        tuple(names), tuple(tuple(int(k) for k in s) for s in shapes), tuple(offsets)
-    )
-
-
-@dataclass(frozen=True)
-class ErasureRequest:
-    """A validated request: the direction Δ = F⁻¹v, evaluated for any ε without recomputing."""
-
-    state: ErasureState
-    model: nn.Module
-    ids: Tensor
-    theta: Tensor
-    delta: Tensor
-    scale: float  # 1 / (n_t − k)
-    next_inverse: BlockDiagonalInverse
-    next_sizes: Tensor
-    next_members: Tensor
-    next_erased: Tensor
-    seconds: float
-    next_row_patch: tuple[Tensor, Tensor] | None = None
-
-    def theta_for(self, eps: float) -> Tensor:
-        """θ_t + ε/(n_t − k)·Δ (SSSE eq. 4)."""
-        if not (isinstance(eps, int | float) and eps == eps and abs(eps) != float("inf")):
-            raise ConfigError(f"ε must be a finite number, got {eps!r}")
-        return self.theta + (eps * self.scale) * self.delta
-
-    def apply(self, eps: float) -> nn.Module:
-        """The erased model for scale ε (a new model; the input is unchanged)."""
-        return with_params(self.model, self.state.layout, self.theta_for(eps))
-
-    def commit(self, eps: float) -> tuple[nn.Module, ErasureState]:
-        """Apply ε and return the new model with the state after this request."""
-        t0 = time.perf_counter()
-        new_model = self.apply(eps)
-        step = (eps * self.scale) * self.delta
-        entry = {
-            "request": len(self.state.ledger) + 1,
-            "ids": self.ids.tolist(),
-            "k": int(self.ids.numel()),
-            "eps": float(eps),
-            "n_before": self.state.n_remaining,
-            "step_norm": float(step.norm()),
-            "seconds": self.seconds + time.perf_counter() - t0,
-            "model_before": self.state.fingerprint,
-            "model_after": model_fingerprint(new_model),
-            "time": datetime.now(timezone.utc).isoformat(),
-        }
-        new_state = replace(
-            self.state,
-            inverse=self.next_inverse,
-            row_patch=self.next_row_patch,
-            group_sizes=self.next_sizes,
-            group_members=self.next_members,
-            erased=self.next_erased,
-            fingerprint=entry["model_after"],
-            ledger=(*self.state.ledger, entry),
-        )
-        return new_model, new_state

@@ -29,6 +29,7 @@ test samples having attribute a as held-out data, against the oracle ε (max γ_
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,8 +37,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from rich.progress import Progress
 
+from unlearnkit.curvature.layout import flat_params
 from unlearnkit.data import load_dataset
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.data.forget import select_forget
@@ -46,10 +49,10 @@ from unlearnkit.evaluation.distance import normalized_parameter_distance
 from unlearnkit.evaluation.similarity import similarity_ratio
 from unlearnkit.io import atomic_write_bytes, atomic_write_json
 from unlearnkit.models import build_model
+from unlearnkit.reproduce.report import convex_markdown
 from unlearnkit.ssse.config import ErasureConfig
 from unlearnkit.ssse.eps import guard_sample, loss_matching_rule, matched_holdout
-from unlearnkit.ssse.report import convex_markdown
-from unlearnkit.ssse.state import ErasureState, flat_params
+from unlearnkit.ssse.state import ErasureState
 from unlearnkit.training import LBFGSRecipe, predict_logits, train
 
 FRACTIONS: tuple[float, ...] = (0.10, 0.25, 0.50, 1.00)
@@ -106,6 +109,7 @@ def run_convex(
             l2=l2,
             blocks="per_output_head",
             solver="dense",
+            group_size=1,
             **VARIANTS[v],
         )
         t0 = time.perf_counter()
@@ -214,8 +218,6 @@ def newton_refit(
     ``model``; stops when ‖∇J‖₂ ≤ tol. J is strictly convex, so this is the same unique
     optimum L-BFGS reaches, in a handful of quadratically convergent steps. Returns a new model
     and the final gradient norm."""
-    import copy
-
     out = copy.deepcopy(model).double()
     X = data.x.reshape(len(data), -1).double()
     Y = data.y.double()
@@ -286,20 +288,14 @@ def summarise(
 def plot_figure1(results: dict[str, Any], out: Path) -> None:
     """Figure 1 of the paper: (a) mean γ_S vs ε, (b) mean normalised distance vs ε; one
     panel column per variant, one line per removal fraction."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     grid = results["eps_grid"]
     variants = list(results["summary"])
     for key, fname, ylabel in (
         ("gamma", "fig1_gamma.png", "similarity ratio γ_S (higher is better)"),
         ("distance", "fig1_distance.png", "‖θ̂−θ*₋S‖ / ‖θ*−θ*₋S‖ (lower is better)"),
     ):
-        fig, axes = plt.subplots(
-            1, len(variants), figsize=(4.2 * len(variants), 3.6), sharey=True, squeeze=False
-        )
+        fig = Figure(figsize=(4.2 * len(variants), 3.6))
+        axes = fig.subplots(1, len(variants), sharey=True, squeeze=False)
         for ax, v in zip(axes[0], variants, strict=True):
             for f, s in results["summary"][v].items():
                 m, sd = np.array(s[f"{key}_mean"]), np.array(s[f"{key}_std"])
@@ -316,4 +312,3 @@ def plot_figure1(results: dict[str, Any], out: Path) -> None:
         fig.suptitle(f"SSSE on {results['dataset']} (linear, λ = {results['l2']:g})")
         fig.tight_layout()
         fig.savefig(out / fname, dpi=120)
-        plt.close(fig)

@@ -12,9 +12,9 @@ from sklearn.linear_model import LogisticRegression
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError
 from unlearnkit.models import build_model
-from unlearnkit.ssse.eps import EpsChoice
-from unlearnkit.ssse.reproduce_convex import newton_refit, run_convex
-from unlearnkit.ssse.reproduce_deep import (
+from unlearnkit.reproduce.convex import newton_refit, run_convex
+from unlearnkit.reproduce.deep import run_deep
+from unlearnkit.reproduce.search import (
     CRITERIA,
     SPLITS,
     TOLERANCE,
@@ -22,8 +22,8 @@ from unlearnkit.ssse.reproduce_deep import (
     met_interval,
     oracle_search,
     refine_points,
-    run_deep,
 )
+from unlearnkit.ssse.eps import EpsChoice
 
 
 def test_newton_refit_is_the_regularised_logistic_optimum():

@@ -1,0 +1,128 @@
+"""Exact leave-S-out of the curvature rows (``exact`` mode): drop or re-average the rows that
+hold the erased samples S, without a pass over the retained data.
+
+A group b (rows = its members' mean) that loses the members S∩b gets the mean row of the others,
+
+    g_b' = (|b|·g_b − Σ_{i∈S∩b} g_i) / (|b| − |S∩b|),
+
+with the per-sample rows g_i at θ_F (where the rows were computed); a group that loses all its
+members is dropped. The inverse is updated by an exact downdate / row replacement
+(:meth:`~unlearnkit.curvature.block_inverse.BlockDiagonalInverse.downdate`,
+:meth:`~unlearnkit.curvature.block_inverse.BlockDiagonalInverse.replace_rows`). The state's
+``rows`` are never modified: re-averaged rows go to a patch shared along a sequence.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from unlearnkit.curvature.block_inverse import BlockDiagonalInverse, BlockEntry
+from unlearnkit.curvature.layout import with_params
+from unlearnkit.curvature.matrix import PAD_ID, GradientMatrix
+from unlearnkit.curvature.solvers import WoodburyInverse
+from unlearnkit.errors import ConfigError
+from unlearnkit.ssse.rows import SampleData, dataset_rows
+
+if TYPE_CHECKING:
+    from unlearnkit.ssse.state import ErasureState
+
+
+def share_rows(inverse: BlockDiagonalInverse, rows: Tensor | None) -> BlockDiagonalInverse:
+    """Woodbury blocks whose stored rows (G with its replaced-row patch) equal the exact-mode
+    rows' columns hold a view of ``rows`` instead of a second copy (the rows matrix is then in
+    memory once)."""
+    if rows is None:
+        return inverse
+    entries = []
+    for e in inverse.entries:
+        inv = e.inverse
+        if (
+            isinstance(inv, WoodburyInverse)
+            and isinstance(e.sel, slice)
+            and tuple(inv.G.shape) == (rows.shape[0], e.index.numel())
+            and inv.G.dtype == rows.dtype
+            and inv.G.device == rows.device
+        ):
+            try:  # equal outside the replaced-row patch and on it
+                inv = inv.sharing(rows[:, e.sel])
+            except ConfigError:
+                pass
+        entries.append(BlockEntry(e.name, e.index, e.sel, inv, e.reason))
+    return BlockDiagonalInverse(entries, inverse.d)
+
+
+def patched_rows(
+    patch: tuple[Tensor, Tensor] | None, ridx: Tensor, values: Tensor
+) -> tuple[Tensor, Tensor]:
+    """A new row patch: ``patch`` with the rows ``ridx`` set to ``values`` (inputs unchanged)."""
+    if patch is None:
+        return ridx.clone(), values
+    pid, old = patch
+    fresh = ~torch.isin(ridx, pid)
+    ids = torch.cat([pid, ridx[fresh]])
+    out = torch.cat([old, values[fresh.to(values.device)]])
+    pos = torch.full((int(ids.max()) + 1,), -1, dtype=torch.int64)
+    pos[ids] = torch.arange(ids.numel())
+    out[pos[ridx].to(out.device)] = values
+    return ids, out
+
+
+def leave_out(
+    state: ErasureState,
+    model: nn.Module,
+    forget: SampleData,
+    n_after: int,
+    forget_rows: GradientMatrix | None = None,
+) -> tuple[BlockDiagonalInverse, tuple[Tensor, Tensor] | None, Tensor, Tensor]:
+    """Exact Fisher of the remaining data: drop or re-average the rows holding S.
+
+    Returns the new inverse, the new row patch (``rows`` is never copied or modified),
+    the group sizes and members.
+
+    ``forget_rows``: the samples' per-sample curvature rows at θ_F (one row each), when
+    already known; otherwise they are computed for the samples of shrinking groups."""
+    assert state.rows is not None
+    cfg = state.config
+    members, sizes = state.group_members.clone(), state.group_sizes.clone()
+    remove = torch.isin(members, forget.ids) & (members != PAD_ID)
+    hit_groups = torch.nonzero(remove.any(dim=1)).reshape(-1)
+    lost = remove[hit_groups].sum(dim=1)
+    emptied = hit_groups[lost == sizes[hit_groups]]
+    shrunk = hit_groups[lost < sizes[hit_groups]]
+    r = state.row_group.numel() // max(state.group_sizes.numel(), 1)
+    rows_of = lambda groups: (groups.reshape(-1, 1) * r + torch.arange(r)).reshape(-1)  # noqa: E731
+    n_groups_after = int((sizes > 0).sum()) - int(emptied.numel())
+    N = n_after if cfg.normalizer_kind == "samples" else n_groups_after
+    inverse = state.inverse
+    patch = state.row_patch  # ``rows`` is shared (never modified in place)
+    if shrunk.numel():
+        # g_b' = (|b|·g_b − Σ_{i∈S∩b} g_i) / (|b| − |S∩b|), per-sample g_i at θ_F
+        gone = members[shrunk][remove[shrunk]]
+        if forget_rows is not None:
+            g_rm = forget_rows.G[forget_rows.groups_of(gone)].double()
+        else:
+            theta_model = with_params(model, state.layout, state.theta_fisher)
+            rows = dataset_rows(theta_model, forget.subset(gone), cfg, group_size=1)
+            g_rm = rows.G[rows.groups_of(gone)].double()
+        dev = g_rm.device  # the model's device (rows may live on a GPU)
+        owner = torch.repeat_interleave(torch.arange(shrunk.numel()), remove[shrunk].sum(dim=1))
+        sums = torch.zeros(shrunk.numel(), g_rm.shape[1], dtype=torch.float64, device=dev)
+        sums.index_add_(0, owner.to(dev), g_rm)
+        b = sizes[shrunk].double().to(dev)
+        kb = lost[lost < sizes[hit_groups]].double().to(dev)
+        ridx = rows_of(shrunk)
+        old = state.rows_at(ridx).double()
+        new = (b[:, None] * old - sums) / (b - kb)[:, None]
+        inverse = inverse.replace_rows(ridx, new, N, old_values=old)
+        patch = patched_rows(patch, ridx, new.to(device=state.rows.device, dtype=state.rows.dtype))
+    if emptied.numel():
+        ridx = rows_of(emptied)
+        inverse = inverse.downdate(ridx, N, row_values=state.rows_at(ridx))
+    if not shrunk.numel() and not emptied.numel():
+        inverse = inverse.downdate(torch.empty(0, dtype=torch.int64), N, row_values=None)
+    members[remove] = PAD_ID
+    sizes[hit_groups] -= lost
+    return inverse, patch, sizes, members

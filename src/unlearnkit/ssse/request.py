@@ -1,0 +1,263 @@
+"""One erasure request: the direction Δ = F⁻¹v, ε chosen safely, a utility budget, the ledger.
+
+The direction does not depend on ε (SSSE eq. 4, θ_{t+1} = θ_t + ε/(n_t − k)·Δ), so a request
+evaluates any ε with forward passes only. :meth:`ErasureRequest.commit` is safe by default:
+
+* ``eps="auto"`` (default): the retrain-free rule of :mod:`unlearnkit.ssse.eps`,
+  ``loss_matching`` — ε* = argmin over the grid of the KS distance between the losses on the
+  erased samples S and on held-out samples of the same kind (same classes / attribute), among
+  the ε whose accuracy on a sample of the retained data drops by at most ``utility_budget``
+  from ε = 0. It needs ``holdout`` (data the model never trained on, e.g. a test split) and
+  ``retain_sample`` (retained training samples; a seeded subset of 1 000 is used); without
+  them it raises :class:`~unlearnkit.errors.ConfigError` rather than falling back to ε = 1.
+* **utility budget**: after ε is chosen (or given), the accuracy on ``retain_sample`` and on
+  the held-out samples *not* of the erased kind (other classes; when there are any) before
+  (the input model) and after is compared; a drop larger than ``utility_budget`` (absolute,
+  default 0.02) raises :class:`~unlearnkit.errors.UtilityBudgetError`, leaving the model and
+  the state unchanged, unless ``allow_utility_loss=True``. With a fixed ε and neither data set
+  given, nothing can be measured and the ledger records ``"utility": null``.
+
+The ledger entry records ε, its rule, the searched grid (range and scores) and the accuracies.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from torch import Tensor, nn
+
+from unlearnkit.curvature.block_inverse import BlockDiagonalInverse
+from unlearnkit.curvature.layout import with_params
+from unlearnkit.data.base import ArrayDataset
+from unlearnkit.errors import ConfigError, UtilityBudgetError
+from unlearnkit.io import model_fingerprint
+from unlearnkit.ssse.eps import (
+    DEFAULT_GRID,
+    EpsChoice,
+    guard_sample,
+    loss_matching_rule,
+    matched_holdout,
+)
+from unlearnkit.tasks import get_task
+from unlearnkit.training import evaluate_accuracy
+
+if TYPE_CHECKING:
+    from unlearnkit.ssse.state import ErasureState
+
+#: Largest accepted absolute accuracy drop (retained / held-out) of one erasure step.
+DEFAULT_UTILITY_BUDGET = 0.02
+#: Size of the seeded retained-data subset used by the ε guard and the utility budget.
+GUARD_SIZE = 1000
+
+Eps = float | Literal["auto"]
+
+
+def _other_kind(forget: ArrayDataset, holdout: ArrayDataset) -> ArrayDataset | None:
+    """Held-out samples not of the erased kind (e.g. other classes), or None when none are."""
+    same = get_task(forget.task).same_kind(forget.y, holdout.y)
+    if bool(same.all()):
+        return None
+    return holdout.subset(holdout.ids[~same])
+
+
+def check_auto_inputs(
+    eps: Eps, holdout: ArrayDataset | None, retain_sample: ArrayDataset | None
+) -> None:
+    """``eps="auto"`` needs held-out and retained data: a ConfigError saying what to pass."""
+    if eps != "auto" or (holdout is not None and retain_sample is not None):
+        return
+    missing = [
+        name
+        for name, value in (("holdout", holdout), ("retain_sample", retain_sample))
+        if value is None
+    ]
+    raise ConfigError(
+        "eps='auto' chooses ε without a retrained model: it matches the losses of the "
+        "erased samples to those of held-out samples, keeping retained accuracy within "
+        f"the utility budget. Missing: {', '.join(missing)}. Pass holdout=<samples the "
+        "model never trained on, e.g. the test split> and retain_sample=<retained "
+        "training samples>, or a fixed eps=<number>."
+    )
+
+
+@dataclass(frozen=True)
+class ErasureRequest:
+    """A validated request: the direction Δ = F⁻¹v, evaluated for any ε without recomputing."""
+
+    state: ErasureState
+    model: nn.Module
+    forget: ArrayDataset
+    theta: Tensor
+    delta: Tensor
+    scale: float  # 1 / (n_t − k)
+    next_inverse: BlockDiagonalInverse
+    next_sizes: Tensor
+    next_members: Tensor
+    next_erased: Tensor
+    seconds: float
+    next_row_patch: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def ids(self) -> Tensor:
+        """The ids of the samples this request erases."""
+        return self.forget.ids
+
+    def theta_for(self, eps: float) -> Tensor:
+        """θ_t + ε/(n_t − k)·Δ (SSSE eq. 4)."""
+        if not (isinstance(eps, int | float) and eps == eps and abs(eps) != float("inf")):
+            raise ConfigError(f"ε must be a finite number or 'auto', got {eps!r}")
+        return self.theta + (eps * self.scale) * self.delta
+
+    def apply(self, eps: float) -> nn.Module:
+        """The erased model for scale ε (a new model; the input is unchanged)."""
+        return with_params(self.model, self.state.layout, self.theta_for(eps))
+
+    # ------------------------------------------------------------------ choosing ε
+    def choose_eps(
+        self,
+        eps: Eps = "auto",
+        *,
+        holdout: ArrayDataset | None = None,
+        retain_sample: ArrayDataset | None = None,
+        utility_budget: float = DEFAULT_UTILITY_BUDGET,
+        allow_utility_loss: bool = False,
+        grid: Sequence[float] = DEFAULT_GRID,
+    ) -> EpsChoice:
+        """ε and how it was chosen: ``rule="fixed"`` for a number, else the guarded
+        ``loss_matching`` rule (module docstring). Raises ConfigError when "auto" lacks data."""
+        if eps != "auto":
+            self.theta_for(eps)  # type: ignore[arg-type]  # validates
+            return EpsChoice("fixed", float(eps), [float(eps)], [float("nan")], False)
+        check_auto_inputs(eps, holdout, retain_sample)
+        assert holdout is not None and retain_sample is not None
+        held = matched_holdout(self.forget, holdout)
+        if len(held) == 0:
+            raise ConfigError(
+                "eps='auto' needs held-out samples of the same kind as the erased ones (same "
+                "classes); the given holdout has none"
+            )
+        guard = guard_sample(retain_sample, GUARD_SIZE)
+        try:
+            return loss_matching_rule(self, self.forget, held, grid, guard, utility_budget)
+        except ConfigError:
+            if not allow_utility_loss:
+                raise UtilityBudgetError(
+                    f"no ε in the grid [{min(grid):g}, {max(grid):g}] keeps the retained accuracy "
+                    f"within the utility budget of {utility_budget:g}; nothing was changed. Raise "
+                    "utility_budget or pass allow_utility_loss=True."
+                ) from None
+            return loss_matching_rule(self, self.forget, held, grid)
+
+    def utility(
+        self,
+        new_model: nn.Module,
+        holdout: ArrayDataset | None,
+        retain_sample: ArrayDataset | None,
+    ) -> dict[str, Any] | None:
+        """Accuracies before (the input model) and after on the retained sample and on the
+        held-out data (all of it, and the part not of the erased kind that the budget checks)."""
+        sets: dict[str, ArrayDataset] = {}
+        if retain_sample is not None:
+            sets["retain"] = guard_sample(retain_sample, GUARD_SIZE)
+        if holdout is not None:
+            sets["holdout"] = holdout
+            other = _other_kind(self.forget, holdout)
+            if other is not None:
+                sets["holdout_other"] = other
+        if not sets:
+            return None
+        out: dict[str, Any] = {}
+        for name, data in sets.items():
+            out[name] = {
+                "before": evaluate_accuracy(self.model, data),
+                "after": evaluate_accuracy(new_model, data),
+                "n": len(data),
+            }
+        return out
+
+    # ------------------------------------------------------------------ committing
+    def commit(
+        self,
+        eps: Eps = "auto",
+        *,
+        holdout: ArrayDataset | None = None,
+        retain_sample: ArrayDataset | None = None,
+        utility_budget: float = DEFAULT_UTILITY_BUDGET,
+        allow_utility_loss: bool = False,
+        grid: Sequence[float] = DEFAULT_GRID,
+    ) -> tuple[nn.Module, ErasureState]:
+        """Choose ε (default "auto"), apply it, check the utility budget, and return the new
+        model with the state after this request. On any error nothing is changed."""
+        if not 0 <= utility_budget <= 1:
+            raise ConfigError(f"utility_budget must be in [0, 1], got {utility_budget}")
+        t0 = time.perf_counter()
+        choice = self.choose_eps(
+            eps,
+            holdout=holdout,
+            retain_sample=retain_sample,
+            utility_budget=utility_budget,
+            allow_utility_loss=allow_utility_loss,
+            grid=grid,
+        )
+        new_model = self.apply(choice.eps)
+        utility = self.utility(new_model, holdout, retain_sample)
+        checked = {
+            k: v["before"] - v["after"]
+            for k, v in (utility or {}).items()
+            if k in ("retain", "holdout_other")
+        }
+        over = {k: d for k, d in checked.items() if d > utility_budget}
+        if over and not allow_utility_loss:
+            detail = ", ".join(
+                f"{k} accuracy {utility[k]['before']:.4f} → {utility[k]['after']:.4f}"  # type: ignore[index]
+                for k in over
+            )
+            raise UtilityBudgetError(
+                f"erasing with ε={choice.eps:g} ({choice.rule}) would cost more than the utility "
+                f"budget of {utility_budget:g}: {detail}. Nothing was changed. Use a smaller ε, "
+                "raise utility_budget, or pass allow_utility_loss=True to accept the loss.",
+                utility or {},
+            )
+        step = (choice.eps * self.scale) * self.delta
+        finite = [s for s in choice.scores if np.isfinite(s)]
+        entry = {
+            "request": len(self.state.ledger) + 1,
+            "ids": self.ids.tolist(),
+            "k": int(self.ids.numel()),
+            "eps": float(choice.eps),
+            "eps_rule": choice.rule,
+            "eps_search": None
+            if choice.rule == "fixed"
+            else {
+                "grid_min": min(choice.grid),
+                "grid_max": max(choice.grid),
+                "grid": choice.grid,
+                "scores": [s if np.isfinite(s) else None for s in choice.scores],
+                "eligible": len(finite),
+            },
+            "utility": utility,
+            "utility_budget": utility_budget,
+            "allow_utility_loss": allow_utility_loss,
+            "n_before": self.state.n_remaining,
+            "step_norm": float(step.norm()),
+            "seconds": self.seconds + time.perf_counter() - t0,
+            "model_before": self.state.fingerprint,
+            "model_after": model_fingerprint(new_model),
+            "time": datetime.now(timezone.utc).isoformat(),
+        }
+        new_state = replace(
+            self.state,
+            inverse=self.next_inverse,
+            row_patch=self.next_row_patch,
+            group_sizes=self.next_sizes,
+            group_members=self.next_members,
+            erased=self.next_erased,
+            fingerprint=entry["model_after"],
+            ledger=(*self.state.ledger, entry),
+        )
+        return new_model, new_state
