@@ -13,7 +13,7 @@ from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import DataError
-from unlearnkit.losses import per_sample_loss
+from unlearnkit.tasks import per_sample_loss
 from unlearnkit.training.predict import chunks, param_device, param_dtype
 
 

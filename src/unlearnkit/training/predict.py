@@ -9,7 +9,7 @@ from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import DataError
-from unlearnkit.losses import predict
+from unlearnkit.tasks import predict
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

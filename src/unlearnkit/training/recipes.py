@@ -3,7 +3,7 @@
 - ``sgd`` (:class:`SGDRecipe`): Deep Unlearn's recipe for Original and Retrain (Cadet et al.,
   arXiv 2410.01276): SGD, lr 0.1, momentum 0.9, weight decay 5e-4, ``CosineAnnealingLR``
   with ``T_max = epochs`` stepped once per epoch, batch size 256, the task's loss
-  (:mod:`unlearnkit.losses`), data shuffled every epoch by a seeded ``torch.Generator``.
+  (:mod:`unlearnkit.tasks`), data shuffled every epoch by a seeded ``torch.Generator``.
 - ``lbfgs`` (:class:`LBFGSRecipe`): for convex models (``linear``, ``logreg``), the minimiser of
   the ℓ2-regularised empirical risk ``J(θ)`` of :mod:`unlearnkit.training.objective` by
   full-batch ``torch.optim.LBFGS`` with a strong-Wolfe line search in float64, until
@@ -25,8 +25,8 @@ from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError, NumericalError, UnsupportedError
-from unlearnkit.losses import per_sample_loss
 from unlearnkit.registry import Registry
+from unlearnkit.tasks import per_sample_loss
 from unlearnkit.training.augmentation import check_pipeline, compose
 from unlearnkit.training.objective import objective, objective_grad_norm
 from unlearnkit.training.predict import param_dtype
