@@ -16,7 +16,7 @@ An experiment is a YAML or TOML file (or a preset shipped with the package, see
 * ``seeds``: the model-initialisation seeds (a list, or a count ``n`` meaning ``0..n-1``).
 * ``search``: the hyper-parameter search (Optuna, NSGA-III, ``trials`` per study, one study per
   search seed; ``trials: 0`` uses each method's defaults).
-* ``metrics``: the evaluation metrics (:data:`unlearnkit.bench.evaluate.METRICS`).
+* ``metrics``: metric or group names of the suite (:data:`unlearnkit.metrics.METRICS`).
 * ``ulira``: optional U-LiRA stage (shadow splits per dataset x model).
 * ``executor``: ``local`` (process pool) or ``ray``; workers; torch threads per worker.
 
@@ -33,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from unlearnkit.errors import ConfigError
+from unlearnkit.metrics import resolve
 
 #: Rows that every report carries; they are not unlearning methods the harness runs.
 REFERENCE_ROWS: tuple[str, ...] = ("original", "retrain")
@@ -216,11 +217,10 @@ class Experiment(_Strict):
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, v: list[str]) -> list[str]:
-        from unlearnkit.bench.evaluate import METRICS
-
-        for m in v:
-            if m not in METRICS:
-                raise ValueError(f"unknown metric {m!r}; known: {', '.join(METRICS.names())}")
+        try:
+            resolve(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
         return sorted(set(v), key=v.index)
 
     @field_validator("training")

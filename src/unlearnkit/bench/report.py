@@ -279,7 +279,7 @@ def build_sections(res: Results, plots: Path) -> list[Section]:
     )
     sections.append(Section("Hyper-parameters", tables=[selection_table(res)]))
     if res.ulira:
-        from unlearnkit.evaluation import plot_roc_loglog
+        from unlearnkit.metrics import plot_roc_loglog
 
         ul = Section("U-LiRA", tables=ulira_tables(res))
         for i, (setting, info) in enumerate(res.ulira.items()):

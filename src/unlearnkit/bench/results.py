@@ -28,8 +28,8 @@ from unlearnkit.bench.config import REFERENCE_ROWS, Experiment
 from unlearnkit.bench.stages import Context
 from unlearnkit.bench.stats import Estimate, mean_ci
 from unlearnkit.bench.store import Store
-from unlearnkit.evaluation import indiscernibility, rte
-from unlearnkit.evaluation.retention import RETENTION_OF, retention
+from unlearnkit.metrics import indiscernibility, rte
+from unlearnkit.metrics.retention import RETENTION_OF, retention
 
 
 @dataclass

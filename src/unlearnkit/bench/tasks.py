@@ -25,7 +25,7 @@ import torch
 from unlearnkit.artifacts import load_model, save_model
 from unlearnkit.bench.config import DatasetConfig, ModelConfig, SearchConfig
 from unlearnkit.bench.environment import environment, resolve_device
-from unlearnkit.bench.evaluate import EvalContext, evaluate_model, search_metrics
+from unlearnkit.bench.evaluate import evaluate_model, search_metrics
 from unlearnkit.bench.search import SAMPLERS, make_storage, run_study, trial_config
 from unlearnkit.bench.splits import make_split, read_split, write_split
 from unlearnkit.bench.store import RunResult
@@ -158,8 +158,8 @@ def search_stage(task: Task) -> Output:
     import optuna
 
     import unlearnkit.methods.catalog  # noqa: F401
-    from unlearnkit.evaluation import deep_unlearn_objectives, indiscernibility
     from unlearnkit.methods import METHODS, UnlearnData
+    from unlearnkit.metrics import deep_unlearn_objectives, indiscernibility
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -176,7 +176,7 @@ def search_stage(task: Task) -> Output:
     def objective(params: dict[str, Any]) -> tuple[tuple[float, ...], dict[str, float]]:
         config = trial_config(p["fixed"], params)
         res = method.unlearn(original, data, config, seed=int(p["unlearn_seed"]), device=device)
-        m = search_metrics(EvalContext(res.model.to(device), split, device=device))
+        m = search_metrics(res.model.to(device), split, device=device)
         values = deep_unlearn_objectives(m, ref, indiscernibility(m["val_mia"]))
         return values, {**m, "unlearn": res.seconds}
 

@@ -15,13 +15,13 @@ Procedure of :meth:`Auditor.audit` (``scheme="hayes"``, the default):
 3. Unlearn F_k from original k with the method (pool ``unlearned/<method>``). ``original``
    uses the originals as they are; ``retrain`` uses the retrain pool (no second training).
 4. Statistic per (model, target): LiRA's φ = log(p_y / (1 − p_y))
-   (:func:`~unlearnkit.evaluation.signals.logit_scaled_confidence`).
+   (:func:`~unlearnkit.metrics.signals.logit_scaled_confidence`).
 5. IN = φ under unlearned models whose forget set held x. OUT = φ under models that never saw
    x: the retrain pool (``out_source="retrain"``, default: every target is unseen by every
    retrain model) or the method's own unlearned models of splits that left x out
    (``out_source="unlearned"``).
 6. Per-example Gaussians (medians; per-example σ from 32 models per side, else a global σ;
-   floor 1e-3: :class:`~unlearnkit.evaluation.ulira.LiraFitConfig`) fitted on the other
+   floor 1e-3: :class:`~unlearnkit.metrics.ulira.LiraFitConfig`) fitted on the other
    splits and scored on held-out splits (leave-one-split-out, :mod:`.audit_attack`); the
    online likelihood ratio with threshold 0 decides "unlearned". Held-out trials: split k's
    unlearned model on F_k (label 1) and its retrain model on T \\ H_k (label 0), or, with
@@ -72,9 +72,9 @@ from unlearnkit.evaluation.pools import (
     run_pool,
     write_pool_manifest,
 )
-from unlearnkit.evaluation.roc import DEFAULT_FPRS
-from unlearnkit.evaluation.signals import correctness, logit_scaled_confidence
-from unlearnkit.evaluation.ulira import DEEP_UNLEARN_COMPAT, LIRA_SCORES, LiraFitConfig
+from unlearnkit.metrics.roc import DEFAULT_FPRS
+from unlearnkit.metrics.signals import correctness, logit_scaled_confidence
+from unlearnkit.metrics.ulira import DEEP_UNLEARN_COMPAT, LIRA_SCORES, LiraFitConfig
 from unlearnkit.registry import Registry
 
 #: statistic name -> f(logits (n, C), labels (n,)) -> (n,)

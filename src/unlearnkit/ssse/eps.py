@@ -31,8 +31,8 @@ from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError
-from unlearnkit.evaluation.similarity import similarity_ratio
 from unlearnkit.losses import per_sample_loss
+from unlearnkit.metrics.similarity import similarity_ratio
 from unlearnkit.registry import Registry
 from unlearnkit.ssse.state import ErasureRequest
 from unlearnkit.training import evaluate_accuracy, predict_logits

@@ -6,7 +6,7 @@ and "Deep Unlearn's own evaluation" §3.8). This module holds the pure statistic
 the shadow models is orchestrated elsewhere.
 
 Inputs: a statistic matrix ``stat`` of shape (M models, n examples), usually LiRA's
-φ = log(p_y / (1 − p_y)) (:func:`unlearnkit.evaluation.signals.logit_scaled_confidence`), and
+φ = log(p_y / (1 − p_y)) (:func:`unlearnkit.metrics.signals.logit_scaled_confidence`), and
 two boolean masks of the same shape:
   * ``in_mask``: x was in the model's forget set, so it was trained on and then unlearned;
   * ``out_mask``: x was never seen (retrained models, or held-out splits).
@@ -49,8 +49,8 @@ from scipy.special import expit
 from scipy.stats import norm
 
 from unlearnkit.errors import DataError
-from unlearnkit.evaluation._arrays import as_bool, as_float
-from unlearnkit.evaluation.roc import DEFAULT_FPRS, AttackMetrics, attack_metrics
+from unlearnkit.metrics._arrays import as_bool, as_float
+from unlearnkit.metrics.roc import DEFAULT_FPRS, AttackMetrics, attack_metrics
 from unlearnkit.registry import Registry
 
 

@@ -1,7 +1,7 @@
 """Population membership-inference attacks used by unlearning papers, and indiscernibility.
 
 These are cheap *diagnostics*: population attacks overstate privacy (Hayes et al. 2024).
-Use :mod:`unlearnkit.evaluation.ulira` for the headline per-example attack. In every case
+Use :mod:`unlearnkit.metrics.ulira` for the headline per-example attack. In every case
 the reference is the retrained model's value on the same sets, not 0 or 0.5
 (spec/evaluation.md §3.6).
 
@@ -21,13 +21,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 from sklearn.svm import SVC
 
 from unlearnkit.errors import DataError, NumericalError
-from unlearnkit.evaluation import signals
-from unlearnkit.evaluation._arrays import as_float
+from unlearnkit.metrics import signals
+from unlearnkit.metrics._arrays import as_float
+from unlearnkit.metrics.inputs import MetricInputs
+from unlearnkit.metrics.registry import Direction, metric
 from unlearnkit.registry import Registry
 
 #: Deep Unlearn's seed for the loss shuffles and the StratifiedShuffleSplit.
@@ -168,3 +171,59 @@ def entropy_lr_member_rate(retain_entropy: Any, test_entropy: Any, forget_entrop
     y = np.concatenate([np.ones(r.shape[0], dtype=np.int64), np.zeros(t.shape[0], dtype=np.int64)])
     clf = LogisticRegression(class_weight="balanced").fit(x, y)
     return float(clf.predict(f).mean())
+
+
+def _mia_metrics(holdout: str) -> None:
+    short = holdout[0]
+
+    def mia(x: MetricInputs) -> float:
+        key = f"mia:{holdout}"
+        if key not in x.cache:
+            x.cache[key] = population_mia(x.model.losses("forget"), x.model.losses(holdout))
+        return float(x.cache[key])
+
+    def indisc(x: MetricInputs) -> float:
+        return indiscernibility(mia(x))
+
+    mia.__doc__ = (
+        f"{holdout.capitalize()} MIA: loss-LR population attack, forget vs {holdout} losses "
+        "(:func:`population_mia`, Deep Unlearn §3.3). Closer to retrain's value (≈ 0.5)."
+    )
+    indisc.__doc__ = f"1 − |2·{short.upper()}al MIA − 1| (Deep Unlearn §3.4). Higher is better."
+    needs = ("model:forget", f"model:{holdout}")
+    metric(
+        f"{holdout}_mia",
+        label=f"{holdout} MIA",
+        direction=Direction.CLOSER_TO_RETRAIN,
+        needs=needs,
+        group="mia",
+    )(mia)
+    metric(
+        f"{holdout}_indisc",
+        label=f"{holdout} indisc",
+        direction=Direction.HIGHER,
+        needs=needs,
+        group="mia",
+    )(indisc)
+
+
+_mia_metrics("val")
+_mia_metrics("test")
+
+
+@metric(
+    "svc_mia_efficacy",
+    label="SVC MIA-efficacy",
+    direction=Direction.CLOSER_TO_RETRAIN,
+    needs=("task:multiclass", "model:retain", "model:test", "model:forget"),
+    group="mia_svc",
+)
+def svc_mia_metric(x: MetricInputs) -> float:
+    """SalUn's SVC MIA-efficacy on the true-class confidence p_y: shadow retain vs test, TN /
+    |D_f| on the forget set (:func:`svc_mia_efficacy`). Closer to retrain's value."""
+    m = x.model
+    sig = {
+        p: signals.true_class_confidence(torch.nan_to_num(m.logits[p]), m.labels[p])
+        for p in ("retain", "test", "forget")
+    }
+    return svc_mia_efficacy(sig["retain"], sig["test"], sig["forget"])

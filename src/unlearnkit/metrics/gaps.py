@@ -60,7 +60,7 @@ def deep_unlearn_objectives(
 
     (⅓|RA_u − RA_r|, ⅓|FA_u − FA_r|, ⅓|VA_u − VA_r|, 1 − Indisc_val), where Indisc_val is
     the indiscernibility of the population MIA against the *validation* set
-    (:func:`unlearnkit.evaluation.mia.indiscernibility`). Source: spec/evaluation.md §3.1.
+    (:func:`unlearnkit.metrics.mia.indiscernibility`). Source: spec/evaluation.md §3.1.
     """
     if not 0.0 <= val_indiscernibility <= 1.0:
         raise NumericalError(f"indiscernibility must be in [0, 1], got {val_indiscernibility}")

@@ -30,7 +30,9 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from unlearnkit.errors import DataError
-from unlearnkit.evaluation._arrays import as_bool, as_float
+from unlearnkit.metrics._arrays import as_bool, as_float
+from unlearnkit.metrics.inputs import MetricInputs
+from unlearnkit.metrics.registry import Direction, metric
 
 #: γ_S when θ̂, θ* and θ*_{−S} have identical per-attribute AUCs on S (0/0).
 GAMMA_ALL_EQUAL = 0.5
@@ -102,3 +104,23 @@ def similarity_ratio_grid(
     d_orig = np.abs(a_hat - a_orig[None, :]).sum(axis=1)
     d_retr = np.abs(a_hat - a_retr[None, :]).sum(axis=1)
     return _gamma(d_orig, d_retr)
+
+
+@metric(
+    "gamma_S",
+    label="γ_S",
+    direction=Direction.HIGHER,
+    needs=("task:multilabel", "model:forget", "original:forget", "retrain:forget"),
+    group="similarity",
+)
+def gamma_s_metric(x: MetricInputs) -> float:
+    """γ_S on the forget set from the three models' attribute logits (eq. 5 above).
+    Higher is better."""
+    return float(
+        similarity_ratio(
+            x.model.logits["forget"],
+            x.outputs("original").logits["forget"],
+            x.outputs("retrain").logits["forget"],
+            x.model.labels["forget"],
+        )
+    )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from unlearnkit.errors import DataError
-from unlearnkit.evaluation.similarity import (
+from unlearnkit.metrics.similarity import (
     attribute_aucs,
     auc_distance,
     similarity_ratio,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from unlearnkit.errors import ConfigError, DataError
-from unlearnkit.evaluation.epsilon_score import (
+from unlearnkit.metrics.epsilon_score import (
     DELTA,
     EPSILON_CAP,
     bucket_points,

@@ -5,7 +5,7 @@ Follows spec/evaluation.md §3.3, which restates ``google-deepmind/unlearning_ev
 
 Inputs: for every forget example i, N_u values of the logit-scaled confidence φ_i under
 independently unlearned models and N_r values under retrained models
-(:func:`unlearnkit.evaluation.signals.challenge_confidence`).
+(:func:`unlearnkit.metrics.signals.challenge_confidence`).
 
 **Per-example ε.** Positive class = the pool with the larger median (the retrained pool only
 if its median is strictly larger, as in the reference).
@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from unlearnkit.errors import DataError, NumericalError
-from unlearnkit.evaluation._arrays import as_float
+from unlearnkit.metrics._arrays import as_float
 from unlearnkit.registry import Registry
 
 DELTA = 1e-5

@@ -5,18 +5,21 @@ its own evaluation): RA = Acc(θ_u; D_r), FA = Acc(θ_u; D_f), UA = 1 − FA,
 VA = Acc(θ_u; D_v), TA = Acc(θ_u; D_t).
 
 Direction: none of these is "higher is better" on its own. The target is the retrained
-model's value: *closer to retrain is better* (see :mod:`unlearnkit.evaluation.gaps`).
+model's value: *closer to retrain is better* (see :mod:`unlearnkit.metrics.gaps`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import torch
 
 from unlearnkit.errors import DataError
-from unlearnkit.evaluation._arrays import as_float, as_int, to_numpy
+from unlearnkit.metrics._arrays import as_float, as_int, to_numpy
+from unlearnkit.metrics.inputs import MetricInputs, ModelOutputs
+from unlearnkit.metrics.registry import Direction, metric
 
 #: Names of the splits, in the order Deep Unlearn reports them, and their metric names.
 SPLIT_METRICS: dict[str, str] = {"retain": "RA", "forget": "FA", "val": "VA", "test": "TA"}
@@ -82,3 +85,55 @@ def split_accuracies(outputs: Mapping[str, tuple[Any, Any]]) -> dict[str, float]
     if "FA" in out:
         out["UA"] = 1.0 - out["FA"]
     return out
+
+
+def outputs_accuracy(out: ModelOutputs, part: str) -> float:
+    """Accuracy of one model's outputs on ``part`` under the suite's input convention
+    (top-1 for multiclass, :func:`multilabel_accuracy`'s element-wise mean for multilabel;
+    a non-finite logit row counts as wrong)."""
+    y = out.labels[part]
+    if out.task == "multilabel":
+        return float((out.predictions(part) == y.to(torch.float64)).double().mean().item())
+    return accuracy(out.predictions(part), y)
+
+
+def _split_metric(part: str) -> Callable[[MetricInputs], float]:
+    def fn(x: MetricInputs) -> float:
+        return outputs_accuracy(x.model, part)
+
+    fn.__doc__ = (
+        f"Acc(θ; D_{part}) = (1/n) Σ_i 1[ŷ_i = y_i] on the {part} split. Closer to retrain."
+    )
+    return fn
+
+
+for _part, _name in SPLIT_METRICS.items():
+    metric(
+        _name,
+        label=f"{_part} acc",
+        direction=Direction.CLOSER_TO_RETRAIN,
+        needs=(f"model:{_part}",),
+        group="accuracy",
+    )(_split_metric(_part))
+
+
+@metric(
+    "UA",
+    label="forget error",
+    direction=Direction.CLOSER_TO_RETRAIN,
+    needs=("model:forget",),
+    group="accuracy",
+)
+def unlearning_accuracy(x: MetricInputs) -> float:
+    """UA = 1 − FA (Deep Unlearn §3.1). Closer to retrain is better."""
+    return 1.0 - outputs_accuracy(x.model, "forget")
+
+
+@metric("nonfinite", label="non-finite", direction=Direction.LOWER, needs=(), group="accuracy")
+def nonfinite_fraction(x: MetricInputs) -> float:
+    """Fraction of evaluated samples (all splits) whose logit row is not finite. Lower is better."""
+    parts = list(x.model.logits)
+    total = sum(len(x.model.logits[p]) for p in parts)
+    if total == 0:
+        raise DataError("no evaluated samples")
+    return sum(int((~x.model.finite(p)).sum()) for p in parts) / total

@@ -27,8 +27,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from unlearnkit.errors import DataError
-from unlearnkit.evaluation._arrays import as_bool, as_float
 from unlearnkit.io import atomic_write_bytes, atomic_write_json
+from unlearnkit.metrics._arrays import as_bool, as_float
 
 #: FPR targets reported by default (1 %, 0.1 %, 0.01 %; spec §3.5).
 DEFAULT_FPRS: tuple[float, ...] = (1e-2, 1e-3, 1e-4)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from unlearnkit.errors import DataError, NumericalError
-from unlearnkit.evaluation.signals import (
+from unlearnkit.metrics.signals import (
     challenge_confidence,
     correctness,
     cross_entropy,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from unlearnkit.errors import DataError
-from unlearnkit.evaluation._arrays import as_float, as_int, to_numpy
+from unlearnkit.metrics._arrays import as_float, as_int, to_numpy
 
 _TINY = 1e-45  # the challenge scorer's additive constant inside each log
 

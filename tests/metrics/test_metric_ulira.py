@@ -10,7 +10,7 @@ from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
 from unlearnkit.errors import DataError
-from unlearnkit.evaluation.ulira import (
+from unlearnkit.metrics.ulira import (
     DEEP_UNLEARN_COMPAT,
     LiraFitConfig,
     evaluate_ulira,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from unlearnkit.errors import DataError
-from unlearnkit.evaluation.roc import (
+from unlearnkit.metrics.roc import (
     attack_metrics,
     balanced_accuracy,
     plot_roc_loglog,

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from unlearnkit.errors import DataError, NumericalError
-from unlearnkit.evaluation._arrays import as_float
+from unlearnkit.metrics._arrays import as_float
+from unlearnkit.metrics.inputs import MetricInputs
+from unlearnkit.metrics.registry import Direction, metric
 
 
 def rte(t_retrain: float | Sequence[float], t_method: float | Sequence[float]) -> float:
@@ -63,3 +65,21 @@ def timed(device: torch.device | str | None = None) -> Iterator[Elapsed]:
     finally:
         synchronize(device)
         out.seconds = time.perf_counter() - start
+
+
+@metric("seconds", label="time (s)", direction=Direction.LOWER, needs=("seconds",), group="time")
+def seconds_metric(x: MetricInputs) -> float:
+    """Wall-clock seconds of the method, as given (timing rules above). Lower is better."""
+    return float(x.seconds)  # type: ignore[arg-type]
+
+
+@metric(
+    "rte",
+    label="RTE",
+    direction=Direction.HIGHER,
+    needs=("seconds", "retrain_seconds"),
+    group="time",
+)
+def rte_metric(x: MetricInputs) -> float:
+    """RTE = T_retrain / T_method (:func:`rte`). Higher is better."""
+    return rte(x.retrain_seconds, x.seconds)  # type: ignore[arg-type]

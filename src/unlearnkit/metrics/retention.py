@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from typing import Literal
 
 from unlearnkit.errors import DataError, NumericalError
+from unlearnkit.metrics.accuracy import outputs_accuracy
+from unlearnkit.metrics.inputs import MetricInputs
+from unlearnkit.metrics.registry import Direction, metric
 
 #: retention name -> the accuracy it is the ratio of.
 RETENTION_OF: dict[str, str] = {"RR": "RA", "FR": "FA", "TR": "TA"}
@@ -61,3 +64,51 @@ def retention_deviation(
     """RetDev = |RR − 1| + |FR − 1| + |TR − 1| (Deep Unlearn fork's main table). Lower is better."""
     ret = retentions(unlearned, retrained, on_zero=on_zero)
     return float(sum(abs(v - 1.0) for v in ret.values()))
+
+
+def _accuracies(x: MetricInputs, role: str) -> dict[str, float]:
+    out = x.outputs(role)
+    parts = {"RA": "retain", "FA": "forget", "TA": "test"}
+    return {k: outputs_accuracy(out, p) for k, p in parts.items()}
+
+
+def _retention_metric(name: str, acc: str) -> None:
+    part = {"RA": "retain", "FA": "forget", "TA": "test"}[acc]
+
+    def fn(x: MetricInputs) -> float:
+        return retention(
+            outputs_accuracy(x.model, part),
+            outputs_accuracy(x.outputs("retrain"), part),
+            on_zero="nan",
+        )
+
+    fn.__doc__ = (
+        f"{name} = {acc}_u / {acc}_r (Deep Unlearn §3.2; NaN if retrain's is 0). Closer to 1."
+    )
+    metric(
+        name,
+        label=name,
+        direction=Direction.CLOSER_TO_ONE,
+        needs=(f"model:{part}", f"retrain:{part}"),
+        group="retention",
+    )(fn)
+
+
+for _name, _acc in RETENTION_OF.items():
+    _retention_metric(_name, _acc)
+
+
+_ACC_NEEDS = ("model:retain", "model:forget", "model:test")
+
+
+@metric(
+    "RetDev",
+    label="RetDev",
+    direction=Direction.LOWER,
+    needs=(*_ACC_NEEDS, *(n.replace("model", "retrain") for n in _ACC_NEEDS)),
+    group="retention",
+)
+def retdev_metric(x: MetricInputs) -> float:
+    """RetDev = |RR − 1| + |FR − 1| + |TR − 1| (Deep Unlearn §3.2; NaN terms propagate).
+    Lower is better."""
+    return retention_deviation(_accuracies(x, "model"), _accuracies(x, "retrain"), on_zero="nan")

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from unlearnkit.errors import DataError, NumericalError, StateMismatchError
-from unlearnkit.evaluation._arrays import as_float, to_numpy
+from unlearnkit.metrics._arrays import as_float, to_numpy
+from unlearnkit.metrics.inputs import MetricInputs
+from unlearnkit.metrics.registry import Direction, metric
 
 Params = torch.nn.Module | Mapping[str, Any] | np.ndarray | torch.Tensor
 
@@ -100,3 +102,44 @@ def normalized_parameter_distance(
         raise StateMismatchError(f"unlearned has {u.shape[1]} parameters, retrained {r.size}")
     d = np.linalg.norm(u - r[None, :], axis=1) / den
     return float(d[0]) if single else d
+
+
+@metric(
+    "l2_to_retrain",
+    label="‖θ−θ_R‖",
+    direction=Direction.LOWER,
+    needs=("model:params", "retrain:params"),
+    group="distance",
+)
+def l2_to_retrain(x: MetricInputs) -> float:
+    """‖θ − θ_R‖₂ over all parameters (:func:`parameter_distance`). Lower is better."""
+    return parameter_distance(x.model.parameters, x.outputs("retrain").parameters)
+
+
+@metric(
+    "l2_to_original",
+    label="‖θ−θ_O‖",
+    direction=Direction.NONE,
+    needs=("model:params", "original:params"),
+    group="distance",
+)
+def l2_to_original(x: MetricInputs) -> float:
+    """‖θ − θ_O‖₂: how far the method moved the original (descriptive)."""
+    return parameter_distance(x.model.parameters, x.outputs("original").parameters)
+
+
+@metric(
+    "dist_to_retrain",
+    label="‖θ−θ_R‖/‖θ_O−θ_R‖",
+    direction=Direction.LOWER,
+    needs=("model:params", "original:params", "retrain:params"),
+    group="distance",
+)
+def dist_to_retrain(x: MetricInputs) -> float:
+    """‖θ − θ_R‖₂ / ‖θ_O − θ_R‖₂ (SSSE Fig. 1b): 0 = retrain, 1 = as far as the original.
+    Lower is better. Undefined (a :class:`NumericalError`) when θ_O = θ_R."""
+    return float(
+        normalized_parameter_distance(
+            x.model.parameters, x.outputs("retrain").parameters, x.outputs("original").parameters
+        )
+    )

@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedShuffleSplit
 
 from unlearnkit.errors import DataError, NumericalError
-from unlearnkit.evaluation.mia import (
+from unlearnkit.metrics.mia import (
     entropy_lr_member_rate,
     indiscernibility,
     population_mia,

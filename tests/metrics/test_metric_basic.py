@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from unlearnkit.errors import DataError, NumericalError, StateMismatchError
-from unlearnkit.evaluation.accuracy import accuracy, multilabel_accuracy, split_accuracies
-from unlearnkit.evaluation.distance import (
+from unlearnkit.metrics.accuracy import accuracy, multilabel_accuracy, split_accuracies
+from unlearnkit.metrics.distance import (
     flatten_parameters,
     normalized_parameter_distance,
     parameter_distance,
 )
-from unlearnkit.evaluation.efficiency import rte, timed
-from unlearnkit.evaluation.gaps import avg_gap, deep_unlearn_objectives, delta_acc, gap, sape
-from unlearnkit.evaluation.retention import retention, retention_deviation, retentions
+from unlearnkit.metrics.efficiency import rte, timed
+from unlearnkit.metrics.gaps import avg_gap, deep_unlearn_objectives, delta_acc, gap, sape
+from unlearnkit.metrics.retention import retention, retention_deviation, retentions
 
 
 def test_accuracy_from_logits_and_labels() -> None:
