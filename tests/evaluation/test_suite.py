@@ -90,7 +90,7 @@ def test_only_metrics_whose_inputs_are_present_are_reported():
 def test_undefined_metric_is_none_with_a_note():
     parts = _parts()
     parts["forget"] = _ds(3, 9)  # population MIA needs at least 5 forget samples
-    rep = evaluate_models(_linear(0), parts, metrics=["mia"])
+    rep = evaluate_models(_linear(0), parts, metrics=["mia", "val_indisc"])
     assert rep["val_mia"] is None and rep["val_indisc"] is None
     assert any(n.startswith("val_mia:") for n in rep.notes)
     assert rep.to_dict()["metrics"]["test_mia"] is None

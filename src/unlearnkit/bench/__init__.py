@@ -15,7 +15,7 @@ from unlearnkit.bench.config import Experiment, load_experiment, parse_experimen
 from unlearnkit.bench.presets import PRESETS
 from unlearnkit.bench.report import write_report
 from unlearnkit.bench.runner import BenchSummary, run_benchmark
-from unlearnkit.bench.store import Store
+from unlearnkit.jobs.store import Store
 
 __all__ = [
     "PRESETS",

@@ -32,8 +32,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+import unlearnkit.methods.catalog  # noqa: F401  (registers every method)
+from unlearnkit.bench.presets import PRESETS, preset_text
+from unlearnkit.data.forget import make_forget_spec
 from unlearnkit.errors import ConfigError
+from unlearnkit.methods import METHODS
 from unlearnkit.metrics import resolve
+from unlearnkit.models.registry import MODELS
+from unlearnkit.training import make_recipe
 
 #: Rows that every report carries; they are not unlearning methods the harness runs.
 REFERENCE_ROWS: tuple[str, ...] = ("original", "retrain")
@@ -82,7 +88,6 @@ class ModelConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from unlearnkit.models.registry import MODELS
 
         if v not in MODELS:
             raise ValueError(f"unknown model {v!r}; known: {', '.join(MODELS.names())}")
@@ -183,8 +188,6 @@ class Experiment(_Strict):
     @field_validator("methods", mode="before")
     @classmethod
     def _method_entries(cls, v: Any) -> Any:
-        import unlearnkit.methods.catalog  # noqa: F401  (register every method)
-        from unlearnkit.methods import METHODS
 
         if isinstance(v, str):
             v = [v]
@@ -201,7 +204,6 @@ class Experiment(_Strict):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: list[MethodEntry]) -> list[MethodEntry]:
-        from unlearnkit.methods import METHODS
 
         seen: dict[str, MethodEntry] = {}
         for entry in v:
@@ -226,14 +228,12 @@ class Experiment(_Strict):
     @field_validator("training")
     @classmethod
     def _recipe(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from unlearnkit.training import make_recipe
 
         return make_recipe({"name": "sgd", **v}).model_dump(mode="json")
 
     @field_validator("forget")
     @classmethod
     def _forget(cls, v: str | dict[str, Any]) -> str | dict[str, Any]:
-        from unlearnkit.data.forget import make_forget_spec
 
         make_forget_spec(v)  # raises ConfigError on a bad spec
         return v
@@ -273,7 +273,6 @@ class Experiment(_Strict):
 
     def recipe_for(self, dataset: DatasetConfig) -> dict[str, Any]:
         """The training recipe (a dict) for ``dataset``: experiment recipe + overrides."""
-        from unlearnkit.training import make_recipe
 
         return make_recipe({**self.training, **dataset.training}).model_dump(mode="json")
 
@@ -325,7 +324,6 @@ def parse_experiment(data: dict[str, Any], where: str = "experiment") -> Experim
 
 def load_experiment(source: str | Path) -> Experiment:
     """A preset name (``smoke``, ``cpu``, ``cifar10-resnet18``) or a YAML/TOML file path."""
-    from unlearnkit.bench.presets import PRESETS, preset_text
 
     src = str(source)
     path = Path(src)

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from unlearnkit.bench.config import REFERENCE_ROWS, Experiment
-from unlearnkit.bench.stages import Context
+from unlearnkit.bench.context import Context, make_context
 from unlearnkit.bench.stats import Estimate, mean_ci
-from unlearnkit.bench.store import Store
+from unlearnkit.jobs.store import Store
 from unlearnkit.metrics import indiscernibility, rte
 from unlearnkit.metrics.retention import RETENTION_OF, retention
 
@@ -159,8 +159,6 @@ def derive(values: dict[str, float], reference: dict[str, float] | None) -> dict
 
 def collect(root: str | Path, level: float = 0.95) -> Results:
     """Read the latest experiment of ``root`` and every result that belongs to it."""
-    from unlearnkit.bench.runner import make_context
-
     root = Path(root)
     with Store(root, create=False) as store:
         exp = Experiment.model_validate(store.latest_experiment())

@@ -7,3 +7,17 @@
 
 The pure metric functions live in :mod:`unlearnkit.metrics`.
 """
+
+from unlearnkit.evaluation.audit import Auditor, run_audit
+from unlearnkit.evaluation.audit_config import AuditConfig, AuditResult
+from unlearnkit.evaluation.suite import EvaluationReport, evaluate_models, model_outputs
+
+__all__ = [
+    "AuditConfig",
+    "AuditResult",
+    "Auditor",
+    "EvaluationReport",
+    "evaluate_models",
+    "model_outputs",
+    "run_audit",
+]

@@ -122,7 +122,7 @@ for _part, _name in SPLIT_METRICS.items():
     label="forget error",
     direction=Direction.CLOSER_TO_RETRAIN,
     needs=("model:forget",),
-    group="accuracy",
+    group="derived",
 )
 def unlearning_accuracy(x: MetricInputs) -> float:
     """UA = 1 − FA (Deep Unlearn §3.1). Closer to retrain is better."""

@@ -121,7 +121,7 @@ def l2_to_retrain(x: MetricInputs) -> float:
     label="‖θ−θ_O‖",
     direction=Direction.NONE,
     needs=("model:params", "original:params"),
-    group="distance",
+    group="movement",
 )
 def l2_to_original(x: MetricInputs) -> float:
     """‖θ − θ_O‖₂: how far the method moved the original (descriptive)."""

@@ -26,8 +26,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 from sklearn.svm import SVC
 
+import unlearnkit.metrics.signals as signals
 from unlearnkit.errors import DataError, NumericalError
-from unlearnkit.metrics import signals
 from unlearnkit.metrics._arrays import as_float
 from unlearnkit.metrics.inputs import MetricInputs
 from unlearnkit.metrics.registry import Direction, metric
@@ -203,7 +203,7 @@ def _mia_metrics(holdout: str) -> None:
         label=f"{holdout} indisc",
         direction=Direction.HIGHER,
         needs=needs,
-        group="mia",
+        group="derived",
     )(indisc)
 
 

@@ -73,8 +73,19 @@ def metric(
     return deco
 
 
-#: Report order of the groups; within a group, registration order.
-GROUP_ORDER = ("accuracy", "retention", "mia", "mia_svc", "distance", "similarity", "time")
+#: Report order of the groups; within a group, registration order. ``derived`` holds values
+#: computed from other metrics (UA = 1 − FA, indiscernibility), ``movement`` ‖θ − θ_O‖.
+GROUP_ORDER = (
+    "accuracy",
+    "retention",
+    "mia",
+    "mia_svc",
+    "derived",
+    "distance",
+    "movement",
+    "similarity",
+    "time",
+)
 
 
 def ordered() -> list[MetricSpec]:

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from unlearnkit.bench.store import RunResult, Store
 from unlearnkit.errors import StateMismatchError
+from unlearnkit.jobs.store import RunResult, Store
 
 
 def test_attempts_status_and_values_roundtrip(tmp_path: Path):

@@ -1,4 +1,4 @@
-"""Content keys: a run's key is a hash of everything that determines the run.
+"""Content keys: a job's key is a hash of everything that determines the job.
 
 ``content_key(kind, **parts)`` = the first 24 hex digits of
 ``SHA-256(canonical_json({"kind": kind, "harness": HARNESS_VERSION, **parts}))``, where

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unlearnkit.bench.keys import canonical_json, content_key
 from unlearnkit.errors import StateMismatchError
+from unlearnkit.jobs.keys import canonical_json, content_key
 
 DB_NAME = "results.db"
 FINISHED = ("done", "unsupported")

@@ -1,4 +1,10 @@
-"""Executors: where tasks run. Registry :data:`EXECUTORS`.
+"""Executors: where jobs run. Registry :data:`EXECUTORS`.
+
+A job is any picklable object with a ``key``; ``run(jobs, fn, shared)`` calls
+``fn(job, shared)`` (a module-level function returning a :class:`~unlearnkit.jobs.store.RunResult`)
+for each job and yields the results as they complete. ``shared`` is data every job reads (a
+population dataset): it travels once per worker (process-pool initializer, one Ray object),
+not once per job.
 
 * ``inline``: in the driver process, one after the other (``workers: 0``; debugging).
 * ``local``: a process pool (:class:`concurrent.futures.ProcessPoolExecutor`, ``spawn``
@@ -9,9 +15,10 @@
   the benchmark directory at the same path (a shared file system) and have unlearnkit
   installed.
 
-Every executor runs :func:`unlearnkit.bench.tasks.execute`, which sets the torch thread count
-of the worker (1 by default), so the same tasks give identical metrics on every executor.
-``run(tasks)`` yields results as they complete; ``close(cancel=True)`` stops running work.
+Every worker runs with ``threads`` torch threads (1 by default), so the same jobs give
+identical results on every executor. ``close(cancel=True)`` stops running work. The bench's
+stages (:func:`unlearnkit.bench.tasks.execute`) and the audit's pools
+(:func:`unlearnkit.jobs.pools.run_member`) run on these executors.
 """
 
 from __future__ import annotations
@@ -25,17 +32,38 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
-from unlearnkit.bench.store import RunResult
-from unlearnkit.bench.tasks import Task, execute
+import torch
+
 from unlearnkit.errors import ConfigError
+from unlearnkit.jobs.store import RunResult
 from unlearnkit.registry import Registry
+
+#: ``fn(job, shared) -> RunResult``: runs one job in a worker (module-level, picklable).
+JobFn = Callable[[Any, Any], RunResult]
+
+_SHARED: Any = None  # the shared data of this worker process (set by the initializer)
+
+
+def _worker_init(threads: int, shared: Any) -> None:
+    global _SHARED
+    _SHARED = shared
+    torch.set_num_threads(threads)
+
+
+def _call_with_shared(fn: JobFn, job: Any) -> RunResult:
+    return fn(job, _SHARED)
+
+
+def _call(fn: JobFn, job: Any, shared: Any, threads: int) -> RunResult:
+    torch.set_num_threads(threads)
+    return fn(job, shared)
 
 
 class Executor(ABC):
-    """Runs tasks and yields their results as they complete."""
+    """Runs jobs and yields their results as they complete."""
 
     @abstractmethod
-    def run(self, tasks: Sequence[Task]) -> Iterator[RunResult]: ...
+    def run(self, jobs: Sequence[Any], fn: JobFn, shared: Any = None) -> Iterator[RunResult]: ...
 
     def close(self, cancel: bool = False) -> None:  # noqa: B027  (optional hook)
         """Release workers; ``cancel`` stops work still running."""
@@ -47,41 +75,49 @@ class Executor(ABC):
         self.close(cancel=exc_type is not None)
 
 
-def _failed(task: Task, err: BaseException) -> RunResult:
-    return RunResult(key=task.key, status="failed", error=f"{type(err).__name__}: {err}")
+def _failed(job: Any, err: BaseException) -> RunResult:
+    return RunResult(key=job.key, status="failed", error=f"{type(err).__name__}: {err}")
 
 
 class InlineExecutor(Executor):
-    """Runs each task in this process."""
+    """Runs each job in this process, one after the other (exceptions propagate)."""
 
     def __init__(self, workers: int = 0, **_: Any) -> None:
         pass
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[RunResult]:
-        for t in tasks:
-            yield execute(t)
-
-
-def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+    def run(self, jobs: Sequence[Any], fn: JobFn, shared: Any = None) -> Iterator[RunResult]:
+        for job in jobs:
+            yield fn(job, shared)
 
 
 class LocalExecutor(Executor):
-    """A pool of ``workers`` processes (default: the CPU count)."""
+    """A pool of ``workers`` spawned processes (default: the CPU count); a new ``shared``
+    object starts a new pool (the old one is shut down)."""
 
     def __init__(self, workers: int | None = None, threads: int = 1, **_: Any) -> None:
         self.workers = workers or os.cpu_count() or 1
-        self._pool = ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(threads,),
-        )
+        self.threads = threads
+        self._pool: ProcessPoolExecutor | None = None
+        self._shared: Any = None
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[RunResult]:
-        futures: dict[Future[RunResult], Task] = {self._pool.submit(execute, t): t for t in tasks}
+    def _pool_for(self, shared: Any) -> ProcessPoolExecutor:
+        if self._pool is None or shared is not self._shared:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            self._shared = shared
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(self.threads, shared),
+            )
+        return self._pool
+
+    def run(self, jobs: Sequence[Any], fn: JobFn, shared: Any = None) -> Iterator[RunResult]:
+        pool = self._pool_for(shared)
+        futures: dict[Future[RunResult], Any] = {
+            pool.submit(_call_with_shared, fn, job): job for job in jobs
+        }
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -92,6 +128,8 @@ class LocalExecutor(Executor):
                     yield _failed(futures[f], err)
 
     def close(self, cancel: bool = False) -> None:
+        if self._pool is None:
+            return
         if cancel:
             procs = list(getattr(self._pool, "_processes", {}).values())
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -136,12 +174,14 @@ class RayExecutor(Executor):
                     _node_ip_address="127.0.0.1",
                 )
             self._owned = True
-        self._remote = ray.remote(num_cpus=1, max_retries=0)(execute)
-        self._refs: dict[Any, Task] = {}
+        self.threads = threads
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(_call)
+        self._refs: dict[Any, Any] = {}
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[RunResult]:
+    def run(self, jobs: Sequence[Any], fn: JobFn, shared: Any = None) -> Iterator[RunResult]:
         ray = self._ray
-        self._refs = {self._remote.remote(t): t for t in tasks}
+        shared_ref = ray.put(shared) if shared is not None else None  # one copy for all jobs
+        self._refs = {self._remote.remote(fn, job, shared_ref, self.threads): job for job in jobs}
         while self._refs:
             ready, _ = ray.wait(list(self._refs), num_returns=1)
             for ref in ready:

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from unlearnkit.bench.keys import HARNESS_VERSION, KEY_LENGTH, canonical_json, content_key
 from unlearnkit.errors import ConfigError
+from unlearnkit.jobs.keys import HARNESS_VERSION, KEY_LENGTH, canonical_json, content_key
 
 
 def test_canonical_json_sorts_keys_and_lists_tuples():
