@@ -22,15 +22,14 @@ import csv
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from unlearnkit.evaluation.audit_config import AuditResult
 from unlearnkit.io import atomic_write_bytes, atomic_write_json, save_tensors
-
-if TYPE_CHECKING:
-    from unlearnkit.evaluation.audit import AuditResult
+from unlearnkit.metrics.roc import plot_roc_loglog
 
 PER_EXAMPLE_COLUMNS = (
     "n_in",
@@ -141,8 +140,6 @@ def write_audit_results(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write every result, the comparison table and the log-log ROC plot (module docstring)."""
-    from unlearnkit.metrics.roc import plot_roc_loglog
-
     out = Path(out)
     paths: dict[str, Path] = {}
     for r in results:
