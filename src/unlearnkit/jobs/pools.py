@@ -25,7 +25,7 @@ A member counts as done when its manifest exists and records the same job key. W
 written before the manifest, both atomically, so a crash mid-pool loses only the member being
 trained, and a changed dataset, recipe or split retrains instead of silently reusing.
 
-Members are jobs: :func:`run_pool` runs the missing ones with :func:`run_member` on any
+Members are jobs (:mod:`unlearnkit.jobs.members`): :func:`run_pool` runs the missing ones with :func:`run_member` on any
 executor of :mod:`unlearnkit.jobs.executors` (inline, a local process pool, Ray; the
 population travels once per worker as the executor's shared data) and, given a
 :class:`~unlearnkit.jobs.store.Store`, records each member as a run (status, time, artifact),
