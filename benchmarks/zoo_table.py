@@ -37,10 +37,10 @@ import torch
 import unlearnkit.methods  # noqa: F401
 from unlearnkit.data import load_dataset, select_forget, train_val_test_split
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.evaluation import gap, indiscernibility, population_mia, rte
 from unlearnkit.io import ids_hash, model_fingerprint
 from unlearnkit.methods import METHODS, UnlearnData
 from unlearnkit.methods.describe import method_table
+from unlearnkit.metrics import gap, indiscernibility, population_mia, rte
 from unlearnkit.models import build_model
 from unlearnkit.tasks import per_sample_loss
 from unlearnkit.training import SGDRecipe, evaluate_accuracy, predict_logits, train

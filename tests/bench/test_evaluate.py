@@ -3,10 +3,12 @@ import pytest
 import torch
 from torch import nn
 
-from unlearnkit.bench.evaluate import LOSS_CAP, EvalContext, evaluate_model, search_metrics
+from unlearnkit.bench.evaluate import evaluate_model, search_metrics
 from unlearnkit.data import ArrayDataset
 from unlearnkit.data.plan import Split
-from unlearnkit.evaluation.mia import population_mia
+from unlearnkit.evaluation.suite import model_outputs
+from unlearnkit.metrics import LOSS_CAP
+from unlearnkit.metrics.mia import population_mia
 
 
 def _ds(name, n, seed):
@@ -79,7 +81,7 @@ def test_non_finite_outputs_count_as_wrong_and_losses_are_capped(split):
     bad = sum(int((split.part(p).x[:, 0] > 0).sum()) for p in ("retain", "forget", "val", "test"))
     assert m["nonfinite"] == pytest.approx(bad / 160)
     assert 0.0 <= m["val_mia"] <= 1.0
-    losses = EvalContext(model, split).losses("forget")
+    losses = model_outputs(model, {"forget": split.forget}).losses("forget")
     assert np.all(losses[(split.forget.x[:, 0] > 0).numpy()] == LOSS_CAP)
 
 
@@ -99,5 +101,5 @@ def test_distance_to_retrain(split):
 def test_search_metrics_are_the_validation_subset_of_the_full_evaluation(split):
     model = _linear(2)
     full = evaluate_model(model, split, ["accuracy", "mia"])
-    sub = search_metrics(EvalContext(model, split))
+    sub = search_metrics(model, split)
     assert sub == {k: full[k] for k in ("RA", "FA", "VA", "val_mia")}

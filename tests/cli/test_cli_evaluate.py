@@ -21,10 +21,10 @@ from unlearnkit.cli import app
 from unlearnkit.cli.evaluate import parse_assignments
 from unlearnkit.data import load_dataset, select_forget, train_val_test_split
 from unlearnkit.errors import ConfigError, DataError
-from unlearnkit.evaluation.mia import population_mia
 from unlearnkit.evaluation.report_eval import evaluate_unlearned
-from unlearnkit.evaluation.signals import cross_entropy
 from unlearnkit.io import ids_hash
+from unlearnkit.metrics.mia import population_mia
+from unlearnkit.metrics.signals import cross_entropy
 from unlearnkit.models import build_model
 from unlearnkit.training import SGDRecipe, evaluate_accuracy, predict_logits, train
 

@@ -147,8 +147,8 @@ def test_demo_runs_end_to_end_on_digits(tmp_path: Path):
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "results.json").read_text())
     assert set(res["rows"]) == {"Original", "SSSE", "Retrain"}
-    assert res["rows"]["Retrain"]["distance"] == 0.0
-    assert res["rows"]["Original"]["distance"] == pytest.approx(1.0)
+    assert res["rows"]["Retrain"]["dist_to_retrain"] == 0.0
+    assert res["rows"]["Original"]["dist_to_retrain"] == pytest.approx(1.0)
     assert (tmp_path / "eps_curve.png").stat().st_size > 1000
     assert "| SSSE |" in (tmp_path / "report.md").read_text()
 

@@ -29,8 +29,10 @@ from unlearnkit.evaluation.audit import AuditConfig, Auditor
 from unlearnkit.evaluation.audit_attack import AttackData, per_example_summary, run_attack
 from unlearnkit.evaluation.audit_report import plot_curve, results_table, write_audit_results
 from unlearnkit.evaluation.audit_splits import SchemeOptions, deepunlearn_plan, hayes_plan
-from unlearnkit.evaluation.pools import TrainJob, WorkerContext, content_key, run_pool
-from unlearnkit.evaluation.roc import tpr_at_fpr
+from unlearnkit.jobs.keys import content_key
+from unlearnkit.jobs.members import TrainJob
+from unlearnkit.jobs.pools import WorkerContext, run_pool
+from unlearnkit.metrics.roc import tpr_at_fpr
 
 TINY = {
     "dataset": "digits",

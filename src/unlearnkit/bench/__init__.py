@@ -4,10 +4,12 @@
 >>> exp = load_experiment("smoke")                                              # doctest: +SKIP
 >>> run_benchmark(exp, "out/smoke")          # writes out/smoke/results.db, report.html  # doctest: +SKIP
 
-Modules: :mod:`.config` (the experiment file), :mod:`.presets`, :mod:`.keys` (content keys),
+Modules: :mod:`.config` (the experiment file), :mod:`.presets`,
+:mod:`.context` (content keys of every stage), :mod:`.planners` (the tasks of each stage),
 :mod:`.stages` (the pipeline), :mod:`.tasks` (worker side), :mod:`.search` (Optuna),
-:mod:`.evaluate` (metrics), :mod:`.store` (SQLite), :mod:`.executors` (local, Ray),
-:mod:`.runner` (the driver), :mod:`.results`, :mod:`.stats`, :mod:`.plots`, :mod:`.report`.
+:mod:`.evaluate` (the evaluation suite on a split), :mod:`.runner` (the driver),
+:mod:`.results`, :mod:`.stats`, :mod:`.plots`, :mod:`.report`. Keys, the SQLite store and the
+executors (local, Ray) are the job system's (:mod:`unlearnkit.jobs`).
 See docs/harness.md.
 """
 
@@ -15,7 +17,7 @@ from unlearnkit.bench.config import Experiment, load_experiment, parse_experimen
 from unlearnkit.bench.presets import PRESETS
 from unlearnkit.bench.report import write_report
 from unlearnkit.bench.runner import BenchSummary, run_benchmark
-from unlearnkit.bench.store import Store
+from unlearnkit.jobs.store import Store
 
 __all__ = [
     "PRESETS",

@@ -16,7 +16,7 @@ An experiment is a YAML or TOML file (or a preset shipped with the package, see
 * ``seeds``: the model-initialisation seeds (a list, or a count ``n`` meaning ``0..n-1``).
 * ``search``: the hyper-parameter search (Optuna, NSGA-III, ``trials`` per study, one study per
   search seed; ``trials: 0`` uses each method's defaults).
-* ``metrics``: the evaluation metrics (:data:`unlearnkit.bench.evaluate.METRICS`).
+* ``metrics``: metric or group names of the suite (:data:`unlearnkit.metrics.METRICS`).
 * ``ulira``: optional U-LiRA stage (shadow splits per dataset x model).
 * ``executor``: ``local`` (process pool) or ``ray``; workers; torch threads per worker.
 
@@ -32,9 +32,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from unlearnkit.bench.presets import PRESETS, preset_text
 from unlearnkit.data import DATASETS
+from unlearnkit.data.forget import make_forget_spec
 from unlearnkit.data.plan import DataPlan
 from unlearnkit.errors import ConfigError
+from unlearnkit.methods import METHODS
+from unlearnkit.metrics import resolve
+from unlearnkit.models.registry import MODELS
+from unlearnkit.training import make_recipe
 
 #: Rows that every report carries; they are not unlearning methods the harness runs.
 REFERENCE_ROWS: tuple[str, ...] = ("original", "retrain")
@@ -96,7 +102,6 @@ class ModelConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from unlearnkit.models.registry import MODELS
 
         if v not in MODELS:
             raise ValueError(f"unknown model {v!r}; known: {', '.join(MODELS.names())}")
@@ -197,9 +202,6 @@ class Experiment(_Strict):
     @field_validator("methods", mode="before")
     @classmethod
     def _method_entries(cls, v: Any) -> Any:
-        import unlearnkit.methods  # noqa: F401  (register every method)
-        from unlearnkit.methods import METHODS
-
         if isinstance(v, str):
             v = [v]
         out: list[Any] = []
@@ -215,7 +217,6 @@ class Experiment(_Strict):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: list[MethodEntry]) -> list[MethodEntry]:
-        from unlearnkit.methods import METHODS
 
         seen: dict[str, MethodEntry] = {}
         for entry in v:
@@ -231,24 +232,21 @@ class Experiment(_Strict):
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, v: list[str]) -> list[str]:
-        from unlearnkit.bench.evaluate import METRICS
-
-        for m in v:
-            if m not in METRICS:
-                raise ValueError(f"unknown metric {m!r}; known: {', '.join(METRICS.names())}")
+        try:
+            resolve(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
         return sorted(set(v), key=v.index)
 
     @field_validator("training")
     @classmethod
     def _recipe(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from unlearnkit.training import make_recipe
 
         return make_recipe({"name": "sgd", **v}).model_dump(mode="json")
 
     @field_validator("forget")
     @classmethod
     def _forget(cls, v: str | dict[str, Any]) -> str | dict[str, Any]:
-        from unlearnkit.data.forget import make_forget_spec
 
         make_forget_spec(v)  # raises ConfigError on a bad spec
         return v
@@ -288,7 +286,6 @@ class Experiment(_Strict):
 
     def recipe_for(self, dataset: DatasetConfig) -> dict[str, Any]:
         """The training recipe (a dict) for ``dataset``: experiment recipe + overrides."""
-        from unlearnkit.training import make_recipe
 
         return make_recipe({**self.training, **dataset.training}).model_dump(mode="json")
 
@@ -340,7 +337,6 @@ def parse_experiment(data: dict[str, Any], where: str = "experiment") -> Experim
 
 def load_experiment(source: str | Path) -> Experiment:
     """A preset name (``smoke``, ``cpu``, ``cifar10-resnet18``) or a YAML/TOML file path."""
-    from unlearnkit.bench.presets import PRESETS, preset_text
 
     src = str(source)
     path = Path(src)

@@ -28,6 +28,7 @@ from typing import Any
 from unlearnkit.bench.plots import plot_accuracy_time, plot_ranking
 from unlearnkit.bench.results import Results, collect
 from unlearnkit.io import atomic_write_bytes
+from unlearnkit.metrics import plot_roc_loglog
 
 PER_SETTING = ("RA", "FA", "TA", "RR", "FR", "TR", "RetDev", "Indisc", "test_mia")
 HEADER_NAMES = {"test_mia": "T-MIA", "val_mia": "V-MIA"}
@@ -279,8 +280,6 @@ def build_sections(res: Results, plots: Path) -> list[Section]:
     )
     sections.append(Section("Hyper-parameters", tables=[selection_table(res)]))
     if res.ulira:
-        from unlearnkit.evaluation import plot_roc_loglog
-
         ul = Section("U-LiRA", tables=ulira_tables(res))
         for i, (setting, info) in enumerate(res.ulira.items()):
             curves = json.loads(Path(info["curves"]).read_text())

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from unlearnkit.bench.config import REFERENCE_ROWS, Experiment
-from unlearnkit.bench.stages import Context
+from unlearnkit.bench.context import Context, make_context
 from unlearnkit.bench.stats import Estimate, mean_ci
-from unlearnkit.bench.store import Store
-from unlearnkit.evaluation import indiscernibility, rte
-from unlearnkit.evaluation.retention import RETENTION_OF, retention
+from unlearnkit.jobs.store import Store
+from unlearnkit.metrics import indiscernibility, rte
+from unlearnkit.metrics.retention import RETENTION_OF, retention_deviation, retentions
 
 
 @dataclass
@@ -151,16 +151,13 @@ def derive(values: dict[str, float], reference: dict[str, float] | None) -> dict
         if math.isfinite(out.get(mia, math.nan)):
             out[name] = indiscernibility(out[mia])
     if reference is not None and all(k in out and k in reference for k in RETENTION_OF.values()):
-        for r, a in RETENTION_OF.items():
-            out[r] = retention(out[a], reference[a], on_zero="nan")
-        out["RetDev"] = sum(abs(out[r] - 1.0) for r in RETENTION_OF)
+        out.update(retentions(out, reference, on_zero="nan"))
+        out["RetDev"] = retention_deviation(out, reference, on_zero="nan")
     return out
 
 
 def collect(root: str | Path, level: float = 0.95) -> Results:
     """Read the latest experiment of ``root`` and every result that belongs to it."""
-    from unlearnkit.bench.runner import make_context
-
     root = Path(root)
     with Store(root, create=False) as store:
         exp = Experiment.model_validate(store.latest_experiment())

@@ -12,8 +12,9 @@ or Ctrl-C loses nothing finished; running the same command again resumes.
 from __future__ import annotations
 
 import time
+import traceback
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from unlearnkit.bench.config import Experiment
-from unlearnkit.bench.environment import environment, resolve_device
-from unlearnkit.bench.executors import Executor, make_executor
-from unlearnkit.bench.stages import INLINE, STAGES, Context, Stage
-from unlearnkit.bench.store import FINISHED, RunResult, Store
-from unlearnkit.bench.tasks import Task
+from unlearnkit.bench.context import Context, make_context
+from unlearnkit.bench.report import write_report
+from unlearnkit.bench.stages import INLINE, STAGES, Stage
+from unlearnkit.bench.tasks import Task, execute
+from unlearnkit.jobs.environment import environment, resolve_device
+from unlearnkit.jobs.executors import Executor, make_executor
+from unlearnkit.jobs.store import FINISHED, RunResult, Store
 
 
 @dataclass
@@ -41,15 +44,6 @@ class BenchSummary:
     @property
     def failed(self) -> int:
         return sum(n for (_, status), n in self.ran.items() if status == "failed")
-
-
-def default_storage(out: Path) -> str:
-    """``sqlite:///DIR/optuna.db`` (absolute path)."""
-    return f"sqlite:///{(out / 'optuna.db').resolve()}"
-
-
-def make_context(exp: Experiment, out: Path, store: Store, storage: str | None = None) -> Context:
-    return Context(exp, out, store, storage or exp.search.storage or default_storage(out))
 
 
 class _Driver:
@@ -114,17 +108,17 @@ class _Driver:
         for t in todo:
             store.start(t.key, stage.name, t.labels)
         if stage.inline:
+            if stage.schedules_jobs:
+                ctx = replace(ctx, executor=self.executor)
             results = (self._inline(t, ctx) for t in todo)
         else:
-            results = self.executor.run(todo)
+            results = self.executor.run(todo, execute)
         for result in results:
             self._record(result, summary, stage.name)
             if bar is not None:
                 self.progress.advance(bar)  # type: ignore[union-attr]
 
     def _inline(self, task: Task, ctx: Context) -> RunResult:
-        import traceback
-
         result = RunResult(key=task.key, started=time.time(), worker="driver")
         try:
             out = INLINE.get(task.stage)(task, ctx)
@@ -201,8 +195,6 @@ def run_benchmark(
                 progress.stop()
     summary.seconds = time.perf_counter() - t0
     if report:
-        from unlearnkit.bench.report import write_report
-
         summary.report = write_report(out)
     return summary
 

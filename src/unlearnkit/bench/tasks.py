@@ -20,17 +20,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
 import torch
 
+import unlearnkit.methods  # noqa: F401  (registers the methods)
 from unlearnkit.artifacts import load_model, save_model
 from unlearnkit.bench.config import DatasetConfig, ModelConfig, SearchConfig
-from unlearnkit.bench.environment import environment, resolve_device
-from unlearnkit.bench.evaluate import EvalContext, evaluate_model, search_metrics
+from unlearnkit.bench.evaluate import evaluate_model, search_metrics
 from unlearnkit.bench.search import SAMPLERS, make_storage, run_study, trial_config
 from unlearnkit.bench.splits import make_split, read_split, write_split
-from unlearnkit.bench.store import RunResult
 from unlearnkit.errors import UnsupportedError
+from unlearnkit.jobs.environment import environment, resolve_device
+from unlearnkit.jobs.store import RunResult
+from unlearnkit.methods import METHODS, UnlearnData
+from unlearnkit.metrics import deep_unlearn_objectives, indiscernibility
+from unlearnkit.models import build_model
 from unlearnkit.registry import Registry
+from unlearnkit.training import train
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,11 @@ class Output:
 TASKS: Registry[Callable[[Task], Output]] = Registry("benchmark stage")
 
 
-def execute(task: Task) -> RunResult:
-    """Run ``task`` here (a worker process, a Ray worker, or inline) and report the result."""
+def execute(task: Task, shared: Any = None) -> RunResult:
+    """Run ``task`` here (a worker process, a Ray worker, or inline) and report the result.
+
+    The executor's job function (:data:`unlearnkit.jobs.executors.JobFn`); ``shared`` is unused:
+    a task reads its inputs from the benchmark directory."""
     torch.set_num_threads(task.threads)
     device = resolve_device(str(task.payload.get("device", "cpu")))
     started = time.time()
@@ -113,7 +122,6 @@ def split_stage(task: Task) -> Output:
 @TASKS.register("init")
 def init_stage(task: Task) -> Output:
     """Build the seeded initial weights of one architecture for one seed."""
-    from unlearnkit.models import build_model
 
     p = task.payload
     mcfg = ModelConfig.model_validate(p["model"])
@@ -129,7 +137,6 @@ def init_stage(task: Task) -> Output:
 @TASKS.register("train")
 def train_stage(task: Task) -> Output:
     """Train Original (train split) or Retrain (retain split) from the initial weights."""
-    from unlearnkit.training import train
 
     p = task.payload
     split = read_split(str(task.path(p["split"])))
@@ -155,11 +162,6 @@ def _reference_accuracies(task: Task, split: Any, retrain: torch.nn.Module) -> d
 @TASKS.register("search")
 def search_stage(task: Task) -> Output:
     """Run (or resume) one Optuna study for one method on one seed's Original."""
-    import optuna
-
-    import unlearnkit.methods  # noqa: F401
-    from unlearnkit.evaluation import deep_unlearn_objectives, indiscernibility
-    from unlearnkit.methods import METHODS, UnlearnData
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -176,7 +178,7 @@ def search_stage(task: Task) -> Output:
     def objective(params: dict[str, Any]) -> tuple[tuple[float, ...], dict[str, float]]:
         config = trial_config(p["fixed"], params)
         res = method.unlearn(original, data, config, seed=int(p["unlearn_seed"]), device=device)
-        m = search_metrics(EvalContext(res.model.to(device), split, device=device))
+        m = search_metrics(res.model.to(device), split, device=device)
         values = deep_unlearn_objectives(m, ref, indiscernibility(m["val_mia"]))
         return values, {**m, "unlearn": res.seconds}
 
@@ -201,8 +203,6 @@ def search_stage(task: Task) -> Output:
 @TASKS.register("unlearn")
 def unlearn_stage(task: Task) -> Output:
     """Run one method with its chosen configuration on one seed's Original; save the model."""
-    import unlearnkit.methods  # noqa: F401
-    from unlearnkit.methods import METHODS, UnlearnData
 
     p = task.payload
     split = read_split(str(task.path(p["split"])))
@@ -239,46 +239,3 @@ def evaluate_stage(task: Task) -> Output:
         device=_device(task),
     )
     return Output(metrics=metrics)
-
-
-@TASKS.register("ulira")
-def ulira_stage(task: Task) -> Output:
-    """U-LiRA audits of one setting (:class:`unlearnkit.evaluation.audit.Auditor`).
-
-    Shadow pools are cached by content under ``DIR/<cache>`` (shared by every row, reused
-    after a crash). Stores, per row, the attack metrics (AUC, balanced accuracy, TPR at low
-    FPR) and the pooled ROC curve (``ulira/<key>.json``).
-    """
-    from unlearnkit.evaluation.audit import AuditConfig, Auditor
-    from unlearnkit.io import atomic_write_json
-
-    p = task.payload
-    auditor = Auditor(AuditConfig.model_validate(p["audit"]), task.path(p["cache"]))
-    metrics: dict[str, float] = {}
-    curves: dict[str, dict[str, list[float]]] = {}
-    unsupported: list[str] = []
-    t0 = time.perf_counter()
-    for row, config in p["rows"].items():
-        try:
-            res = auditor.audit(row, config or None)
-        except UnsupportedError:
-            unsupported.append(row)
-            continue
-        for name, value in res.outcome.metrics.as_dict().items():
-            if not isinstance(value, bool):
-                metrics[f"{row}.{name}"] = float(value)
-        metrics[f"{row}.FA"] = res.accuracy["forget"]
-        metrics[f"{row}.TA"] = res.accuracy["test"]
-        curves[row] = {
-            "fpr": res.outcome.metrics.fpr.tolist(),
-            "tpr": res.outcome.metrics.tpr.tolist(),
-        }
-        metrics["targets"] = float(res.target_ids.size)
-    rel = f"ulira/{task.key}.json"
-    atomic_write_json(task.path(rel), curves)
-    return Output(
-        params={"rows": sorted(curves), "unsupported": unsupported},
-        metrics=metrics,
-        timings={"audit": time.perf_counter() - t0},
-        artifact=rel,
-    )

@@ -11,17 +11,17 @@ Procedure of :meth:`Auditor.audit` (``scheme="hayes"``, the default):
    H_k, and a fixed target set T; run k forgets F_k = H_k ∩ T.
 2. Train one shadow original per split (pool ``original``) and, when needed, one retrain per
    run on H_k \\ F_k from the same initial weights and seed (pool ``retrain``). Both pools are
-   cached on disk by content hash (:mod:`.pools`) and shared by every method audited.
+   cached on disk by content hash (:mod:`unlearnkit.jobs.pools`) and shared by every method audited.
 3. Unlearn F_k from original k with the method (pool ``unlearned/<method>``). ``original``
    uses the originals as they are; ``retrain`` uses the retrain pool (no second training).
 4. Statistic per (model, target): LiRA's φ = log(p_y / (1 − p_y))
-   (:func:`~unlearnkit.evaluation.signals.logit_scaled_confidence`).
+   (:func:`~unlearnkit.metrics.signals.logit_scaled_confidence`).
 5. IN = φ under unlearned models whose forget set held x. OUT = φ under models that never saw
    x: the retrain pool (``out_source="retrain"``, default: every target is unseen by every
    retrain model) or the method's own unlearned models of splits that left x out
    (``out_source="unlearned"``).
 6. Per-example Gaussians (medians; per-example σ from 32 models per side, else a global σ;
-   floor 1e-3: :class:`~unlearnkit.evaluation.ulira.LiraFitConfig`) fitted on the other
+   floor 1e-3: :class:`~unlearnkit.metrics.ulira.LiraFitConfig`) fitted on the other
    splits and scored on held-out splits (leave-one-split-out, :mod:`.audit_attack`); the
    online likelihood ratio with threshold 0 decides "unlearned". Held-out trials: split k's
    unlearned model on F_k (label 1) and its retrain model on T \\ H_k (label 0), or, with
@@ -41,177 +41,46 @@ Retrain row is the reference (≈ chance by construction); the Original row is t
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from scipy.special import expit
 
+import unlearnkit.methods  # noqa: F401  (registers the methods)
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.data.plan import DataPlan
 from unlearnkit.errors import ConfigError
-from unlearnkit.evaluation.audit_attack import (
-    AttackData,
-    AttackOutcome,
-    per_example_summary,
-    run_attack,
+from unlearnkit.evaluation.audit_attack import AttackData, per_example_summary, run_attack
+from unlearnkit.evaluation.audit_config import (
+    POOL_METHODS,
+    STATISTICS,
+    AuditConfig,
+    AuditResult,
+)
+from unlearnkit.evaluation.audit_pools import (
+    original_jobs,
+    retrain_jobs,
+    training_specs,
+    unlearned_jobs,
 )
 from unlearnkit.evaluation.audit_splits import SPLIT_SCHEMES, SchemeOptions, SplitPlan
-from unlearnkit.evaluation.pools import (
+from unlearnkit.jobs.executors import Executor
+from unlearnkit.jobs.members import TrainJob
+from unlearnkit.jobs.pools import (
+    JobTracking,
     PoolReport,
     PoolSpec,
     Progress,
-    TrainJob,
-    UnlearnJob,
     WorkerContext,
-    dataset_fingerprint,
     run_pool,
     write_pool_manifest,
 )
-from unlearnkit.evaluation.roc import DEFAULT_FPRS
-from unlearnkit.evaluation.signals import correctness, logit_scaled_confidence
-from unlearnkit.evaluation.ulira import DEEP_UNLEARN_COMPAT, LIRA_SCORES, LiraFitConfig
-from unlearnkit.registry import Registry
-
-#: statistic name -> f(logits (n, C), labels (n,)) -> (n,)
-STATISTICS: Registry[Callable[[Any, Any], np.ndarray]] = Registry("U-LiRA statistic")
-STATISTICS.register("phi")(logit_scaled_confidence)
-STATISTICS.register("correctness")(correctness)
-
-#: Defaults each scheme gives the options left as ``None`` in :class:`AuditConfig`.
-SCHEME_DEFAULTS: dict[str, dict[str, Any]] = {
-    "hayes": {
-        "statistic": "phi",
-        "fit": LiraFitConfig(),
-        "held_out": True,
-        "out_source": "retrain",
-    },
-    "deepunlearn": {
-        "statistic": "correctness",
-        "fit": DEEP_UNLEARN_COMPAT,
-        "held_out": False,
-        "out_source": "unlearned",
-    },
-}
-
-#: Methods that need no unlearning run: they are read from a training pool.
-POOL_METHODS = ("original", "retrain")
-
-
-class AuditConfig(BaseModel):
-    """Everything that defines a U-LiRA audit (except the method under test).
-
-    Options left ``None`` take the scheme's defaults (:data:`SCHEME_DEFAULTS`).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dataset: str = "mnist1d"
-    dataset_params: dict[str, Any] = Field(default_factory=dict)
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    split_seed: int = 0
-    model: str = "mlp"
-    model_options: dict[str, Any] = Field(default_factory=dict)
-    recipe: dict[str, Any] = Field(
-        default_factory=lambda: {"name": "sgd", "epochs": 30, "batch_size": 64, "lr": 0.05}
-    )
-    scheme: str = "hayes"
-    shadows: int = Field(32, ge=2, description="shadow splits (originals)")
-    seed: int = 0
-    target_fraction: float = Field(0.1, gt=0.0, le=1.0, description="hayes: |T| / |population|")
-    forget_sets: int = Field(1, ge=1, description="deepunlearn: forget sets per split")
-    forget_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="deepunlearn")
-    out_source: Literal["retrain", "unlearned"] | None = None
-    statistic: str | None = None
-    fit: LiraFitConfig | None = None
-    score: str = "online"
-    held_out: bool | None = None
-    folds: int | None = Field(None, ge=2)
-    unlearn_seed: int = 123
-    workers: int = Field(1, ge=1)
-    threads: int = Field(1, ge=1, description="torch threads per worker process")
-    fprs: tuple[float, ...] = DEFAULT_FPRS
-
-    @field_validator("scheme")
-    @classmethod
-    def _known_scheme(cls, v: str) -> str:
-        SPLIT_SCHEMES.get(v)
-        return v
-
-    @field_validator("statistic")
-    @classmethod
-    def _known_statistic(cls, v: str | None) -> str | None:
-        if v is not None:
-            STATISTICS.get(v)
-        return v
-
-    @field_validator("score")
-    @classmethod
-    def _known_score(cls, v: str) -> str:
-        LIRA_SCORES.get(v)
-        return v
-
-    def data_plan(self) -> DataPlan:
-        """The population's plan: the audit's shadows train on halves of its train split."""
-        return DataPlan(
-            self.dataset,
-            self.dataset_params,
-            self.val_fraction,
-            self.test_fraction,
-            self.split_seed,
-        )
-
-    def resolved(self, name: str) -> Any:
-        """The effective value of a scheme-dependent option."""
-        value = getattr(self, name)
-        return SCHEME_DEFAULTS[self.scheme][name] if value is None else value
-
-
-@dataclass
-class AuditResult:
-    """One method's audit: metrics, per-example results, pools used, timings."""
-
-    method: str
-    method_config: dict[str, Any]
-    config: AuditConfig
-    outcome: AttackOutcome
-    target_ids: np.ndarray
-    target_labels: np.ndarray
-    per_example: dict[str, np.ndarray]
-    pools: list[PoolReport]
-    accuracy: dict[str, float]
-    unlearn_seconds: float | None
-    seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready: method, attack metrics, accuracies, pools, timings."""
-        m = self.outcome.metrics
-        return {
-            "method": self.method,
-            "method_config": self.method_config,
-            "scheme": self.config.scheme,
-            "statistic": self.config.resolved("statistic"),
-            "out_source": self.config.resolved("out_source"),
-            "held_out": self.outcome.held_out,
-            "score": self.outcome.score,
-            "shadows": self.config.shadows,
-            "targets": int(self.target_ids.size),
-            "per_example_variance": self.outcome.fit.per_example_variance,
-            "skipped_trials": self.outcome.n_skipped,
-            "metrics": m.as_dict(),
-            "accuracy": self.accuracy,
-            "unlearn_seconds_mean": self.unlearn_seconds,
-            "seconds": self.seconds,
-            "pools": [p.as_dict() for p in self.pools],
-            **self.extra,
-        }
+from unlearnkit.methods import METHODS
+from unlearnkit.training import evaluate_accuracy, make_recipe, predict_logits
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor, positions: np.ndarray) -> float:
@@ -224,18 +93,29 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor, positions: np.ndarray)
 class Auditor:
     """Runs U-LiRA audits that share one dataset, plan and set of pools.
 
+    Pool members (shadow originals, retrains, unlearned models) are jobs of
+    :mod:`unlearnkit.jobs`: they run on ``executor`` (default: in this process, or a local
+    pool of ``config.workers`` processes) and, with ``tracking``, are recorded as runs of a
+    results store, so a benchmark schedules (also on Ray), tracks and resumes them.
+
     >>> auditor = Auditor(AuditConfig(shadows=32), cache="~/.cache/unlearnkit")  # doctest: +SKIP
     >>> result = auditor.audit("ft", {"num_epochs": 2})                           # doctest: +SKIP
     """
 
     def __init__(
-        self, config: AuditConfig, cache: str | Path, progress: Progress | None = None
+        self,
+        config: AuditConfig,
+        cache: str | Path,
+        progress: Progress | None = None,
+        *,
+        executor: Executor | None = None,
+        tracking: JobTracking | None = None,
     ) -> None:
-        from unlearnkit.training import make_recipe
-
         self.config = config
         self.cache = Path(cache).expanduser()
         self.progress = progress
+        self.executor = executor
+        self.tracking = tracking
         splits = config.data_plan().materialise()
         if splits.train.task != "multiclass":
             raise ConfigError("U-LiRA audits need a multi-class dataset (the statistic uses p_y)")
@@ -258,22 +138,8 @@ class Auditor:
         )
         self.masks = self.plan.masks()
         self.target_pos = self.population.positions(self.plan.targets).numpy()
-        self._base = {
-            "dataset": {
-                "name": config.dataset,
-                "params": config.dataset_params,
-                "split": [config.val_fraction, config.test_fraction, config.split_seed],
-                "population": dataset_fingerprint(self.population),
-            },
-            "model": {"name": config.model, "options": config.model_options},
-            "recipe": self.recipe,
-        }
-        scheme = {"scheme": config.scheme, "seed": config.seed}
-        self.original_spec = PoolSpec("original", {**self._base, "split_scheme": scheme})
-        # the shadow count is left out of every pool key: a larger audit reuses the members
-        scheme_opts = {k: v for k, v in vars(options).items() if k != "shadows"}
-        self.retrain_spec = PoolSpec(
-            "retrain", {**self._base, "split_scheme": {**scheme, **scheme_opts}}
+        self.original_spec, self.retrain_spec = training_specs(
+            config, self.context, self.recipe, options
         )
         # per training pool ("original", "retrain"): logits on the population, test accuracy
         # and training seconds of every member; per audited method: test accuracy / seconds
@@ -288,42 +154,11 @@ class Auditor:
 
     @cached_property
     def original_jobs(self) -> list[TrainJob]:
-        folder = self.original_spec.folder(self.cache)
-        return [
-            TrainJob(
-                folder,
-                s.index,
-                self.original_spec.key,
-                self.config.model,
-                self.config.model_options,
-                self.recipe,
-                s.train_ids,
-                s.init_seed,
-                s.train_seed,
-            )
-            for s in self.plan.splits
-        ]
+        return original_jobs(self.original_spec, self.cache, self.config, self.recipe, self.plan)
 
     @cached_property
     def retrain_jobs(self) -> list[TrainJob]:
-        folder = self.retrain_spec.folder(self.cache)
-        jobs = []
-        for r in self.plan.runs:
-            s = self.plan.splits[r.split]
-            jobs.append(
-                TrainJob(
-                    folder,
-                    r.index,
-                    self.retrain_spec.key,
-                    self.config.model,
-                    self.config.model_options,
-                    self.recipe,
-                    self.plan.retain_ids(r),
-                    s.init_seed,
-                    s.train_seed,
-                )
-            )
-        return jobs
+        return retrain_jobs(self.retrain_spec, self.cache, self.config, self.recipe, self.plan)
 
     def _train_pool(self, name: str, spec: PoolSpec, jobs: list[TrainJob]) -> PoolReport:
         if name in self._reports:
@@ -333,14 +168,14 @@ class Auditor:
             name,
             jobs,
             self.context,
+            executor=self.executor,
             workers=self.config.workers,
             threads=self.config.threads,
+            tracking=self.tracking,
             progress=self.progress,
         )
         logits, accs, secs = [], [], []
         test = self.context.test
-        from unlearnkit.training import evaluate_accuracy, predict_logits
-
         for job in jobs:
             model = job.load()
             logits.append(predict_logits(model, self.population).float())
@@ -374,39 +209,27 @@ class Auditor:
             self._seconds[method] = self._pool_secs["retrain"]
             return self._pool_logits["retrain"], [rep]
         reports = [self.originals()]
-        spec = PoolSpec(
-            f"unlearned-{method}",
-            {
-                **self.retrain_spec.definition,
-                "method": method,
-                "config": config,
-                "unlearn_seed": self.config.unlearn_seed,
-                "val": dataset_fingerprint(self.context.val) if self.context.val else None,
-                "test": dataset_fingerprint(self.context.test) if self.context.test else None,
-            },
+        spec, jobs = unlearned_jobs(
+            self.retrain_spec,
+            self.cache,
+            self.config,
+            self.context,
+            self.plan,
+            self.original_jobs,
+            method,
+            config,
         )
-        folder = spec.folder(self.cache)
-        jobs = [
-            UnlearnJob(
-                folder,
-                r.index,
-                self.original_jobs[r.split],
-                method,
-                config,
-                self.config.unlearn_seed,
-                self.plan.retain_ids(r),
-                r.forget_ids,
-            )
-            for r in self.plan.runs
-        ]
         write_pool_manifest(spec, self.cache, {"members": len(jobs)})
         reports.append(
             run_pool(
                 f"unlearn {method}",
                 jobs,
                 self.context,
+                executor=self.executor,
                 workers=self.config.workers,
                 threads=self.config.threads,
+                tracking=self.tracking,
+                label=method,
                 progress=self.progress,
             )
         )
@@ -458,9 +281,6 @@ class Auditor:
 
     def audit(self, method: str, config: dict[str, Any] | None = None) -> AuditResult:
         """Audit one method (a :data:`~unlearnkit.methods.METHODS` key); see the module doc."""
-        import unlearnkit.methods  # noqa: F401  (registers the methods)
-        from unlearnkit.methods import METHODS
-
         t0 = time.perf_counter()
         unlearner = METHODS.get(method)()
         if method in POOL_METHODS:
@@ -490,8 +310,6 @@ class Auditor:
         per_example = per_example_summary(outcome)
         extra: dict[str, Any] = {}
         if self.config.score == "online":
-            from scipy.special import expit
-
             p = expit(outcome.scores[:n_runs][outcome.trials[:n_runs] & outcome.labels[:n_runs]])
             extra["mean_membership_probability"] = float(p.mean()) if p.size else float("nan")
         secs = self._seconds.get(method, [])
@@ -512,8 +330,6 @@ class Auditor:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
     return dict(json.loads(path.read_text()))
 
 
@@ -522,7 +338,10 @@ def run_audit(
     methods: dict[str, dict[str, Any] | None],
     cache: str | Path,
     progress: Progress | None = None,
+    *,
+    executor: Executor | None = None,
+    tracking: JobTracking | None = None,
 ) -> list[AuditResult]:
     """Audit several methods against shared pools; results in the order given."""
-    auditor = Auditor(config, cache, progress)
+    auditor = Auditor(config, cache, progress, executor=executor, tracking=tracking)
     return [auditor.audit(m, c) for m, c in methods.items()]

@@ -12,11 +12,11 @@ together (an unlearned model and the retrain model of the same split, say).
 
 Held-out protocol (Carlini et al. 2022 hold out target models; spec §3.4-§3.5): the groups
 are dealt into ``folds`` folds (default: one per group, leave-one-split-out). For each fold,
-the Gaussians are fitted (:func:`~unlearnkit.evaluation.ulira.fit_gaussians`) on the rows of
-the other folds, and the fold's rows are scored (:func:`~unlearnkit.evaluation.ulira.lira_scores`).
+the Gaussians are fitted (:func:`~unlearnkit.metrics.ulira.fit_gaussians`) on the rows of
+the other folds, and the fold's rows are scored (:func:`~unlearnkit.metrics.ulira.lira_scores`).
 An example with fewer than 2 IN or 2 OUT shadow entries in a fold cannot be fitted there; its
 trials in that fold are skipped and counted in ``n_skipped``. All trials are then pooled into
-one ROC (:func:`~unlearnkit.evaluation.roc.attack_metrics`). With ``held_out=False`` (Deep
+one ROC (:func:`~unlearnkit.metrics.roc.attack_metrics`). With ``held_out=False`` (Deep
 Unlearn's released code) the fit and the scores use the same rows: optimistic.
 
 Direction: AUC and balanced accuracy *closer to 0.5 are better*, TPR@α closer to α.
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from unlearnkit.errors import DataError
-from unlearnkit.evaluation.roc import DEFAULT_FPRS, AttackMetrics, attack_metrics
-from unlearnkit.evaluation.ulira import (
+from unlearnkit.metrics.roc import DEFAULT_FPRS, AttackMetrics, attack_metrics
+from unlearnkit.metrics.ulira import (
     GaussianFit,
     LiraFitConfig,
     examples_with_support,

@@ -7,7 +7,7 @@ For a list of :class:`~unlearnkit.evaluation.audit.AuditResult` (one per method)
 * ``table.md``: one row per method (balanced accuracy, AUC, TPR at the FPR targets, forget /
   test accuracy), made by :func:`results_table`;
 * ``roc.png`` (+ ``roc.json`` with the curves): the log-log ROC of every method
-  (:func:`~unlearnkit.evaluation.roc.plot_roc_loglog`);
+  (:func:`~unlearnkit.metrics.roc.plot_roc_loglog`);
 * ``<method>/summary.json``, ``<method>/per_example.csv`` (one row per target example:
   id, class, trial counts, mean IN / OUT score, balanced accuracy at threshold 0, fitted
   Gaussians) and ``<method>/scores.safetensors`` (``scores`` (rows, targets) float64 with NaN
@@ -22,15 +22,14 @@ import csv
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from unlearnkit.evaluation.audit_config import AuditResult
 from unlearnkit.io import atomic_write_bytes, atomic_write_json, save_tensors
-
-if TYPE_CHECKING:
-    from unlearnkit.evaluation.audit import AuditResult
+from unlearnkit.metrics.roc import plot_roc_loglog
 
 PER_EXAMPLE_COLUMNS = (
     "n_in",
@@ -121,7 +120,7 @@ def plot_curve(
     fpr: np.ndarray, tpr: np.ndarray, points: int = 400
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ROC on a log-spaced FPR grid (for plots and their JSON): at each grid value g,
-    max{TPR_k : FPR_k ≤ g}, the rule of :func:`~unlearnkit.evaluation.roc.tpr_at_fpr`.
+    max{TPR_k : FPR_k ≤ g}, the rule of :func:`~unlearnkit.metrics.roc.tpr_at_fpr`.
 
     The grid runs from the smallest positive FPR to 1 (plus 0), so the plotted staircase is
     exact at its points while tens of thousands of ROC points shrink to ``points``.
@@ -141,8 +140,6 @@ def write_audit_results(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write every result, the comparison table and the log-log ROC plot (module docstring)."""
-    from unlearnkit.evaluation.roc import plot_roc_loglog
-
     out = Path(out)
     paths: dict[str, Path] = {}
     for r in results:

@@ -45,9 +45,9 @@ from unlearnkit.data import load_dataset
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.data.forget import select_forget
 from unlearnkit.data.splits import train_val_test_split
-from unlearnkit.evaluation.distance import normalized_parameter_distance
-from unlearnkit.evaluation.similarity import similarity_ratio
 from unlearnkit.io import atomic_write_bytes, atomic_write_json
+from unlearnkit.metrics.distance import normalized_parameter_distance
+from unlearnkit.metrics.similarity import similarity_ratio
 from unlearnkit.models import build_model
 from unlearnkit.reproduce.report import convex_markdown
 from unlearnkit.ssse.config import ErasureConfig
