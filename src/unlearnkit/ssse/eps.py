@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,9 +33,11 @@ from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError
 from unlearnkit.metrics.similarity import similarity_ratio
 from unlearnkit.registry import Registry
-from unlearnkit.ssse.state import ErasureRequest
-from unlearnkit.tasks import per_sample_loss
+from unlearnkit.tasks import get_task, per_sample_loss
 from unlearnkit.training import evaluate_accuracy, predict_logits
+
+if TYPE_CHECKING:
+    from unlearnkit.ssse.request import ErasureRequest
 
 DEFAULT_GRID: tuple[float, ...] = tuple(float(x) for x in np.round(np.logspace(-4, 2, 25), 7))
 
@@ -176,10 +178,7 @@ def matched_holdout(
 ) -> ArrayDataset:
     """Held-out samples of the same kind as S: same classes (multiclass) or having
     ``attribute`` (multilabel); all of ``holdout`` when neither applies."""
-    if forget.task == "multiclass":
-        keep = torch.isin(holdout.y, torch.unique(forget.y))
-    elif attribute is not None:
-        keep = holdout.y[:, attribute] > 0.5
-    else:
+    keep = get_task(forget.task).same_kind(forget.y, holdout.y, attribute)
+    if bool(keep.all()):
         return holdout
     return holdout.subset(holdout.ids[keep])
