@@ -1,7 +1,68 @@
 """unlearnkit: machine unlearning for PyTorch.
 
 Erase training samples from a trained model (SSSE closed-form erasure, the Deep Unlearn
-method zoo) and show that the erasure worked (accuracy, membership inference, U-LiRA).
+method zoo) and show that the erasure worked (accuracy, membership inference, U-LiRA)::
+
+    import unlearnkit as uk
+    split = uk.plan("digits", forget="class:3")
+    orig = uk.train("mlp", split, "sgd", seed=0).model
+    prepared = uk.prepare(orig, split)
+    erased = prepared.erase(orig, split.forget_ids)          # eps="auto" by default
+    report = uk.evaluate(erased.model, split, original=orig, retrain=retrain)
+
+Importing the package registers every method, model, dataset and recipe.
 """
 
-__version__ = "0.1.0"
+from unlearnkit._version import __version__
+from unlearnkit.api import (
+    DEFAULT_UTILITY_BUDGET,
+    Erased,
+    LogitsOnly,
+    Prepared,
+    Saved,
+    Split,
+    Trained,
+    Unlearned,
+    UserAudit,
+    as_classifier,
+    as_dataset,
+    audit,
+    erase,
+    evaluate,
+    load,
+    plan,
+    prepare,
+    save,
+    split_of,
+    train,
+    unlearn,
+)
+from unlearnkit.ssse import ErasureConfig
+from unlearnkit.workflow import DataPlan
+
+__all__ = [
+    "DEFAULT_UTILITY_BUDGET",
+    "DataPlan",
+    "ErasureConfig",
+    "Erased",
+    "LogitsOnly",
+    "Prepared",
+    "Saved",
+    "Split",
+    "Trained",
+    "Unlearned",
+    "UserAudit",
+    "__version__",
+    "as_classifier",
+    "as_dataset",
+    "audit",
+    "erase",
+    "evaluate",
+    "load",
+    "plan",
+    "prepare",
+    "save",
+    "split_of",
+    "train",
+    "unlearn",
+]

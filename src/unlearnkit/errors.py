@@ -45,3 +45,16 @@ class MemoryBudgetError(UnlearnkitError, MemoryError):
 
 class UnsupportedError(UnlearnkitError, TypeError):
     """A method or solver was given a model or data it cannot handle."""
+
+
+class OverwriteError(UnlearnkitError, FileExistsError):
+    """An output exists (or would replace an input or a state's files) and overwriting was
+    not asked for."""
+
+
+class DeviceError(ConfigError):
+    """A device was asked for that this machine does not have (``cuda`` without a GPU)."""
+
+
+class UtilityBudgetError(UnlearnkitError, ValueError):
+    """An erasure would cost more retained or held-out accuracy than the stated budget."""

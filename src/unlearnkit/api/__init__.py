@@ -1,0 +1,65 @@
+"""The facade: one verb per CLI command, nn.Module in, a result holding a new nn.Module out.
+
+=========================  ==============================  ===================================
+verb                       CLI                             returns
+=========================  ==============================  ===================================
+:func:`plan`               (``--dataset`` options)         :class:`Split`
+:func:`train`              ``unlearnkit train``            :class:`Trained`
+:func:`unlearn`            ``unlearnkit unlearn``          :class:`Unlearned`
+:func:`prepare`            ``unlearnkit prepare``          :class:`Prepared` (``.erase(model, ids)``)
+:func:`erase`              ``unlearnkit erase``            :class:`Erased`
+:func:`evaluate`           ``unlearnkit evaluate``         a report dict
+:func:`audit`              ``unlearnkit audit``            U-LiRA results
+:func:`save` / :func:`load`  every command's ``--out``     a manifest path / :class:`Saved`
+=========================  ==============================  ===================================
+
+Inputs are never modified; devices are explicit (``device="cpu"`` by default; ``"cuda"``
+without a GPU raises :class:`~unlearnkit.errors.DeviceError`); the global RNG states are left
+as found.
+"""
+
+from unlearnkit.api.audit import UserAudit, audit
+from unlearnkit.api.erasure import DEFAULT_UTILITY_BUDGET, Erased, Prepared, erase, prepare
+from unlearnkit.api.evaluate import evaluate
+from unlearnkit.api.inputs import (
+    Split,
+    as_dataset,
+    as_split,
+    plan,
+    preserved_rng,
+    resolve_device,
+    split_from_plan,
+    split_of,
+)
+from unlearnkit.api.models import LogitsOnly, as_classifier
+from unlearnkit.api.saved import Saved, check_output, load, save
+from unlearnkit.api.training import Trained, Unlearned, train, unlearn
+
+__all__ = [
+    "DEFAULT_UTILITY_BUDGET",
+    "Erased",
+    "LogitsOnly",
+    "Prepared",
+    "Saved",
+    "Split",
+    "Trained",
+    "Unlearned",
+    "UserAudit",
+    "as_classifier",
+    "as_dataset",
+    "as_split",
+    "audit",
+    "check_output",
+    "erase",
+    "evaluate",
+    "load",
+    "plan",
+    "prepare",
+    "preserved_rng",
+    "resolve_device",
+    "save",
+    "split_from_plan",
+    "split_of",
+    "train",
+    "unlearn",
+]
