@@ -29,6 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from unlearnkit.api.inputs import Split, as_split, resolve_device
+from unlearnkit.api.models import ModelFactory
+from unlearnkit.api.training import TrainFn, fit, unlearn
 from unlearnkit.errors import ConfigError
 from unlearnkit.evaluation.audit import AuditConfig, AuditResult, run_audit
 from unlearnkit.evaluation.audit_attack import AttackData, AttackOutcome, run_attack
@@ -36,11 +39,6 @@ from unlearnkit.evaluation.audit_splits import SchemeOptions, hayes_plan
 from unlearnkit.evaluation.roc import DEFAULT_FPRS
 from unlearnkit.evaluation.signals import logit_scaled_confidence
 from unlearnkit.training import predict_logits
-
-from unlearnkit.api.inputs import Split, as_split
-from unlearnkit.api.models import ModelFactory
-from unlearnkit.api.inputs import resolve_device
-from unlearnkit.api.training import TrainFn, fit, unlearn
 
 
 @dataclass

@@ -27,14 +27,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from unlearnkit.api.inputs import Split, as_dataset, resolve_device
+from unlearnkit.api.models import params_device
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError, DataError, UtilityBudgetError
 from unlearnkit.ssse import ErasureConfig, ErasureState
 from unlearnkit.ssse.eps import DEFAULT_GRID, guard_sample, loss_matching_rule, matched_holdout
 from unlearnkit.training import evaluate_accuracy
-
-from unlearnkit.api.inputs import Split, as_dataset, resolve_device
-from unlearnkit.api.models import params_device
 
 #: largest accepted drop of retained / held-out accuracy (absolute, 0.02 = 2 points)
 DEFAULT_UTILITY_BUDGET = 0.02

@@ -18,12 +18,11 @@ from typing import Any
 
 from torch import nn
 
+from unlearnkit.api.inputs import Split, as_split
+from unlearnkit.api.saved import Saved, unlearn_record
 from unlearnkit.errors import ConfigError, StateMismatchError
 from unlearnkit.evaluation.report_eval import evaluate_unlearned
 from unlearnkit.io import ids_hash, model_fingerprint
-
-from unlearnkit.api.inputs import Split, as_split
-from unlearnkit.api.saved import Saved, unlearn_record
 
 
 def _plan_of(saved: Saved) -> dict[str, Any] | None:
@@ -121,7 +120,11 @@ def evaluate(
         retrain_seconds=secs(retrain, retrain_seconds),
     )
     report["inputs"] = {
-        **{k: str(m.path) for k, m in (("unlearned", model), ("original", original), ("retrain", retrain)) if isinstance(m, Saved)},
+        **{
+            k: str(m.path)
+            for k, m in (("unlearned", model), ("original", original), ("retrain", retrain))
+            if isinstance(m, Saved)
+        },
         "forget": split.forget_spec,
         "forget_seed": split.forget_seed,
     }

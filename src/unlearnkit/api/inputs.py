@@ -39,7 +39,9 @@ def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise DeviceError(f"unknown device {device!r} ({e}); use cpu, cuda, cuda:N or auto") from None
+        raise DeviceError(
+            f"unknown device {device!r} ({e}); use cpu, cuda, cuda:N or auto"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"device {device!r}: CUDA is not available on this machine")
@@ -73,8 +75,10 @@ def preserved_rng() -> Iterator[None]:
 
 def _items(data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Stack ``(x, y[, id])`` samples of a Dataset / DataLoader / tensor pair."""
-    if isinstance(data, tuple | list) and len(data) in (2, 3) and all(
-        isinstance(t, torch.Tensor) for t in data
+    if (
+        isinstance(data, tuple | list)
+        and len(data) in (2, 3)
+        and all(isinstance(t, torch.Tensor) for t in data)
     ):
         return data[0], data[1], data[2] if len(data) == 3 else None
     if isinstance(data, TensorDataset):
@@ -86,7 +90,9 @@ def _items(data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         batches = list(data)  # batches of a DataLoader, in its order
         if not batches:
             raise DataError("the DataLoader yields no batches")
-        cols = list(zip(*[b if isinstance(b, tuple | list) else (b,) for b in batches]))
+        cols = list(
+            zip(*[b if isinstance(b, tuple | list) else (b,) for b in batches], strict=True)
+        )
         return _stack_columns([torch.cat([torch.as_tensor(c) for c in col]) for col in cols])
     if isinstance(data, Dataset):
         try:
@@ -96,7 +102,7 @@ def _items(data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         rows = [data[i] for i in range(n)]
         if not rows:
             raise DataError("the dataset is empty")
-        cols = list(zip(*rows))
+        cols = list(zip(*rows, strict=True))
         return _stack_columns([torch.stack([torch.as_tensor(v) for v in col]) for col in cols])
     raise DataError(
         f"cannot use {type(data).__name__} as data: pass a torch Dataset, a DataLoader, "

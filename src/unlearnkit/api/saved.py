@@ -20,14 +20,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
+from unlearnkit.api.inputs import Split
 from unlearnkit.artifacts import artifact_paths, load_model, save_model
 from unlearnkit.data import load_dataset, train_val_test_split
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import OverwriteError, StateMismatchError
 from unlearnkit.io import ids_hash
 from unlearnkit.workflow import DataPlan, data_from_manifest
-
-from unlearnkit.api.inputs import Split
 
 STATE_FILES = ("inverse.safetensors", "state.safetensors")
 
@@ -190,7 +189,9 @@ def data_record(split: Split | None, on: str = "train") -> dict[str, Any]:
     plan = split.plan
     fit_on = split.train
     if on == "retain":
-        plan = DataPlan(**{**plan.to_dict(), "forget": split.forget_spec, "forget_seed": split.forget_seed})
+        plan = DataPlan(
+            **{**plan.to_dict(), "forget": split.forget_spec, "forget_seed": split.forget_seed}
+        )
         fit_on = split.retain
     return {
         "data": {

@@ -18,6 +18,9 @@ import torch
 from torch import nn
 
 import unlearnkit.methods.catalog  # noqa: F401  (registers every method)
+from unlearnkit.api.inputs import Split, as_split, preserved_rng, resolve_device
+from unlearnkit.api.models import ModelFactory, model_factory
+from unlearnkit.api.saved import Saved, data_record
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError, UnsupportedError
 from unlearnkit.io import ids_hash, model_fingerprint
@@ -26,10 +29,6 @@ from unlearnkit.methods.describe import find_method
 from unlearnkit.models import build_model
 from unlearnkit.training import Recipe, evaluate_accuracy, make_recipe
 from unlearnkit.training import train as run_recipe
-
-from unlearnkit.api.inputs import Split, as_split, preserved_rng, resolve_device
-from unlearnkit.api.models import ModelFactory, model_factory
-from unlearnkit.api.saved import Saved, data_record
 
 TrainFn = Callable[[ModelFactory, ArrayDataset, int], nn.Module]
 
