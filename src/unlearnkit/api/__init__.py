@@ -18,8 +18,16 @@ without a GPU raises :class:`~unlearnkit.errors.DeviceError`); the global RNG st
 as found.
 """
 
-from unlearnkit.api.audit import UserAudit, audit
-from unlearnkit.api.erasure import DEFAULT_UTILITY_BUDGET, Erased, Prepared, erase, prepare
+from unlearnkit.api import catalog
+from unlearnkit.api.audit import UserAudit, audit, write_audit
+from unlearnkit.api.erasure import (
+    DEFAULT_UTILITY_BUDGET,
+    Erased,
+    Prepared,
+    erase,
+    load_prepared,
+    prepare,
+)
 from unlearnkit.api.evaluate import evaluate
 from unlearnkit.api.inputs import (
     Split,
@@ -32,7 +40,14 @@ from unlearnkit.api.inputs import (
     split_of,
 )
 from unlearnkit.api.models import LogitsOnly, as_classifier
-from unlearnkit.api.saved import Saved, check_output, load, save
+from unlearnkit.api.saved import (
+    Saved,
+    check_output,
+    check_state_output,
+    load,
+    save,
+    write_json,
+)
 from unlearnkit.api.training import Trained, Unlearned, train, unlearn
 
 __all__ = [
@@ -46,13 +61,16 @@ __all__ = [
     "Unlearned",
     "UserAudit",
     "as_classifier",
+    "catalog",
     "as_dataset",
     "as_split",
     "audit",
     "check_output",
+    "check_state_output",
     "erase",
     "evaluate",
     "load",
+    "load_prepared",
     "plan",
     "prepare",
     "preserved_rng",
@@ -62,4 +80,6 @@ __all__ = [
     "split_of",
     "train",
     "unlearn",
+    "write_audit",
+    "write_json",
 ]

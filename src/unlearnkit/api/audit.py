@@ -35,6 +35,7 @@ from unlearnkit.api.training import TrainFn, fit, unlearn
 from unlearnkit.errors import ConfigError
 from unlearnkit.evaluation.audit import AuditConfig, AuditResult, run_audit
 from unlearnkit.evaluation.audit_attack import AttackData, AttackOutcome, run_attack
+from unlearnkit.evaluation.audit_report import write_audit_results
 from unlearnkit.evaluation.audit_splits import SchemeOptions, hayes_plan
 from unlearnkit.evaluation.roc import DEFAULT_FPRS
 from unlearnkit.evaluation.signals import logit_scaled_confidence
@@ -164,3 +165,10 @@ def audit(
         device=device,
         fprs=fprs,
     )
+
+
+def write_audit(
+    results: list[AuditResult], out: str | Path, extra: dict[str, Any] | None = None
+) -> dict[str, Path]:
+    """Write the audit's table, results JSON, per-example files and ROC plot into ``out``."""
+    return write_audit_results(results, Path(out), extra=extra)

@@ -29,7 +29,9 @@ from torch import nn
 
 from unlearnkit.api.inputs import Split, as_dataset, resolve_device
 from unlearnkit.api.models import params_device
+from unlearnkit.api.saved import Saved
 from unlearnkit.data.base import ArrayDataset
+from unlearnkit.data.forget import make_forget_spec, select_forget
 from unlearnkit.errors import ConfigError, DataError, UtilityBudgetError
 from unlearnkit.ssse import ErasureConfig, ErasureState
 from unlearnkit.ssse.eps import DEFAULT_GRID, guard_sample, loss_matching_rule, matched_holdout
@@ -56,6 +58,10 @@ class Prepared:
 
     def remaining(self) -> ArrayDataset:
         return self.data.subset(self.remaining_ids)
+
+    def select(self, forget: str, seed: int = 0) -> torch.Tensor:
+        """The ids a forget spec (``class:3``, ``random:0.1``) names in the training data."""
+        return select_forget(self.data, make_forget_spec(forget), seed=seed).forget_ids
 
     def erase(self, model: nn.Module, ids: Any, **kwargs: Any) -> Erased:
         """Erase the samples ``ids`` from ``model`` (see :func:`erase`)."""
@@ -201,3 +207,10 @@ def erase(
         entry,
         {"eps": eps_value, "eps_rule": rule, "k": entry["k"], "request": entry["request"]},
     )
+
+
+def load_prepared(path: str | Path, model: Saved) -> Prepared:
+    """The erasure state saved at ``path`` for the saved ``model`` (checked to apply to it),
+    with the model's training data and held-out data (from its manifest)."""
+    state = ErasureState.load(path, model.model)
+    return Prepared(state, model.fit_on, model.split.holdout)

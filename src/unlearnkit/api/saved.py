@@ -25,7 +25,7 @@ from unlearnkit.artifacts import artifact_paths, load_model, save_model
 from unlearnkit.data import load_dataset, train_val_test_split
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import OverwriteError, StateMismatchError
-from unlearnkit.io import ids_hash
+from unlearnkit.io import atomic_write_json, ids_hash
 from unlearnkit.workflow import DataPlan, data_from_manifest
 
 STATE_FILES = ("inverse.safetensors", "state.safetensors")
@@ -53,9 +53,11 @@ def check_output(
         p = Path(item)
         named = set(artifact_paths(p)) | {p}
         if resolved & {q.resolve() for q in named} or Path(out).resolve() == p.resolve():
-            raise OverwriteError(f"the output {out} names an input ({item}); write it elsewhere")
+            raise OverwriteError(
+                f"the output {out} names the input model or state {item}; write it elsewhere"
+            )
     for t in targets:
-        for parent in [t.resolve(), *t.resolve().parents]:
+        for parent in t.resolve().parents:
             if _is_state_dir(parent):
                 raise OverwriteError(
                     f"the output {out} lies inside the erasure state folder {parent}; "
@@ -65,6 +67,18 @@ def check_output(
         for t in targets:
             if t.exists():
                 raise OverwriteError(f"{t} already exists; pass --overwrite to replace it")
+
+
+def check_state_output(out: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse to replace an existing erasure state (or any path) without ``overwrite``, and a
+    state folder inside another state folder."""
+    p = Path(out)
+    for parent in p.resolve().parents:
+        if _is_state_dir(parent):
+            raise OverwriteError(f"{out} lies inside the erasure state folder {parent}")
+    if p.exists() and not overwrite:
+        what = "an erasure state (its ledger would be lost)" if _is_state_dir(p) else "a path"
+        raise OverwriteError(f"{out} already exists: {what}; pass --overwrite to replace it")
 
 
 class LegacySplit(BaseModel):
@@ -236,3 +250,8 @@ def load(path: str | Path) -> Saved:
     """Load and verify a saved model (:func:`unlearnkit.artifacts.load_model`)."""
     model, manifest = load_model(path)
     return Saved(model, manifest, Path(path))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write a report as JSON, atomically."""
+    atomic_write_json(path, obj)
