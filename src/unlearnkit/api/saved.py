@@ -49,13 +49,6 @@ def check_output(
     """
     targets = list(artifact_paths(out)) if artifact else [Path(out)]
     resolved = {t.resolve() for t in targets}
-    for item in inputs:
-        p = Path(item)
-        named = set(artifact_paths(p)) | {p}
-        if resolved & {q.resolve() for q in named} or Path(out).resolve() == p.resolve():
-            raise OverwriteError(
-                f"the output {out} names the input model or state {item}; write it elsewhere"
-            )
     for t in targets:
         for parent in t.resolve().parents:
             if _is_state_dir(parent):
@@ -63,6 +56,13 @@ def check_output(
                     f"the output {out} lies inside the erasure state folder {parent}; "
                     "write models outside state folders"
                 )
+    for item in inputs:
+        p = Path(item)
+        named = set(artifact_paths(p)) | {p}
+        if resolved & {q.resolve() for q in named} or Path(out).resolve() == p.resolve():
+            raise OverwriteError(
+                f"the output {out} names the input model or state {item}; write it elsewhere"
+            )
     if not overwrite:
         for t in targets:
             if t.exists():

@@ -131,9 +131,7 @@ def erase_cmd(
         f"{erased.state.n_remaining} remain. Model: {path}"
     )
     for name, acc in erased.accuracy.items():
-        console.print(
-            f"accuracy on the {name} samples: {acc['before']:.4f} -> {acc['after']:.4f}"
-        )
+        console.print(f"accuracy on the {name} samples: {acc['before']:.4f} -> {acc['after']:.4f}")
 
 
 reproduce_app = typer.Typer(help="Reproduce the SSSE paper's experiments.", no_args_is_help=True)

@@ -60,7 +60,13 @@ def train_cmd(
     n = len(split.retain if forget else split.train)
     with console.status(f"training {model} on {dataset} ({n} samples)"):
         res = api.train(
-            model, split, rec, seed, device=device, on=on, model_options=parse_assignments(model_option, "--model-option")
+            model,
+            split,
+            rec,
+            seed,
+            device=device,
+            on=on,
+            model_options=parse_assignments(model_option, "--model-option"),
         )
     path = api.save(res, out, overwrite=overwrite)
     metrics = res.record["metrics"]
