@@ -105,7 +105,7 @@ def test_save_load_round_trip_is_bit_identical(
     with pytest.raises(OverwriteError, match="--overwrite"):
         uk.save(original, tmp_path / "orig")
     uk.save(original, tmp_path / "orig", overwrite=True)
-    with pytest.raises(OverwriteError, match="names an input"):
+    with pytest.raises(OverwriteError, match="names the input"):
         uk.save(original, tmp_path / "orig", parent=saved, overwrite=True)
 
 
@@ -180,9 +180,10 @@ def test_user_model_unlearn_and_retrain_through_train_fn() -> None:
         torch.manual_seed(seed)
         net = make()
         opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        x, y = data.tensors
         for _ in range(5):
             opt.zero_grad()
-            nn.functional.cross_entropy(net(data.x), data.y).backward()
+            nn.functional.cross_entropy(net(x), y).backward()
             opt.step()
         return net
 
@@ -190,7 +191,7 @@ def test_user_model_unlearn_and_retrain_through_train_fn() -> None:
     with pytest.raises(UnsupportedError, match="train_fn"):
         uk.unlearn(net, split, method="retrain")
     r = uk.unlearn(net, split, method="retrain", train_fn=train_fn, model_factory=factory, seed=0)
-    direct = train_fn(factory, split.retain, 0)
+    direct = train_fn(factory, TensorDataset(split.retain.x, split.retain.y), 0)
     assert torch.equal(_params(r.model), _params(direct))
 
 
@@ -214,7 +215,7 @@ def test_small_user_audit_runs_and_reports_rates() -> None:
         return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
 
     def train_fn(make, data, seed):
-        return uk.train(make(), uk.split_of(data), RECIPE, seed=seed).model
+        return uk.train(make(), uk.split_of(data.tensors), RECIPE, seed=seed).model
 
     res = uk.audit(
         sub, train_fn=train_fn, model_factory=factory, method="original", shadows=4,

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset, TensorDataset
 
 import unlearnkit.methods.catalog  # noqa: F401  (registers every method)
 from unlearnkit.api.inputs import Split, as_split, preserved_rng, resolve_device
@@ -30,7 +31,9 @@ from unlearnkit.models import build_model
 from unlearnkit.training import Recipe, evaluate_accuracy, make_recipe
 from unlearnkit.training import train as run_recipe
 
-TrainFn = Callable[[ModelFactory, ArrayDataset, int], nn.Module]
+#: the user's training: ``train_fn(model_factory, dataset, seed) -> model``; ``dataset`` is a
+#: ``TensorDataset(x, y)`` (plain PyTorch: wrap it in a DataLoader)
+TrainFn = Callable[[ModelFactory, Dataset, int], nn.Module]
 
 #: the Original's recorded SGD recipe -> Retrain's configuration
 RECIPE_TO_RETRAIN = ("epochs", "batch_size", "lr", "momentum", "weight_decay")
@@ -81,11 +84,14 @@ def fit(
     seed: int,
     device: torch.device,
 ) -> tuple[nn.Module, float, dict[str, Any]]:
-    """Train a model from ``factory`` on ``data``: (model in eval mode, seconds, record)."""
+    """Train a model from ``factory`` on ``data``: (model in eval mode, seconds, record).
+
+    A user ``train_fn`` gets ``TensorDataset(data.x, data.y)`` and runs with the global RNG
+    states restored afterwards."""
     if callable(recipe) and not isinstance(recipe, Recipe):
         t0 = time.perf_counter()
         with preserved_rng():
-            model = recipe(factory, data, seed)
+            model = recipe(factory, TensorDataset(data.x, data.y), seed)
         if not isinstance(model, nn.Module):
             raise ConfigError(f"train_fn must return an nn.Module, got {type(model).__name__}")
         return model.eval(), time.perf_counter() - t0, {"train_fn": getattr(recipe, "__name__", "")}
