@@ -89,8 +89,12 @@ def test_unlearn_original_is_identity_and_the_input_is_unchanged(
     assert model_fingerprint(original.model) == before
     assert model_fingerprint(ft.model) != before
     assert ft.record["method"] == "ft" and ft.record["n_forget"] == len(split.forget)
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
     again = uk.unlearn(original.model, split, method="ft", config={"num_epochs": 1}, seed=5)
     assert torch.equal(_params(again.model), _params(ft.model))
+    assert torch.equal(torch.rand(3), expected)  # the method's seeding did not leak
 
 
 def test_save_load_round_trip_is_bit_identical(

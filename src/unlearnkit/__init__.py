@@ -4,11 +4,13 @@ Erase training samples from a trained model (SSSE closed-form erasure, the Deep 
 method zoo) and show that the erasure worked (accuracy, membership inference, U-LiRA)::
 
     import unlearnkit as uk
-    split = uk.plan("digits", forget="class:3")
-    orig = uk.train("mlp", split, "sgd", seed=0).model
-    prepared = uk.prepare(orig, split)
-    erased = prepared.erase(orig, split.forget_ids)          # eps="auto" by default
+    split = uk.plan("digits", forget="class:3", split_seed=3)    # or uk.split_of(your data)
+    orig = uk.train("mlp", split, "sgd", seed=0).model            # or your own nn.Module
+    prepared = uk.prepare(orig, split)                             # SSSE state, once
+    erased = prepared.erase(orig, split.forget_ids)                # eps="auto", utility budget
+    retrain = uk.train("mlp", split, "sgd", seed=0, on="retain").model
     report = uk.evaluate(erased.model, split, original=orig, retrain=retrain)
+    uk.save(erased, "runs/erased")                                 # manifest with the data plan
 
 Importing the package registers every method, model, dataset and recipe.
 """

@@ -194,7 +194,8 @@ def erase(
             raise UtilityBudgetError(
                 f"erasing with ε = {eps_value:g} costs more than the utility budget of "
                 f"{100 * utility_budget:.1f} points ({lost}); nothing was changed. Pass a "
-                "smaller eps, raise the budget, or allow the loss explicitly"
+                "smaller eps, raise the budget, or allow the loss explicitly "
+                "(--allow-utility-loss, allow_utility_loss=True)"
             )
     new_model, new_state = request.commit(eps_value)
     entry = dict(new_state.ledger[-1])
