@@ -19,7 +19,7 @@ as found.
 """
 
 from unlearnkit.api import catalog
-from unlearnkit.api.audit import UserAudit, audit, write_audit
+from unlearnkit.api.audit import AuditConfig, UserAudit, audit, write_audit
 from unlearnkit.api.erasure import (
     DEFAULT_UTILITY_BUDGET,
     Erased,
@@ -51,6 +51,7 @@ from unlearnkit.api.saved import (
 from unlearnkit.api.training import Trained, Unlearned, train, unlearn
 
 __all__ = [
+    "AuditConfig",
     "DEFAULT_UTILITY_BUDGET",
     "Erased",
     "LogitsOnly",

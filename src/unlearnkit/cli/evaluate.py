@@ -23,7 +23,6 @@ from unlearnkit import api
 from unlearnkit.cli.app import Overwrite, app, console, friendly_errors, show
 from unlearnkit.cli.options import parse_assignments, parse_method_configs
 from unlearnkit.errors import ConfigError
-from unlearnkit.evaluation.audit import AuditConfig
 
 __all__ = ["parse_assignments"]
 
@@ -204,7 +203,7 @@ def audit(
     halves, unlearned with each method, per-example Gaussians, held-out target models."""
     api.check_output(out / "results.json", overwrite=overwrite, artifact=False)
     try:
-        config = AuditConfig(
+        config = api.AuditConfig(
             dataset=dataset,
             dataset_params=parse_assignments(dataset_param, "--dataset-param"),
             val_fraction=val_fraction,
