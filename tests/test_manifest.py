@@ -21,7 +21,8 @@ from unlearnkit.artifacts import (
     save_model,
 )
 from unlearnkit.data import load_dataset, select_forget, train_val_test_split
-from unlearnkit.data.plan import DataPlan, Split, verify_split
+from unlearnkit.data.plan import DataPlan, Split
+from unlearnkit.data.records import verify_split
 from unlearnkit.data.user import as_dataset
 from unlearnkit.errors import ConfigError, StateMismatchError
 from unlearnkit.io import ids_hash

@@ -9,7 +9,7 @@ records, besides what the caller adds (recipe, metrics, accuracies, ...):
 - ``weights``: file name, SHA-256 of the file, :func:`~unlearnkit.io.model_fingerprint` of the
   state dict, dtype;
 - ``data``: the :class:`~unlearnkit.data.plan.DataPlan` (``plan``) and the SHA-256 of the
-  train / fit / forget ids (:func:`~unlearnkit.data.plan.split_hashes`), or ``null`` when the
+  train / fit / forget ids (:func:`~unlearnkit.data.records.split_hashes`), or ``null`` when the
   model's data is unknown;
 - ``provenance``: :class:`Provenance` (train / unlearn / erase, parent fingerprint and
   ancestors, method, config, seed or ε, time), or ``null`` when unknown;
@@ -37,16 +37,9 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-import unlearnkit
-from unlearnkit.data.plan import (
-    DataPlan,
-    Split,
-    check_prefix,
-    check_same_split,
-    data_block,
-    plan_from_block,
-    split_from_block,
-)
+from unlearnkit._version import __version__
+from unlearnkit.data.plan import DataPlan, Split, check_prefix, check_same_split
+from unlearnkit.data.records import data_block, plan_from_block, split_from_block
 from unlearnkit.errors import ConfigError, StateMismatchError
 from unlearnkit.io import atomic_write_json, load_tensors, model_fingerprint, save_tensors
 from unlearnkit.manifest import (
@@ -97,7 +90,7 @@ def versions() -> dict[str, str]:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "safetensors": safetensors.__version__,
-        "unlearnkit": unlearnkit.__version__,
+        "unlearnkit": __version__,
     }
 
 

@@ -16,7 +16,8 @@ from torch import nn
 
 from unlearnkit.artifacts import save_model
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.data.plan import DataPlan, data_block, materialise
+from unlearnkit.data.plan import DataPlan
+from unlearnkit.data.records import data_block
 from unlearnkit.evaluation.suite import evaluate_models, model_outputs
 from unlearnkit.io import atomic_write_bytes, atomic_write_json
 from unlearnkit.models import build_model
@@ -50,7 +51,7 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plan = DataPlan(dataset, {}, forget=None, split_seed=seed)
-    mat = materialise(plan)
+    mat = plan.materialise()
     from unlearnkit.data.forget import make_forget_spec, select_forget
 
     fs = select_forget(mat.train, make_forget_spec(forget), seed=seed)

@@ -47,6 +47,15 @@ class UnsupportedError(UnlearnkitError, TypeError):
     """A method or solver was given a model or data it cannot handle."""
 
 
+class OverwriteError(UnlearnkitError, FileExistsError):
+    """An output exists (or would replace an input or a state's files) and overwriting was
+    not asked for."""
+
+
+class DeviceError(ConfigError):
+    """A device was asked for that this machine does not have (``cuda`` without a GPU)."""
+
+
 class UtilityBudgetError(UnlearnkitError, ValueError):
     """A step would cost more accuracy (retained or held-out) than the stated utility budget;
     nothing was changed. ``utility`` holds the accuracies measured before and after."""

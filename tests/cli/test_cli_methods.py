@@ -137,7 +137,7 @@ def test_unlearn_ft_end_to_end(original: Path, tmp_path: Path) -> None:
     model, manifest = load_model(out)
     orig_model, _ = load_model(original)
     parts = _splits()
-    rec = manifest["unlearn"]
+    rec = manifest["unlearning"]
     assert rec["method"] == "ft" and rec["seed"] == 5 and rec["seconds"] > 0
     assert rec["config"] == {**METHODS.get("ft").Config().model_dump(), "num_epochs": 1}
     assert rec["forget_ids_hash"] == ids_hash(parts["forget_ids"])
@@ -146,7 +146,8 @@ def test_unlearn_ft_end_to_end(original: Path, tmp_path: Path) -> None:
         == len(parts["forget"])
         == round(0.1 * (len(parts["retain"]) + len(parts["forget"])))
     )
-    assert rec["source"]["fingerprint"] == model_fingerprint(orig_model)
+    assert manifest["provenance"]["parent"] == model_fingerprint(orig_model)
+    assert manifest["provenance"]["kind"] == "unlearn" and manifest["provenance"]["seed"] == 5
     plan = manifest["data"]["plan"]
     assert plan["dataset"] == "digits" and plan["split_seed"] == 0
     for split in ("retain", "forget", "val", "test"):
@@ -181,7 +182,7 @@ def test_unlearn_original_is_identity(original: Path, tmp_path: Path) -> None:
     model, manifest = load_model(tmp_path / "o")
     orig_model, _ = load_model(original)
     assert model_fingerprint(model) == model_fingerprint(orig_model)
-    assert manifest["unlearn"]["forget"] == "class:3"
+    assert [s["spec"] for s in manifest["data"]["plan"]["forget"]] == ["class:3"]
 
 
 def test_unlearn_retrain_reuses_the_recorded_recipe(original: Path, tmp_path: Path) -> None:
@@ -200,7 +201,7 @@ def test_unlearn_retrain_reuses_the_recorded_recipe(original: Path, tmp_path: Pa
     )
     assert res.exit_code == 0, res.output
     model, manifest = load_model(tmp_path / "r")
-    cfg = manifest["unlearn"]["config"]
+    cfg = manifest["unlearning"]["config"]
     assert cfg == {
         "epochs": 1,
         "batch_size": 64,

@@ -9,20 +9,19 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from unlearnkit.artifacts import load_model
+from unlearnkit.artifacts import load_model, manifest_split
 from unlearnkit.cli import app
-from unlearnkit.data.plan import data_from_manifest
 from unlearnkit.ssse import ErasureState
 
 runner = CliRunner()
 
 
 def train_ids(manifest: dict) -> list[int]:
-    return data_from_manifest(manifest)[1].fit_on.ids.tolist()
+    return manifest_split(manifest).fit_on.ids.tolist()
 
 
 def _labels(manifest: dict):
-    fit = data_from_manifest(manifest)[1].fit_on
+    fit = manifest_split(manifest).fit_on
     return fit.ids.tolist(), fit.y.tolist()
 
 
@@ -76,7 +75,7 @@ def test_erase_then_refuse_repeats_unknown_ids_and_wrong_models(trained: Path):
     ).read_bytes() == before  # --state-out left the old state alone
     st1 = ErasureState.load(d / "st1", load_model(d / "m1")[0])
     assert sorted(st1.erased_ids.tolist()) == sorted(ids[:3])
-    assert json.loads((d / "m1.json").read_text())["ssse"]["k"] == 3
+    assert json.loads((d / "m1.json").read_text())["erasure"]["k"] == 3
 
     for args, message in (
         (["--model", d / "m1", "--state", d / "st1", "--ids", str(ids[1])], "already erased"),
@@ -168,4 +167,4 @@ def test_unlearn_accepts_models_from_train(trained: Path):
     )
     assert r.exit_code == 0, r.output
     manifest = json.loads((d / "u1.json").read_text())
-    assert manifest["unlearn"]["method"] == "ssse"
+    assert manifest["unlearning"]["method"] == "ssse"

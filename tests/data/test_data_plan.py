@@ -15,11 +15,8 @@ from unlearnkit.data.plan import (
     Split,
     check_same_plan,
     check_same_split,
-    data_block,
-    split_from_block,
-    split_hashes,
-    verify_split,
 )
+from unlearnkit.data.records import data_block, split_from_block, split_hashes, verify_split
 from unlearnkit.errors import ConfigError, StateMismatchError, UnknownIdsError
 from unlearnkit.io import ids_hash
 

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from unlearnkit.cli.app import app, console, err_console, friendly_errors
+from unlearnkit.cli.app import app, console, err_console, friendly_errors, show
 
 
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
@@ -53,7 +53,8 @@ def bench(
         )  # fmt: skip
     except KeyboardInterrupt:
         err_console.print(
-            "[yellow]interrupted[/]: finished runs are stored; run the same command to resume"
+            "interrupted: finished runs are stored; run the same command to resume",
+            style="yellow",
         )
         raise typer.Exit(130) from None
     finally:
@@ -63,12 +64,12 @@ def bench(
         table.add_column(col)
     for row in describe(summary):
         table.add_row(row["stage"], row["status"], str(row["runs"]))
-    console.print(table)
+    show(table)
     console.print(f"results: {out / 'results.db'}")
     if summary.report is not None:
         console.print(f"report:  {summary.report}")
     if summary.failed:
-        err_console.print(f"[red]{summary.failed} run(s) failed[/]; see the report's 'Runs'")
+        err_console.print(f"{summary.failed} run(s) failed; see the report's 'Runs'", style="red")
         raise typer.Exit(1)
 
 

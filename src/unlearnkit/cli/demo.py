@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from unlearnkit.cli.app import app, console, friendly_errors
+from unlearnkit import api
+from unlearnkit.cli.app import Overwrite, app, console, friendly_errors
 
 
 @app.command("demo")
@@ -18,12 +19,14 @@ def demo_cmd(
     forget: str = typer.Option("random:0.1", help="forget spec"),
     epochs: int = typer.Option(8),
     seed: int = typer.Option(0),
+    overwrite: Overwrite = False,
 ) -> None:
     """Train, prepare SSSE, erase a forget set, retrain for reference; print and report."""
     from rich.markdown import Markdown
 
     from unlearnkit.demo import render_table, run_demo
 
+    api.check_output(out / "results.json", overwrite=overwrite, artifact=False)
     res = run_demo(
         out,
         dataset=dataset,

@@ -1,61 +1,32 @@
 """``unlearnkit evaluate`` (one unlearned model vs its original and retrain) and
 ``unlearnkit audit`` (U-LiRA end to end, with cached shadow pools).
 
-``evaluate`` reads three model artifacts (:mod:`unlearnkit.artifacts`). The data come from the
-unlearned model's manifest, as written by ``unlearnkit unlearn``: ``dataset`` and ``split``
-rebuild train / val / test, and ``unlearn.forget`` / ``unlearn.forget_seed`` select the forget
-set from train (``--forget`` / ``--forget-seed`` override them). When the manifest records
-``unlearn.forget_ids_hash`` or the original's fingerprint (``unlearn.source.fingerprint``),
-they must match, so a model is never scored against the wrong forget set or original. Times
-for RTE default to ``unlearn.seconds`` of the unlearned and retrain manifests.
+Both parse options, call the facade (:func:`unlearnkit.api.evaluate`,
+:func:`unlearnkit.api.audit`) and print. ``evaluate`` takes its data from the unlearned
+model's manifest (``--forget`` / ``--forget-seed`` override the forget set) and refuses an
+original or a retrain that does not belong with the unlearned model (exit 2, naming the
+mismatch).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
+from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from unlearnkit.cli.app import app, console, friendly_errors
-from unlearnkit.errors import ConfigError, StateMismatchError
+from unlearnkit import api
+from unlearnkit.cli.app import Overwrite, app, console, friendly_errors, show
+from unlearnkit.cli.options import parse_assignments, parse_method_configs
+from unlearnkit.errors import ConfigError
+
+__all__ = ["parse_assignments"]
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def parse_assignments(items: list[str] | None, what: str) -> dict[str, Any]:
-    """``["size=5000", "name=x"]`` -> ``{"size": 5000, "name": "x"}`` (values parsed as JSON
-    when they are JSON, else kept as strings)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{what} {item!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
-def parse_method_configs(methods: list[str], items: list[str] | None) -> dict[str, Any]:
-    """``--method-config ft='{"num_epochs": 2}'`` (inline JSON or a JSON file) per method."""
-    from unlearnkit.cli.methods import parse_config
-
-    configs: dict[str, Any] = {m: None for m in methods}
-    for item in items or []:
-        name, sep, text = item.partition("=")
-        if not sep or name not in configs:
-            raise ConfigError(
-                f"--method-config {item!r}: expected METHOD=JSON for one of {methods}"
-            )
-        configs[name] = parse_config(text)
-    return configs
 
 
 def _num(v: Any, pct: bool = False) -> str:
@@ -69,18 +40,6 @@ def _num(v: Any, pct: bool = False) -> str:
 # ----------------------------------------------------------------------------- evaluate
 
 
-def _unlearn_record(manifest: dict[str, Any]) -> dict[str, Any]:
-    rec = manifest.get("unlearn")
-    return rec if isinstance(rec, dict) else {}
-
-
-def _seconds(manifest: dict[str, Any]) -> float | None:
-    for v in (_unlearn_record(manifest).get("seconds"), manifest.get("seconds")):
-        if isinstance(v, int | float):
-            return float(v)
-    return None
-
-
 def _print_evaluation(report: dict[str, Any]) -> None:
     acc = Table(title="accuracy (%): closer to retrain is better")
     acc.add_column("model")
@@ -88,7 +47,7 @@ def _print_evaluation(report: dict[str, Any]) -> None:
         acc.add_column(k, justify="right")
     for name, row in report["accuracy"].items():
         acc.add_row(name, *(_num(row.get(k), pct=True) for k in ("RA", "FA", "VA", "TA", "UA")))
-    console.print(acc)
+    show(acc)
     mia = Table(title="population MIAs: closer to retrain's value is better (≈ 0.5)")
     mia.add_column("model")
     cols = ("val_mia", "val_indisc", "test_mia", "test_indisc", "svc_mia_efficacy")
@@ -96,7 +55,7 @@ def _print_evaluation(report: dict[str, Any]) -> None:
         mia.add_column(c, justify="right")
     for name, row in report["mia"].items():
         mia.add_row(name, *(_num(row.get(c)) for c in cols))
-    console.print(mia)
+    show(mia)
     other = Table(title="retention, distance, efficiency")
     other.add_column("metric")
     other.add_column("value", justify="right")
@@ -109,9 +68,9 @@ def _print_evaluation(report: dict[str, Any]) -> None:
     other.add_row("‖θo−θr‖", _num(d["original_to_retrain"]), "reference")
     other.add_row("normalised distance", _num(d["normalized"]), "lower (1 = original)")
     other.add_row("RTE", _num(report["rte"]), "higher (retrain = 1)")
-    console.print(other)
+    show(other)
     for note in report.get("notes", []):
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        console.print(f"note: {note}", style="yellow")
 
 
 @app.command("evaluate")
@@ -120,12 +79,6 @@ def evaluate(
     unlearned: Annotated[Path, typer.Argument(help="unlearned model artifact")],
     original: Annotated[Path, typer.Option(help="the original model artifact")],
     retrain: Annotated[Path, typer.Option(help="the retrained model artifact")],
-    forget: Annotated[
-        str | None, typer.Option(help="forget spec (default: the unlearned manifest's)")
-    ] = None,
-    forget_seed: Annotated[
-        int | None, typer.Option(help="forget seed (default: the unlearned manifest's)")
-    ] = None,
     method_seconds: Annotated[
         float | None, typer.Option(help="unlearning time (default: from its manifest)")
     ] = None,
@@ -135,69 +88,25 @@ def evaluate(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="also write the full report as JSON here")
     ] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Score one unlearned model against its original and retrain: RA/FA/VA/TA, retention
     and RetDev, parameter distance, population MIAs + indiscernibility, SVC MIA-efficacy, RTE."""
-    from unlearnkit.artifacts import load_model
-    from unlearnkit.cli.methods import data_from_manifest
-    from unlearnkit.data import parse_forget_spec
-    from unlearnkit.evaluation.report_eval import evaluate_unlearned
-    from unlearnkit.io import atomic_write_json, ids_hash, model_fingerprint
-
-    u_model, u_man = load_model(unlearned)
-    o_model, _ = load_model(original)
-    r_model, r_man = load_model(retrain)
-    rec = _unlearn_record(u_man)
-    spec_text = forget or rec.get("forget")
-    if not isinstance(spec_text, str):
-        raise ConfigError(
-            "the unlearned manifest does not record its forget spec; pass --forget (and "
-            "--forget-seed)"
-        )
-    seed = forget_seed if forget_seed is not None else int(rec.get("forget_seed", 0))
-    source = rec.get("source")
-    if isinstance(source, dict) and source.get("fingerprint") not in (
-        None,
-        model_fingerprint(o_model),
-    ):
-        raise StateMismatchError(
-            f"{unlearned} was not unlearned from {original} (the original's fingerprint "
-            "differs from the one recorded in the unlearned manifest)"
-        )
-    data = data_from_manifest(u_man)
-    split = parse_forget_spec(spec_text).select(data.train, seed=seed)
-    for name, man in (("unlearned", u_man), ("retrain", r_man)):
-        recorded = _unlearn_record(man).get("forget_ids_hash")
-        if recorded is not None and recorded != ids_hash(split.forget_ids):
-            raise StateMismatchError(
-                f"the {name} model's manifest records a different forget set than "
-                f"{spec_text!r} with seed {seed}"
-            )
-    parts = {
-        "retain": split.retain(data.train),
-        "forget": split.forget(data.train),
-        "val": data.val,
-        "test": data.test,
-    }
+    inputs = [unlearned, original, retrain]
+    if json_out is not None:
+        api.check_output(json_out, overwrite=overwrite, inputs=inputs, artifact=False)
+    models = [api.load(p) for p in inputs]
     with console.status("evaluating"):
-        report = evaluate_unlearned(
-            u_model,
-            o_model,
-            r_model,
-            parts,
-            method_seconds=method_seconds if method_seconds is not None else _seconds(u_man),
-            retrain_seconds=retrain_seconds if retrain_seconds is not None else _seconds(r_man),
+        report = api.evaluate(
+            models[0],
+            original=models[1],
+            retrain=models[2],
+            method_seconds=method_seconds,
+            retrain_seconds=retrain_seconds,
         )
-    report["inputs"] = {
-        "unlearned": str(unlearned),
-        "original": str(original),
-        "retrain": str(retrain),
-        "forget": spec_text,
-        "forget_seed": seed,
-    }
     _print_evaluation(report)
     if json_out is not None:
-        atomic_write_json(json_out, report)
+        api.write_json(json_out, report)
         console.print(f"wrote {json_out}")
 
 
@@ -232,12 +141,12 @@ def _print_audit(results: list[Any]) -> None:
             f"{m.n_pos}/{m.n_neg}",
         )
         pools.update({p.folder: p for p in r.pools})
-    console.print(table)
+    show(table)
     console.print("† fewer than 1/α negatives: the rate is not resolved.")
     for p in pools.values():
         console.print(
             f"pool {p.name}: {p.trained} trained, {p.reused} reused "
-            f"({p.seconds:.1f} s) in {escape(p.folder)}"
+            f"({p.seconds:.1f} s) in {p.folder}"
         )
 
 
@@ -280,16 +189,13 @@ def audit(
     cache: Annotated[Path, typer.Option(help="pool cache (shared across audits)")] = Path(
         "~/.cache/unlearnkit/pools"
     ),
+    overwrite: Overwrite = False,
 ) -> None:
     """U-LiRA audit of one or more methods (Hayes et al. 2024): shadow originals on random
     halves, unlearned with each method, per-example Gaussians, held-out target models."""
-    from pydantic import ValidationError
-
-    from unlearnkit.evaluation.audit import AuditConfig, Auditor
-    from unlearnkit.evaluation.audit_report import write_audit_results
-
+    api.check_output(out / "results.json", overwrite=overwrite, artifact=False)
     try:
-        config = AuditConfig(
+        config = api.AuditConfig(
             dataset=dataset,
             dataset_params=parse_assignments(dataset_param, "--dataset-param"),
             val_fraction=val_fraction,
@@ -325,10 +231,11 @@ def audit(
         TimeElapsedColumn(),
         console=console,
     ) as progress:
-        auditor = Auditor(config, cache, _progress_callback(progress))
-        results = [auditor.audit(m, c) for m, c in configs.items()]
+        results = api.audit(
+            config, methods=configs, cache=cache, progress=_progress_callback(progress)
+        )
     wall = time.perf_counter() - t0
-    paths = write_audit_results(results, out, extra={"wall_seconds": wall})
+    paths = api.write_audit(results, out, extra={"wall_seconds": wall})
     _print_audit(results)
     console.print(
         f"wall time {wall:.1f} s; wrote {paths['table']}, {paths['results']}, "

@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.table import Table
 
-from unlearnkit.cli.app import app, console, friendly_errors
-from unlearnkit.cli.options import parse_ids
+from unlearnkit import api
+from unlearnkit.cli.app import Device, Overwrite, app, console, friendly_errors, show
+from unlearnkit.cli.options import parse_eps, parse_ids
+from unlearnkit.errors import ConfigError
+from unlearnkit.reproduce.convex import run_convex
+from unlearnkit.reproduce.deep import run_deep
+from unlearnkit.ssse import ErasureConfig
 
 
 @app.command("prepare")
@@ -17,47 +23,59 @@ from unlearnkit.cli.options import parse_ids
 def prepare_cmd(
     model: Path = typer.Option(..., help="model artifact from `unlearnkit train`"),
     out: Path = typer.Option(..., help="folder for the erasure state"),
-    curvature: str = typer.Option("empirical", help="empirical | true | ggn"),
-    damping: float = typer.Option(1e-3, help="λ in F = λI + (1/N)ΣrrT"),
+    curvature: str | None = typer.Option(None, help="empirical | true | ggn (default: empirical)"),
+    damping: float | None = typer.Option(None, help="λ in F = λI + (1/N)ΣrrT (default: 1e-3)"),
     normalizer: str | None = typer.Option(
         None, help="samples | rows (default: samples, rows with groups)"
     ),
-    blocks: str = typer.Option("per_layer", help="full | per_layer | chunks | per_output_head"),
+    blocks: str | None = typer.Option(
+        None, help="full | per_layer | chunks | per_output_head (default: per_layer)"
+    ),
     block_size: int | None = typer.Option(None, help="chunk size for --blocks chunks"),
-    group_size: int = typer.Option(1, help="rows are means over groups of g samples"),
-    solver: str = typer.Option("auto", help="auto | dense | woodbury | sherman_morrison"),
-    mode: str = typer.Option("exact", help="exact (Fisher of the remaining data) | paper"),
-    l2: float = typer.Option(
-        0.0, help="ℓ2 coefficient of the training objective (regularised step)"
+    group_size: int | None = typer.Option(
+        None, help="rows are means over groups of g samples (default: 10, empirical Fisher)"
+    ),
+    solver: str | None = typer.Option(None, help="a registered solver, or auto (default)"),
+    mode: str | None = typer.Option(
+        None, help="exact (Fisher of the remaining data, default) | paper"
+    ),
+    l2: float | None = typer.Option(
+        None, help="ℓ2 coefficient of the training objective (regularised step)"
     ),
     memory_budget: float | None = typer.Option(None, help="memory budget in GiB"),
+    device: Device = "cpu",
+    overwrite: Overwrite = False,
 ) -> None:
-    """Compute and invert the block-diagonal curvature of the model's training data (once)."""
-    from unlearnkit.artifacts import load_model
-    from unlearnkit.data.plan import data_from_manifest
-    from unlearnkit.ssse import ErasureConfig, ErasureState
+    """Compute and invert the block-diagonal curvature of the model's training data (once).
 
-    net, manifest = load_model(model)
-    _, mat = data_from_manifest(manifest)
-    cfg = ErasureConfig(
-        task=mat.fit_on.task,
-        curvature=curvature,
-        damping=damping,
-        normalizer=normalizer,
-        blocks=blocks,
-        block_options={"size": block_size} if block_size else {},
-        group_size=group_size,
-        solver=solver,
-        mode=mode,
-        l2=l2,
-        regularized_step=l2 > 0,
-        memory_budget_bytes=int(memory_budget * 2**30) if memory_budget else None,
-    )
-    with console.status(f"preparing: {curvature} rows of {len(mat.fit_on)} samples, then F⁻¹"):
-        state = ErasureState.prepare(net, mat.fit_on, cfg)
-    state.save(out)
-    console.print(state.describe())
-    console.print(f"saved erasure state to {out} in {state.prepare_seconds:.2f} s")
+    An existing state at --out is never replaced silently (its ledger would be lost): pass
+    --overwrite to start over.
+    """
+    api.check_output(out, overwrite=True, inputs=[model], artifact=False)
+    api.check_state_output(out, overwrite=overwrite)
+    api.resolve_device(device)
+    saved = api.load(model)
+    given = {
+        "curvature": curvature,
+        "damping": damping,
+        "normalizer": normalizer,
+        "blocks": blocks,
+        "block_options": {"size": block_size} if block_size else None,
+        "group_size": group_size,
+        "solver": solver,
+        "mode": mode,
+        "l2": l2,
+        "regularized_step": True if l2 else None,
+        "memory_budget_bytes": int(memory_budget * 2**30) if memory_budget else None,
+    }
+    # unset options keep ErasureConfig's defaults (the one set of SSSE defaults)
+    cfg = ErasureConfig(**{k: v for k, v in given.items() if v is not None})
+    n = len(saved.fit_on)
+    with console.status(f"preparing: {curvature} rows of {n} samples, then F⁻¹"):
+        prepared = api.prepare(saved, config=cfg, device=device)
+    prepared.save(out)
+    console.print(prepared.state.describe())
+    console.print(f"saved erasure state to {out} in {prepared.state.prepare_seconds:.2f} s")
 
 
 @app.command("erase")
@@ -73,62 +91,62 @@ def erase_cmd(
         None, help="or a forget spec over the training data, e.g. class:3"
     ),
     forget_seed: int = typer.Option(0),
-    eps: float = typer.Option(1.0, help="step scale ε (SSSE eq. 4)"),
-    state_out: Path | None = typer.Option(
-        None, help="where to write the new state (default: replace --state)"
+    eps: str = typer.Option(
+        "auto",
+        help="step scale ε (SSSE eq. 4): a number, or auto (retrain-free loss matching, "
+        "guarded to keep retained accuracy)",
     ),
+    utility_budget: float = typer.Option(
+        api.DEFAULT_UTILITY_BUDGET,
+        help="largest accepted drop of retained / held-out accuracy (0.02 = 2 points)",
+    ),
+    allow_utility_loss: bool = typer.Option(
+        False, "--allow-utility-loss", help="write the model even over the utility budget"
+    ),
+    state_out: Path | None = typer.Option(
+        None, help="where to write the new state (default: update --state in place)"
+    ),
+    overwrite: Overwrite = False,
 ) -> None:
     """Erase samples with one SSSE step; writes the new model and the updated state.
 
-    The model is written first, then the state (atomically). If anything fails, the state on
-    disk still applies to the input model, so the same command can simply be run again.
+    Prints retained and held-out accuracy before and after. The model is written first, then
+    the state (atomically). If anything fails, the state on disk still applies to the input
+    model, so the same command can simply be run again.
     """
-    from unlearnkit.artifacts import load_model, save_model
-    from unlearnkit.data.forget import make_forget_spec, select_forget
-    from unlearnkit.data.plan import data_from_manifest
-    from unlearnkit.errors import ConfigError
-    from unlearnkit.ssse import ErasureState
-    from unlearnkit.training import evaluate_accuracy
-
     if (ids is None) == (forget is None):
         raise ConfigError("give exactly one of --ids and --forget")
-    net, manifest = load_model(model)
-    st = ErasureState.load(state, net)
-    _, mat = data_from_manifest(manifest)
-    if ids is not None:
-        wanted = parse_ids(ids)
-        if not wanted:
-            raise ConfigError("no ids given")
-        sel = mat.fit_on.subset(wanted)
-    else:
-        fs = select_forget(mat.fit_on, make_forget_spec(forget), seed=forget_seed)
-        sel = fs.forget(mat.fit_on)
-    new_model, new_state = st.erase(net, sel, eps=eps)
-    entry = new_state.ledger[-1]
-    path = save_model(
-        out,
-        new_model,
-        {
-            "data": manifest.get("data"),
-            "role": "ssse",
-            "parent": str(model),
-            "ssse": {
-                "eps": eps,
-                "k": entry["k"],
-                "request": entry["request"],
-                "state": str(state_out or state),
-            },
-        },
+    eps_value = parse_eps(eps)
+    api.check_output(out, overwrite=overwrite, inputs=[model, state])
+    if state_out is not None and state_out.resolve() != state.resolve():
+        api.check_state_output(state_out, overwrite=overwrite)
+    saved = api.load(model)
+    prepared = api.load_prepared(state, saved)
+    wanted = parse_ids(ids) if ids is not None else prepared.select(forget or "", forget_seed)
+    erased = prepared.erase(
+        saved,
+        wanted,
+        eps=eps_value,
+        utility_budget=utility_budget,
+        allow_utility_loss=allow_utility_loss,
     )
-    new_state.save(state_out or state)
+    path = api.save(erased, out, overwrite=overwrite, inputs=[state])
+    erased.prepared.save(state_out or state)
+    e = erased.entry
+    rule = "given" if erased.eps_rule == "fixed" else f"auto: {erased.eps_rule}"
     console.print(
-        f"erased {entry['k']} sample(s) in {entry['seconds']:.3f} s (‖step‖ = {entry['step_norm']:.3g}); "
-        f"{new_state.n_remaining} remain. Model: {path}"
+        f"erased {e['k']} sample(s) in {e['seconds']:.3f} s with ε = {erased.eps:g} "
+        f"({rule}; ‖step‖ = {e['step_norm']:.3g}); "
+        f"{erased.state.n_remaining} remain. Model: {path}"
     )
-    console.print(
-        f"accuracy on the erased samples: {evaluate_accuracy(new_model, sel):.4f} "
-        f"(before: {evaluate_accuracy(net, sel):.4f})"
-    )
+    labels = {
+        "retain": "retained",
+        "holdout": "held-out",
+        "holdout_other": "held-out (other kinds)",
+    }
+    for name, acc in erased.accuracy.items():
+        what = labels.get(name, name)
+        console.print(f"accuracy on the {what} samples: {acc['before']:.4f} -> {acc['after']:.4f}")
 
 
 reproduce_app = typer.Typer(help="Reproduce the SSSE paper's experiments.", no_args_is_help=True)
@@ -148,10 +166,10 @@ def reproduce_convex_cmd(
     fraction: list[float] = typer.Option([0.1, 0.25, 0.5, 1.0], help="removal fractions"),
     pool: int = typer.Option(2, help="average-pool the images by this factor (features)"),
     seed: int = typer.Option(0),
+    overwrite: Overwrite = False,
 ) -> None:
     """The paper's §3: linear multi-attribute classifier, γ_S and distance over ε (Figure 1)."""
-    from unlearnkit.reproduce.convex import run_convex
-
+    api.check_output(out / "results.json", overwrite=overwrite, artifact=False)
     res = run_convex(
         out,
         l2=l2,
@@ -187,10 +205,10 @@ def reproduce_deep_cmd(
         "worst_split", help="oracle best ε: worst_split (max |gap|/tolerance) | sum"
     ),
     seed: int = typer.Option(0),
+    overwrite: Overwrite = False,
 ) -> None:
     """The paper's §4 at CPU scale: class and half-class removal, |ΔAcc| vs retrain (Figure 2)."""
-    from unlearnkit.reproduce.deep import run_deep
-
+    api.check_output(out / "results.json", overwrite=overwrite, artifact=False)
     res = run_deep(
         out,
         datasets=tuple(dataset),
@@ -206,14 +224,12 @@ def reproduce_deep_cmd(
         seed=seed,
     )
     for name, d in res["datasets"].items():
-        console.print(f"[bold]{name}[/]")
+        console.print(name, style="bold")
         console.print(json.dumps(d["summary"], indent=1)[:4000])
     console.print(f"wrote {out}/results.json and Figure 2 PNGs")
 
 
 def _print_summary(summary: dict[str, Any], keys: tuple[str, ...]) -> None:
-    from rich.table import Table
-
     table = Table()
     table.add_column("variant")
     table.add_column("fraction")
@@ -222,4 +238,4 @@ def _print_summary(summary: dict[str, Any], keys: tuple[str, ...]) -> None:
     for v, per in summary.items():
         for f, s in per.items():
             table.add_row(v, f, *[f"{s[k]:.4g}" for k in keys])
-    console.print(table)
+    show(table)

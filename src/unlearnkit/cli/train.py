@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from unlearnkit.cli.app import app, console, friendly_errors
-from unlearnkit.cli.options import parse_kv
+from unlearnkit import api
+from unlearnkit.cli.app import Device, Overwrite, app, console, friendly_errors
+from unlearnkit.cli.options import parse_assignments
 
 
 @app.command("train")
@@ -28,54 +29,47 @@ def train_cmd(
     split_seed: int = typer.Option(0, help="seed of the train/val/test split"),
     val_fraction: float = typer.Option(0.1),
     test_fraction: float = typer.Option(0.2),
-    forget: str | None = typer.Option(
-        None, help="train on retain only (a retrain): forget spec, e.g. random:0.1"
+    forget: list[str] = typer.Option(
+        [],
+        help="train on retain only (a retrain): forget spec, e.g. random:0.1; repeat it for a "
+        "model that had several forget sets removed, in order",
     ),
     forget_seed: int = typer.Option(0),
     dataset_param: list[str] = typer.Option([], help="dataset parameter KEY=VALUE (repeatable)"),
+    model_option: list[str] = typer.Option([], help="model option KEY=VALUE (repeatable)"),
+    device: Device = "cpu",
+    overwrite: Overwrite = False,
 ) -> None:
     """Train a model on a dataset's training split and save it with its manifest."""
-    from unlearnkit.artifacts import save_model
-    from unlearnkit.data.plan import data_block, materialise
-    from unlearnkit.data.plan import workflow_plan as DataPlan
-    from unlearnkit.models import build_model
-    from unlearnkit.training import LBFGSRecipe, SGDRecipe, evaluate_accuracy, train
-
-    plan = DataPlan(
+    api.check_output(out, overwrite=overwrite)
+    api.resolve_device(device)
+    split = api.plan(
         dataset,
-        parse_kv(dataset_param),
-        val_fraction,
-        test_fraction,
-        split_seed,
-        forget,
-        forget_seed,
+        params=parse_assignments(dataset_param, "--dataset-param"),
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        forget=list(forget) or None,
+        forget_seed=forget_seed,
     )
-    mat = materialise(plan)
     rec = (
-        SGDRecipe(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
+        {"name": "sgd", "epochs": epochs, "batch_size": batch_size, "lr": lr,
+         "weight_decay": weight_decay}
         if recipe == "sgd"
-        else LBFGSRecipe(l2=l2)
-    )
-    net = build_model(model, mat.full.input_shape, mat.full.num_outputs, seed=seed)
-    with console.status(f"training {model} on {dataset} ({len(mat.fit_on)} samples)"):
-        res = train(net, mat.fit_on, rec, seed=seed)
-    metrics = {
-        "train_accuracy": evaluate_accuracy(res.model, mat.fit_on),
-        "val_accuracy": evaluate_accuracy(res.model, mat.val),
-        "test_accuracy": evaluate_accuracy(res.model, mat.test),
-        "seconds": res.seconds,
-    }
-    if res.grad_norm is not None:
-        metrics["grad_norm"] = res.grad_norm
-    path = save_model(
-        out,
-        res.model,
-        {
-            "data": data_block(plan, mat),
-            "recipe": rec.model_dump(),
-            "seed": seed,
-            "metrics": metrics,
-            "role": "retrain" if forget else "original",
-        },
-    )
+        else {"name": recipe, "l2": l2}
+    )  # fmt: skip
+    on = "retain" if forget else "train"
+    n = len(split.retain if forget else split.train)
+    with console.status(f"training {model} on {dataset} ({n} samples)"):
+        res = api.train(
+            model,
+            split,
+            rec,
+            seed,
+            device=device,
+            on=on,
+            model_options=parse_assignments(model_option, "--model-option"),
+        )
+    path = api.save(res, out, overwrite=overwrite)
+    metrics = res.record["metrics"]
     console.print(f"saved {path}  " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()))

@@ -101,6 +101,11 @@ class ArrayDataset:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_i, y_i)``: an ArrayDataset is a map-style torch Dataset (wrap it in a
+        ``DataLoader`` in a training function)."""
+        return self.x[i], self.y[i]
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])

@@ -329,3 +329,20 @@ def forget_steps(train: DatasetLike, steps: tuple[ForgetStep, ...]) -> ForgetSpl
     gone = np.unique(np.concatenate(forgotten)) if forgotten else np.zeros(0, dtype=np.int64)
     keep = np.sort(retained.ids.numpy())
     return ForgetSplit(torch.from_numpy(keep.copy()), torch.from_numpy(gone.astype(np.int64)))
+
+
+def ids_spec(ids: Sequence[int] | torch.Tensor | np.ndarray) -> str:
+    """The forget spec naming exactly these sample ids (``ids:3,17``)."""
+    flat = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if flat.size == 0:
+        raise ConfigError("no sample ids given for the forget set")
+    return "ids:" + ",".join(str(int(i)) for i in flat)
+
+
+def as_forget(forget: Any) -> Any:
+    """A forget spec as given, or the ``ids:`` spec of a tensor / array / list of ids."""
+    if isinstance(forget, torch.Tensor | np.ndarray):
+        return ids_spec(forget)
+    if isinstance(forget, list | tuple) and forget and all(isinstance(i, int) for i in forget):
+        return ids_spec(list(forget))
+    return forget

@@ -35,11 +35,10 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any, Literal
 
 from unlearnkit.data.base import ArrayDataset, DatasetLike
-from unlearnkit.data.forget import ForgetSpec, ForgetStep, forget_steps, steps_of
+from unlearnkit.data.forget import ForgetSpec, ForgetStep, as_forget, forget_steps, steps_of
 from unlearnkit.data.registry import load_source
 from unlearnkit.data.splits import train_val_test_split
 from unlearnkit.errors import ConfigError, StateMismatchError
-from unlearnkit.io import ids_hash
 
 FitOn = Literal["train", "retain"]
 PARTS = ("train", "val", "test", "retain", "forget")
@@ -206,6 +205,44 @@ class Split:
     plan: DataPlan | None = None
     full: ArrayDataset | None = None
     official: bool = False
+    after: DataPlan | None = None
+
+    @property
+    def unlearned_plan(self) -> DataPlan | None:
+        """The plan of a model from which this split's ``forget`` was removed: the plan itself
+        fit to ``retain`` (or, for a :meth:`since` view, the later plan); None without a plan."""
+        if self.after is not None:
+            return self.after
+        return self.plan.retrained() if self.plan is not None and self.plan.forget else None
+
+    @property
+    def holdout(self) -> DatasetLike | None:
+        """Data no model of this split trained on: ``val`` if it has samples, else ``test``."""
+        for part in (self.val, self.test):
+            if len(part):
+                return part
+        return None
+
+    def parts(self) -> dict[str, DatasetLike]:
+        """The evaluation parts that have samples: retain, forget, val, test."""
+        named = {"retain": self.retain, "forget": self.forget, "val": self.val, "test": self.test}
+        return {k: d for k, d in named.items() if len(d)}
+
+    def with_forget(self, forget: ForgetSpec | str | dict[str, Any], seed: int = 0) -> Split:
+        """This split with ``forget`` (a spec, or sample ids) as the forget set, drawn
+        from what the split's model was fit to. A plan that already removed steps gets one more
+        step, seen from that model (:meth:`since`); a split without a plan re-selects from
+        :attr:`fit_on`."""
+        forget = as_forget(forget)
+        if self.plan is None:
+            return Split.from_datasets(
+                self.fit_on, forget, forget_seed=seed, val=self.val, test=self.test
+            )
+        if not self.plan.removed:
+            step = ForgetStep.make(forget, seed)
+            return dataclasses.replace(self.plan, forget=(step,), fit_on="train").materialise()
+        later = self.plan.forgetting(forget, seed)
+        return later.materialise().since(self.plan)
 
     @property
     def fit_on(self) -> DatasetLike:
@@ -252,44 +289,19 @@ class Split:
         check_prefix(earlier, self.plan)
         fit = self.train.subset(forget_steps(self.train, earlier.removed).retain_ids)
         gone = forget_steps(fit, self.plan.removed[len(earlier.removed) :])
-        return Split(fit, self.val, self.test, self.retain, gone.forget(fit), None, self.full)
+        return Split(
+            fit,
+            self.val,
+            self.test,
+            self.retain,
+            gone.forget(fit),
+            None,
+            self.full,
+            after=self.plan,
+        )
 
 
 # --------------------------------------------------------------------------- verification
-
-
-def split_hashes(split: Split) -> dict[str, Any]:
-    """What a manifest records to re-check a split: SHA-256 of the train, fit and forget ids
-    (:func:`~unlearnkit.io.ids_hash`) and their sizes."""
-    return {
-        "train_ids_hash": ids_hash(split.train.ids),
-        "fit_ids_hash": ids_hash(split.fit_on.ids),
-        "forget_ids_hash": ids_hash(split.forget.ids),
-        "n_train": len(split.train),
-        "n_fit": len(split.fit_on),
-        "n_forget": len(split.forget),
-    }
-
-
-def verify_split(split: Split, recorded: Mapping[str, Any], what: str = "the model") -> None:
-    """Raise :class:`StateMismatchError` when a recorded id hash differs from ``split``'s.
-
-    ``recorded`` holds any of ``train_ids_hash``, ``fit_ids_hash``, ``forget_ids_hash``.
-    """
-    plan = split.plan.describe() if split.plan is not None else "the split"
-    now = split_hashes(split)
-    for key, meaning in (
-        ("train_ids_hash", "training split"),
-        ("forget_ids_hash", "forget set"),
-        ("fit_ids_hash", "samples the model was fit to"),
-    ):
-        want = recorded.get(key)
-        if want is not None and want != now[key]:
-            raise StateMismatchError(
-                f"the {meaning} re-derived from {plan} does not match {what}'s manifest "
-                f"({key} differs): the dataset, its parameters or its files changed since the "
-                "model was saved, or the manifest belongs to other data"
-            )
 
 
 _BASE_FIELDS = (
@@ -353,64 +365,3 @@ def check_prefix(earlier: DataPlan, later: DataPlan) -> None:
 
 def _steps_text(steps: tuple[ForgetStep, ...]) -> str:
     return "; ".join(f"{s.spec}@{s.seed}" for s in steps) or "none"
-
-
-# --------------------------------------------------------------------------- manifest blocks
-
-
-def data_block(plan: DataPlan | None, split: Split) -> dict[str, Any]:
-    """The manifest ``data`` block: ``plan`` (None for a user's own split) and the id hashes
-    of ``split`` (which must be ``plan.materialise()``)."""
-    if plan is not None and split.plan is not None and split.plan != plan:
-        raise ConfigError("data_block: the split was not materialised from this plan")
-    return {"plan": plan.to_dict() if plan is not None else None, **split_hashes(split)}
-
-
-def plan_from_block(block: Any, what: str = "the model") -> DataPlan:
-    """The plan of a manifest ``data`` block; :class:`StateMismatchError` when it has none."""
-    if not isinstance(block, Mapping) or not isinstance(block.get("plan"), Mapping):
-        raise StateMismatchError(
-            f"{what}'s manifest does not name its dataset (no data plan); save models with a "
-            "DataPlan (unlearnkit train, or save_model(..., data=split))"
-        )
-    try:
-        return DataPlan.from_dict(block["plan"])
-    except ConfigError as err:
-        raise StateMismatchError(f"{what}'s manifest has a malformed data plan: {err}") from None
-
-
-def split_from_block(block: Any, what: str = "the model") -> tuple[DataPlan, Split]:
-    """Re-derive the split a manifest ``data`` block records and verify its id hashes."""
-    plan = plan_from_block(block, what)
-    split = plan.materialise()
-    verify_split(split, block, what)
-    return plan, split
-
-
-# --------------------------------------------------------------------------- transition shims
-
-
-def materialise(plan: DataPlan) -> Split:
-    """Shim of ``unlearnkit.workflow.materialise``: use :meth:`DataPlan.materialise`."""
-    return plan.materialise()
-
-
-def data_from_manifest(manifest: Mapping[str, Any]) -> tuple[DataPlan, Split]:
-    """Shim of ``unlearnkit.workflow.data_from_manifest`` for a manifest read by
-    :func:`unlearnkit.artifacts.read_manifest` (use ``artifacts.manifest_split``)."""
-    return split_from_block(manifest.get("data"))
-
-
-def workflow_plan(
-    dataset: str,
-    dataset_params: Mapping[str, Any],
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    split_seed: int = 0,
-    forget: str | None = None,
-    forget_seed: int = 0,
-) -> DataPlan:
-    """Shim of ``unlearnkit.workflow.DataPlan``'s constructor: a forget spec meant the model
-    is fit to retain (a retrain)."""
-    plan = DataPlan(dataset, dataset_params, val_fraction, test_fraction, split_seed)
-    return plan if forget is None else plan.forgetting(forget, forget_seed)

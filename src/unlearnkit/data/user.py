@@ -14,7 +14,8 @@ places must agree.
 
 Checked at the boundary (:class:`~unlearnkit.errors.DataError` saying what to fix): equal
 lengths; ids integer, unique, converted to int64; inputs floating point and of one shape;
-``multiclass`` labels integers in ``[0, K)`` with ``K = len(classes)`` (default: max label + 1);
+``multiclass`` labels integers in ``[0, K)`` with ``K = len(classes)`` or ``classes`` itself when
+it is a count (default: max label + 1);
 ``multilabel`` labels an ``(n, A)`` matrix of 0/1 (stored as float32). Without ``task``, integer
 labels of one dimension mean ``multiclass`` and a 0/1 matrix ``multilabel``.
 
@@ -94,6 +95,8 @@ def _labels(
     y: torch.Tensor, task: Task | None, classes: Sequence[str] | None
 ) -> tuple[torch.Tensor, Task, tuple[str, ...]]:
     """Validated labels, the task and the class (attribute) names."""
+    if isinstance(classes, int) and not isinstance(classes, bool):
+        classes = tuple(str(i) for i in range(classes))  # a count of classes
     binary = bool(((y == 0) | (y == 1)).all()) if y.numel() else True
     if task is None:
         if y.ndim == 1 and not y.is_floating_point():
@@ -168,6 +171,10 @@ class StreamingDataset:
 
     def __repr__(self) -> str:
         return f"StreamingDataset({self.name!r}, n={len(self)}, task={self.task!r})"
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_i, y_i)``, read from the user's dataset: a map-style torch Dataset too."""
+        return self.read_inputs(i, i + 1)[0], self.y[i]
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -258,7 +265,7 @@ def as_dataset(
     *,
     ids: Any = None,
     task: Task | None = None,
-    classes: Sequence[str] | None = None,
+    classes: Sequence[str] | int | None = None,
     name: str = "user",
     memory_budget_bytes: int | None = None,
 ) -> ArrayDataset | StreamingDataset:
@@ -270,6 +277,8 @@ def as_dataset(
     if isinstance(data, ArrayDataset):
         if task is not None and task != data.task:
             raise DataError(f"{data.name} is {data.task}, not {task}")
+        if isinstance(classes, int) and not isinstance(classes, bool):
+            classes = tuple(str(i) for i in range(classes))
         if classes is not None and tuple(map(str, classes)) != data.classes:
             raise DataError(f"{data.name} has classes {data.classes}, not {tuple(classes)}")
         if ids is None:

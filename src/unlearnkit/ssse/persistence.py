@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-import unlearnkit
+from unlearnkit._version import __version__
 from unlearnkit.curvature.block_inverse import BlockDiagonalInverse
 from unlearnkit.curvature.layout import ParamLayout
 from unlearnkit.errors import StateMismatchError
@@ -56,7 +56,7 @@ def write_state_folder(
         full = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "unlearnkit_version": unlearnkit.__version__,
+            "unlearnkit_version": __version__,
             "torch_version": torch.__version__,
             **manifest,
             "checksums": {"inverse.safetensors": inv_sha, "state.safetensors": st_sha},

@@ -8,15 +8,32 @@ import torch
 from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.errors import DataError
+from unlearnkit.errors import DataError, DeviceError
 from unlearnkit.tasks import predict
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` means CUDA when available, else CPU."""
-    if device is None:
+def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
+    """A device this machine has: ``cpu``, ``cuda``, ``cuda:N``, ``mps``; ``None`` or ``"auto"``
+    mean CUDA when available, else CPU. A device the machine lacks raises
+    :class:`~unlearnkit.errors.DeviceError` here, at the boundary, not deep inside torch."""
+    if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise DeviceError(
+            f"unknown device {device!r} ({e}); use cpu, cuda, cuda:N or auto"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type not in ("cpu", "mps"):
+        raise DeviceError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or auto")
+    return dev
 
 
 def param_dtype(model: nn.Module) -> torch.dtype:
