@@ -273,6 +273,12 @@ class BlockInverse(ABC):
         update −gᵢgᵢᵀ + gᵢ'gᵢ'ᵀ (a group-averaged gradient losing a member, §4.4).
         ``old_values`` are needed only by solvers that do not keep G (``dense``)."""
 
+    def sharing(self, G: Tensor) -> BlockInverse:
+        """The same inverse holding ``G`` (e.g. a view of the caller's rows matrix) instead of
+        its own copy of the rows, to keep one copy in memory; ConfigError when G differs from
+        the rows it keeps. This default (an inverse that keeps no rows) returns itself."""
+        return self
+
     # -- accounting and persistence
     @abstractmethod
     def memory_bytes(self) -> int:
