@@ -17,7 +17,16 @@ import torch
 
 import unlearnkit.curvature.solvers as solvers_pkg
 from unlearnkit.curvature.layout import flat_params
-from unlearnkit.curvature.solvers import INVERSES, SOLVERS, Solver, estimate, solver_help
+from unlearnkit.curvature.solvers import (
+    INVERSES,
+    SOLVERS,
+    AutoSolver,
+    Solver,
+    auto_candidates,
+    estimate,
+    register_solver,
+    solver_help,
+)
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods import METHODS
 from unlearnkit.ssse import ErasureConfig, ErasureState
@@ -195,3 +204,34 @@ def test_every_solver_module_in_the_package_registers_itself() -> None:
                 found.append(obj)
                 assert SOLVERS.get(obj.name) is obj and "\n" not in obj.description
     assert sorted(c.name for c in found) == SOLVERS.names()
+
+
+def test_auto_asks_the_registry_for_its_candidates(eigh_module: ModuleType) -> None:
+    """A registered auto candidate competes on its own stated flops and memory: free to build,
+    it wins; over the budget, the cheapest candidate that fits wins and the reason says why."""
+
+    @register_solver
+    class FreeEigh(eigh_module.EighSolver):
+        name = "test_free_eigh"
+        description = "test_eigh, claimed free to build"
+        auto_candidate = True
+
+        @classmethod
+        def build_flops(cls, m: int, d_b: int) -> float:
+            return 0.0
+
+    auto = AutoSolver()
+    m, d_b = 100, 10_000  # woodbury's shape (m < d_b); dense needs 3·d_b² fp64
+    assert [c.name for c in auto_candidates()] == ["dense", "test_free_eigh", "woodbury"]
+    assert auto.choose(m, d_b).method == "test_free_eigh"
+    free = estimate("test_free_eigh", m, d_b).peak
+    wood = estimate("woodbury", m, d_b).peak
+    assert wood < free
+    pick = auto.choose(m, d_b, memory_budget_bytes=wood)
+    assert pick.method == "woodbury"
+    assert "test_free_eigh is cheaper but exceeds the budget" in pick.reason
+    G = torch.randn(6, 4, dtype=torch.float64)
+    inv = auto.build(G, 0.1, 6.0)
+    assert inv.method == "test_eigh"
+    F = 0.1 * torch.eye(4, dtype=torch.float64) + G.T @ G / 6.0
+    assert torch.allclose(inv.to_dense(), torch.linalg.inv(F), rtol=0, atol=1e-10)
