@@ -10,13 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from unlearnkit.curvature.block_inverse import BlockDiagonalInverse, IndexBlock
-from unlearnkit.curvature.memory import estimate, estimate_bytes, format_bytes
+from unlearnkit.curvature.memory import format_bytes
 from unlearnkit.curvature.solvers import (
     SOLVERS,
     AutoSolver,
     DenseInverse,
     DenseSolver,
     WoodburyInverse,
+    estimate,
+    estimate_bytes,
     load_block_inverse,
 )
 from unlearnkit.errors import ConfigError, MemoryBudgetError, NumericalError

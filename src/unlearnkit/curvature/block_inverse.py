@@ -6,8 +6,8 @@ For a flat parameter vector of length d partitioned into blocks j (index sets I_
 
 where G (m, d) holds one gradient row per sample or group (SSSE, Peste et al. 2021, eq. 2–4;
 block-diagonal structure as in their §4). Each block uses its own exact solver (see
-:mod:`unlearnkit.curvature.solvers`); ``auto`` picks dense vs woodbury per block by flops
-under a memory budget that is checked *before* anything large is allocated.
+:mod:`unlearnkit.curvature.solvers`); ``auto`` picks one of the registered candidates per
+block by flops under a memory budget that is checked *before* anything large is allocated.
 
 Rows keep stable ids 0..m−1 across ``downdate`` / ``replace_rows``, which return new objects.
 """
@@ -28,21 +28,8 @@ from unlearnkit.curvature.block_plan import (
     plan_blocks,
 )
 from unlearnkit.curvature.memory import DEFAULT_CHUNK_BYTES, format_bytes
-from unlearnkit.curvature.solvers import (
-    SOLVERS,
-    BlockInverse,
-    DenseSolver,
-    WoodburySolver,
-    load_block_inverse,
-)
-from unlearnkit.curvature.solvers.base import (
-    F64,
-    check_hyper,
-    decode_str,
-    encode_str,
-    gram_cols64,
-    row_sq_norms64,
-)
+from unlearnkit.curvature.solvers import SOLVERS, BlockInverse, DenseSolver, load_block_inverse
+from unlearnkit.curvature.solvers.base import F64, check_hyper, decode_str, encode_str
 from unlearnkit.errors import ConfigError, NumericalError
 
 
@@ -132,7 +119,8 @@ class BlockDiagonalInverse:
         entries = []
         for p in plans:
             sel = _selector(p.index)
-            inv = _build_block(G, sel, p.method, lam, n, p.name, chunk_bytes)
+            solver = SOLVERS.get(p.method)(chunk_bytes)
+            inv = solver.build_columns(G, sel, lam, n, name=p.name)
             entries.append(BlockEntry(p.name, p.index, sel, inv, p.reason))
         return cls(entries, d)
 
@@ -322,33 +310,3 @@ class BlockDiagonalInverse:
 
     def __repr__(self) -> str:
         return f"BlockDiagonalInverse(d={self.d}, m={self.m}, blocks={len(self.entries)})"
-
-
-def _build_block(
-    G: Tensor,
-    sel: slice | Tensor,
-    method: str,
-    damping: float,
-    normalizer: float,
-    name: str,
-    chunk_bytes: int,
-) -> BlockInverse:
-    """Build one block without copying G more than the solver needs."""
-    if method == "dense":  # stream row chunks straight into the fp64 Gram
-        A = gram_cols64(G, chunk_bytes=chunk_bytes, cols=sel)
-        return DenseSolver(chunk_bytes).from_gram(
-            A,
-            G.shape[0],
-            damping,
-            normalizer,
-            name=name,
-            copy=False,
-            row_sq_norms=row_sq_norms64(G, chunk_bytes, cols=sel),
-        )
-    block = G[:, sel] if isinstance(sel, slice) else G.index_select(1, sel.to(G.device))
-    if method == "woodbury":
-        owned = not isinstance(sel, slice)  # index_select already made a private copy
-        return WoodburySolver(chunk_bytes).build(
-            block, damping, normalizer, name=name, copy=not owned
-        )
-    return SOLVERS.get(method)(chunk_bytes).build(block, damping, normalizer, name=name)

@@ -1,8 +1,9 @@
 """Partitions of the flat parameter vector into blocks, and the per-block solver plan.
 
-A plan gives each block (index set I_j of size d_b) a solver (dense / woodbury / ...), the
-reason, and its memory estimate (:mod:`unlearnkit.curvature.memory`), checked against a budget
-before anything large is allocated.
+A plan gives each block (index set I_j of size d_b) a registered solver, the reason, and its
+memory estimate (the solver's own ``estimate``), checked against a budget before anything
+large is allocated. With ``auto``, each block also records its lowest-memory alternative
+among the other auto candidates, to switch to when the total exceeds the budget.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from unlearnkit.curvature.memory import MemoryEstimate, estimate, format_bytes
-from unlearnkit.curvature.solvers import SOLVERS, AutoSolver
+from unlearnkit.curvature.memory import MemoryEstimate, format_bytes
+from unlearnkit.curvature.solvers import SOLVERS, AutoSolver, auto_candidates, estimate
 from unlearnkit.errors import ConfigError, MemoryBudgetError
 
 
@@ -76,14 +77,15 @@ def check_partition(blocks: Sequence[BlockLike], d: int) -> list[tuple[str, Tens
 
 @dataclass
 class BlockPlan:
-    """One block's solver choice and memory estimate (``alt``: the other auto candidate)."""
+    """One block's solver choice and memory estimate (``alt``: the lowest-memory other auto
+    candidate)."""
 
     name: str
     index: Tensor
     method: str
     reason: str
     est: MemoryEstimate
-    alt: tuple[str, MemoryEstimate] | None  # the other auto candidate
+    alt: tuple[str, MemoryEstimate] | None  # the lowest-memory other auto candidate
 
 
 def total_bytes(plans: Sequence[BlockPlan]) -> int:
@@ -110,9 +112,14 @@ def plan_blocks(
     auto = AutoSolver()
     for name, idx in parts:
         d_b = idx.numel()
-        if solver == "auto":
+        if solver == AutoSolver.name:
             choice = auto.choose(m, d_b, dtype, memory_budget_bytes=budget)
-            other = "woodbury" if choice.method == "dense" else "dense"
+            alts = [
+                (c.name, estimate(c.name, m, d_b, dtype))
+                for c in auto_candidates()
+                if c.name != choice.method
+            ]
+            alt = min(alts, key=lambda a: a[1].peak) if alts else None
             plans.append(
                 BlockPlan(
                     name,
@@ -120,7 +127,7 @@ def plan_blocks(
                     choice.method,
                     choice.reason,
                     estimate(choice.method, m, d_b, dtype),
-                    (other, estimate(other, m, d_b, dtype)),
+                    alt,
                 )
             )
         else:
@@ -134,7 +141,7 @@ def plan_blocks(
                     None,
                 )
             )
-    if budget is not None and total_bytes(plans) > budget and solver == "auto":
+    if budget is not None and total_bytes(plans) > budget and solver == AutoSolver.name:
         # switch blocks to their lower-memory candidate, biggest saving first
         def saving(p: BlockPlan) -> int:
             return p.est.peak - p.alt[1].peak if p.alt else 0
@@ -146,14 +153,18 @@ def plan_blocks(
             p.reason = f"{p.method}: lower memory ({format_bytes(p.est.peak)}) to fit the budget"
     if budget is not None and total_bytes(plans) > budget:
         big = max(plans, key=lambda p: p.est.peak)
-        wood = sum(estimate("woodbury", m, p.index.numel(), dtype).peak for p in plans)
+        others = ", ".join(
+            f"solver={c.name!r} about "
+            f"{format_bytes(sum(estimate(c.name, m, p.index.numel(), dtype).peak for p in plans))}"
+            for c in auto_candidates()
+            if c.name != solver
+        )
         raise MemoryBudgetError(
             f"building the Fisher inverse ({len(plans)} blocks, m={m} rows, d={d}, "
             f"solver={solver!r}) needs about {format_bytes(total_bytes(plans))} but the memory "
             f"budget is {format_bytes(budget)}; the largest block is {big.name!r} "
             f"(d_b={big.index.numel()}, {big.method}, {format_bytes(big.est.peak)}). "
-            f"Options: smaller blocks; solver='woodbury' (about {format_bytes(wood)} in "
-            "all) when m < d_b; fewer rows by grouping gradients (group_size); or a larger "
-            "budget."
+            f"Options: smaller blocks; another solver ({others or 'none registered'} in all); "
+            "fewer rows by grouping gradients (group_size); or a larger budget."
         )
     return plans

@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from unlearnkit.data.base import concat
 from unlearnkit.errors import UnsupportedError
 from unlearnkit.methods.base import METHODS, MethodConfig, UnlearnData, Unlearner
-from unlearnkit.ssse.config import ErasureConfig
+from unlearnkit.ssse.config import ErasureConfig, check_solver
 from unlearnkit.ssse.eps import (
     DEFAULT_GRID,
     class_forgetting_rule,
@@ -53,7 +53,7 @@ class SSSEConfig(MethodConfig):
     blocks: Literal["full", "per_layer", "chunks", "per_output_head"] = _ENGINE.blocks
     block_size: int | None = Field(None, ge=1, description="for blocks='chunks'")
     mode: Literal["paper", "exact"] = _ENGINE.mode
-    solver: Literal["auto", "dense", "woodbury", "sherman_morrison"] = _ENGINE.solver
+    solver: str = Field(_ENGINE.solver, description="a registered Fisher-inverse solver")
 
     @field_validator("eps")
     @classmethod
@@ -61,6 +61,11 @@ class SSSEConfig(MethodConfig):
         if v != "auto" and not (isinstance(v, float | int) and 0 < v < float("inf")):
             raise ValueError(f"eps must be 'auto' or a positive finite number, got {v!r}")
         return v
+
+    @field_validator("solver")
+    @classmethod
+    def _known_solver(cls, v: str) -> str:
+        return check_solver(v)
 
 
 @METHODS.register("ssse")

@@ -19,15 +19,20 @@ Two modes:
 ``regularized_step=True`` the step uses the exact Newton direction of the retained objective,
 Σ_{i∈S}(∇ℓ_i + l2·θ) (derivation in docs/ssse.md): with the Gauss–Newton curvature of a convex
 GLM, ``exact`` mode, λ = l2 and ε = 1 this is one Newton step on L_{-S} from θ*.
+
+``solver`` is any name in :data:`~unlearnkit.curvature.solvers.SOLVERS` (a solver module
+registers itself; nothing here lists them). Bad values raise
+:class:`~unlearnkit.errors.ConfigError`, never a raw pydantic ``ValidationError``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from unlearnkit.errors import ConfigError
+from unlearnkit.curvature.solvers import SOLVERS
+from unlearnkit.errors import ConfigError, UnlearnkitError
 from unlearnkit.tasks import get_task
 
 
@@ -74,7 +79,9 @@ class ErasureConfig(BaseModel):
         description="rows are means over groups of g samples (default 10 for the empirical "
         "Fisher, 1 for other curvatures)",
     )
-    solver: Literal["auto", "dense", "woodbury", "sherman_morrison"] = "auto"
+    solver: str = Field(
+        "auto", description="a registered Fisher-inverse solver (unlearnkit.curvature.solvers)"
+    )
     mode: Literal["paper", "exact"] = Field(
         "exact", description="exact: F of the remaining data (default; paper for curvature=true)"
     )
@@ -83,6 +90,18 @@ class ErasureConfig(BaseModel):
     seed: int = 0
     chunk_size: int | None = None
     memory_budget_bytes: int | None = None
+
+    def __init__(self, /, **data: Any) -> None:
+        """Validate ``data``; any invalid field raises ConfigError naming it."""
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise config_error("erasure configuration", e) from None
+
+    @field_validator("solver")
+    @classmethod
+    def _known_solver(cls, v: str) -> str:
+        return check_solver(v)
 
     @model_validator(mode="before")
     @classmethod
@@ -124,3 +143,21 @@ class ErasureConfig(BaseModel):
         if self.normalizer is not None:
             return self.normalizer
         return "samples" if self.group_size == 1 else "rows"
+
+
+def check_solver(name: str) -> str:
+    """``name`` if it is a registered solver, else ConfigError listing the known ones."""
+    SOLVERS.get(name)
+    return name
+
+
+def config_error(what: str, err: ValidationError) -> ConfigError:
+    """One ConfigError for a pydantic ValidationError: our own errors raised inside a validator
+    keep their message; other problems read ``field: message``."""
+    parts = []
+    for e in err.errors():
+        inner = (e.get("ctx") or {}).get("error")
+        loc = ".".join(str(x) for x in e["loc"])
+        msg = str(inner) if isinstance(inner, UnlearnkitError) else e["msg"]
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return ConfigError(f"bad {what}: " + "; ".join(parts))

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from unlearnkit.curvature.block_inverse import BlockDiagonalInverse, BlockEntry
 from unlearnkit.curvature.layout import with_params
 from unlearnkit.curvature.matrix import PAD_ID, GradientMatrix
-from unlearnkit.curvature.solvers import WoodburyInverse
 from unlearnkit.errors import ConfigError
 from unlearnkit.ssse.rows import SampleData, dataset_rows
 
@@ -31,22 +30,16 @@ if TYPE_CHECKING:
 
 
 def share_rows(inverse: BlockDiagonalInverse, rows: Tensor | None) -> BlockDiagonalInverse:
-    """Woodbury blocks whose stored rows (G with its replaced-row patch) equal the exact-mode
-    rows' columns hold a view of ``rows`` instead of a second copy (the rows matrix is then in
-    memory once)."""
+    """Blocks whose stored rows equal the exact-mode rows' columns (e.g. ``woodbury``'s G with
+    its replaced-row patch) hold a view of ``rows`` instead of a second copy (the rows matrix
+    is then in memory once); see :meth:`BlockInverse.sharing`."""
     if rows is None:
         return inverse
     entries = []
     for e in inverse.entries:
         inv = e.inverse
-        if (
-            isinstance(inv, WoodburyInverse)
-            and isinstance(e.sel, slice)
-            and tuple(inv.G.shape) == (rows.shape[0], e.index.numel())
-            and inv.G.dtype == rows.dtype
-            and inv.G.device == rows.device
-        ):
-            try:  # equal outside the replaced-row patch and on it
+        if isinstance(e.sel, slice):
+            try:  # a solver keeping no rows returns itself; one keeping others raises
                 inv = inv.sharing(rows[:, e.sel])
             except ConfigError:
                 pass

@@ -9,6 +9,9 @@ group-averaged gradients), the solvers represent
 the number of training samples, also with grouped gradients (then m = n / group size).
 Every solver is exact: they differ only in cost (ssse-engine.md §4.2).
 
+Each :class:`Solver` states its own facts (name, description, memory estimate, build flops,
+whether ``auto`` may pick it); :mod:`.registry` collects them.
+
 Rows keep stable ids: a freshly built inverse has rows 0..m−1; ``downdate`` and
 ``replace_rows`` refer to those ids, and every update returns a NEW object and leaves the
 original unchanged. Factors are kept in fp64 (ssse-engine.md §3: accumulate Grams in fp64).
@@ -23,10 +26,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from unlearnkit.curvature.memory import DEFAULT_CHUNK_BYTES, MemoryEstimate, estimate
+from unlearnkit.curvature.memory import DEFAULT_CHUNK_BYTES, MemoryEstimate
 from unlearnkit.curvature.syrk import finish_gram_, gram_update_
 from unlearnkit.errors import AlreadyErasedError, ConfigError, NumericalError, UnknownIdsError
-from unlearnkit.registry import Registry
 
 F64 = torch.float64
 
@@ -271,6 +273,12 @@ class BlockInverse(ABC):
         update −gᵢgᵢᵀ + gᵢ'gᵢ'ᵀ (a group-averaged gradient losing a member, §4.4).
         ``old_values`` are needed only by solvers that do not keep G (``dense``)."""
 
+    def sharing(self, G: Tensor) -> BlockInverse:
+        """The same inverse holding ``G`` (e.g. a view of the caller's rows matrix) instead of
+        its own copy of the rows, to keep one copy in memory; ConfigError when G differs from
+        the rows it keeps. This default (an inverse that keeps no rows) returns itself."""
+        return self
+
     # -- accounting and persistence
     @abstractmethod
     def memory_bytes(self) -> int:
@@ -321,12 +329,36 @@ class BlockInverse(ABC):
 
 
 class Solver(ABC):
-    """Builds a :class:`BlockInverse` from gradient rows G (m, d_b)."""
+    """Builds a :class:`BlockInverse` from gradient rows G (m, d_b).
+
+    Class facts every registered solver states (read by ``auto``, the block planner, the
+    configuration's validation and the help texts):
+
+    * ``name``: its key in the registry (``ErasureConfig(solver=name)``);
+    * ``description``: one line for listings and help;
+    * ``auto_candidate``: whether ``auto`` may pick it per block (cheapest build flops among
+      the candidates whose memory fits the budget);
+    * :meth:`estimate`: bytes kept and build workspace for one (m, d_b) block;
+    * :meth:`build_flops`: multiply-adds to build one (m, d_b) block.
+    """
 
     name: ClassVar[str]
+    description: ClassVar[str]
+    auto_candidate: ClassVar[bool] = False
 
     def __init__(self, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
         self.chunk_bytes = int(chunk_bytes)
+
+    @classmethod
+    @abstractmethod
+    def estimate(cls, m: int, d_b: int, itemsize: int) -> MemoryEstimate:
+        """Bytes kept after building (``persistent``) and needed on top while building
+        (``workspace``) for m rows of ``itemsize``-byte gradients and d_b columns."""
+
+    @classmethod
+    @abstractmethod
+    def build_flops(cls, m: int, d_b: int) -> float:
+        """Multiply-adds to build one block of m rows and d_b columns."""
 
     @abstractmethod
     def build(
@@ -334,14 +366,24 @@ class Solver(ABC):
     ) -> BlockInverse:
         """Exact representation of (λI + GᵀG/N)⁻¹; G is not modified."""
 
-    def estimate(self, m: int, d_b: int, dtype: torch.dtype = torch.float32) -> MemoryEstimate:
-        return estimate(self.name, m, d_b, dtype)
+    def build_columns(
+        self,
+        G: Tensor,
+        cols: slice | Tensor,
+        damping: float,
+        normalizer: float,
+        *,
+        name: str = "block",
+    ) -> BlockInverse:
+        """The block of columns ``cols`` of G (m, d); G is not modified. This default selects
+        the columns (a view for a slice, a copy for an index) and calls :meth:`build`; solvers
+        that can stream over G's columns override it to avoid the copy."""
+        return self.build(select_columns(G, cols), damping, normalizer, name=name)
 
 
-#: Solver classes by name: ``SOLVERS.get("woodbury")().build(G, λ, N)``.
-SOLVERS: Registry[type[Solver]] = Registry("Fisher-inverse solver")
-#: BlockInverse classes by their ``method`` (used to load state dicts).
-INVERSES: Registry[type[BlockInverse]] = Registry("block inverse")
+def select_columns(G: Tensor, cols: slice | Tensor) -> Tensor:
+    """G[:, cols]: a view for a slice, a private copy (``index_select``) for an index tensor."""
+    return G[:, cols] if isinstance(cols, slice) else G.index_select(1, cols.to(G.device))
 
 
 def encode_str(s: str) -> Tensor:
@@ -351,10 +393,3 @@ def encode_str(s: str) -> Tensor:
 
 def decode_str(t: Tensor) -> str:
     return bytes(t.to(torch.uint8).tolist()).decode()
-
-
-def load_block_inverse(state: dict[str, Tensor]) -> BlockInverse:
-    """Rebuild any block inverse from its ``state_dict`` (dispatch on its ``method``)."""
-    if "method" not in state:
-        raise ConfigError("block inverse state has no 'method' entry")
-    return INVERSES.get(decode_str(state["method"])).from_state_dict(state)

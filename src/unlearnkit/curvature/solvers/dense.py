@@ -14,10 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from unlearnkit.curvature.memory import FP64, MemoryEstimate, chunk_bytes_for
 from unlearnkit.curvature.solvers.base import (
     F64,
-    INVERSES,
-    SOLVERS,
     BlockInverse,
     Solver,
     as_row_ids,
@@ -30,6 +29,7 @@ from unlearnkit.curvature.solvers.base import (
     positions_of,
     row_sq_norms64,
 )
+from unlearnkit.curvature.solvers.registry import register_inverse, register_solver
 from unlearnkit.errors import ConfigError, NumericalError, StateMismatchError
 
 #: Relative tolerance when checking passed-in rows against the squared norms kept at build.
@@ -42,7 +42,7 @@ def _factor(A: Tensor, damping: float, normalizer: float, name: str) -> Tensor:
     return cholesky_or_raise(F, name, "λI + GᵀG/N")
 
 
-@INVERSES.register("dense")
+@register_inverse
 class DenseInverse(BlockInverse):
     """F⁻¹ through the Cholesky factor of the dense block Fisher; keeps A = Σ gᵢgᵢᵀ (fp64).
 
@@ -145,11 +145,50 @@ class DenseInverse(BlockInverse):
         )
 
 
-@SOLVERS.register("dense")
+@register_solver
 class DenseSolver(Solver):
     """Streaming fp64 syrk A = GᵀG, then Cholesky of λI + A/N (torch.linalg.cholesky_ex)."""
 
     name = "dense"
+    description = "Gram GᵀG + Cholesky; cheapest when m ≳ d_b"
+    auto_candidate = True
+
+    @classmethod
+    def estimate(cls, m: int, d_b: int, itemsize: int) -> MemoryEstimate:
+        """Keeps A = GᵀG and the Cholesky factor of λI + A/N (2·d_b² fp64) and the rows'
+        squared norms (m fp64, to check rows passed to downdates). Build workspace: the
+        shifted matrix (d_b² fp64) and one fp64 chunk of rows."""
+        return MemoryEstimate(
+            persistent=2 * d_b * d_b * FP64 + m * FP64,
+            workspace=d_b * d_b * FP64 + min(m * d_b * FP64, chunk_bytes_for(d_b)),
+        )
+
+    @classmethod
+    def build_flops(cls, m: int, d_b: int) -> float:
+        """m·d_b² + d_b³/3 (syrk + Cholesky)."""
+        return m * d_b * d_b + d_b**3 / 3
+
+    def build_columns(
+        self,
+        G: Tensor,
+        cols: slice | Tensor,
+        damping: float,
+        normalizer: float,
+        *,
+        name: str = "block",
+    ) -> DenseInverse:
+        """Streams row chunks of G[:, cols] straight into the fp64 Gram (no column copy)."""
+        lam, n = check_hyper(damping, normalizer)
+        A = gram_cols64(G.detach(), chunk_bytes=self.chunk_bytes, cols=cols)
+        return self.from_gram(
+            A,
+            G.shape[0],
+            lam,
+            n,
+            name=name,
+            copy=False,
+            row_sq_norms=row_sq_norms64(G.detach(), self.chunk_bytes, cols=cols),
+        )
 
     def build(
         self, G: Tensor, damping: float, normalizer: float, *, name: str = "block"

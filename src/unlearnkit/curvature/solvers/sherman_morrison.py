@@ -20,10 +20,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from unlearnkit.curvature.memory import FP64, MemoryEstimate
 from unlearnkit.curvature.solvers.base import (
     F64,
-    INVERSES,
-    SOLVERS,
     BlockInverse,
     Solver,
     as_row_ids,
@@ -32,6 +31,7 @@ from unlearnkit.curvature.solvers.base import (
     keep_mask,
     positions_of,
 )
+from unlearnkit.curvature.solvers.registry import register_inverse, register_solver
 from unlearnkit.errors import ConfigError, NumericalError
 
 
@@ -72,7 +72,7 @@ def _recursion(G: Tensor, d_b: int, damping: float, normalizer: float, name: str
     return _check_finite(Finv, name)
 
 
-@INVERSES.register("sherman_morrison")
+@register_inverse
 class ShermanMorrisonInverse(BlockInverse):
     """Dense fp64 F⁻¹ from the recursion, plus G (rows = ids) for exact rebuilds."""
 
@@ -159,11 +159,28 @@ class ShermanMorrisonInverse(BlockInverse):
         return cls(Finv=state["Finv"].to(F64), G=state["G"], **common)
 
 
-@SOLVERS.register("sherman_morrison")
+@register_solver
 class ShermanMorrisonSolver(Solver):
-    """The paper's eq. 3 recursion; the reference implementation (slow by design)."""
+    """The paper's eq. 3 recursion; the reference implementation (slow by design, so ``auto``
+    never picks it: its BLAS-2 steps run in sequence, 1–2 orders of magnitude slower than
+    ``dense``/``woodbury`` for the same flops)."""
 
     name = "sherman_morrison"
+    description = "the SSSE paper's eq. 3 recursion (reference; slow)"
+    auto_candidate = False
+
+    @classmethod
+    def estimate(cls, m: int, d_b: int, itemsize: int) -> MemoryEstimate:
+        """Keeps the dense inverse (d_b² fp64) and G (m·d_b, its dtype; for exact rebuilds).
+        Workspace: three fp64 vectors."""
+        return MemoryEstimate(
+            persistent=d_b * d_b * FP64 + m * d_b * itemsize, workspace=3 * d_b * FP64
+        )
+
+    @classmethod
+    def build_flops(cls, m: int, d_b: int) -> float:
+        """2·m·d_b² (one GEMV and one rank-1 update per row)."""
+        return 2.0 * m * d_b * d_b
 
     def build(
         self, G: Tensor, damping: float, normalizer: float, *, name: str = "block"

@@ -16,16 +16,12 @@ replaced rows in a patch of K'.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import Tensor
 
-from unlearnkit.curvature.memory import DEFAULT_CHUNK_BYTES
+from unlearnkit.curvature.memory import DEFAULT_CHUNK_BYTES, FP64, MemoryEstimate, chunk_bytes_for
 from unlearnkit.curvature.solvers.base import (
     F64,
-    INVERSES,
-    SOLVERS,
     BlockInverse,
     Solver,
     as_row_ids,
@@ -36,13 +32,15 @@ from unlearnkit.curvature.solvers.base import (
     matmul64,
     positions_of,
     rmatmul64,
+    select_columns,
 )
+from unlearnkit.curvature.solvers.registry import register_inverse, register_solver
 from unlearnkit.curvature.solvers.woodbury_factor import KeptFactor, downdate_plan, shifted_factor
 from unlearnkit.curvature.solvers.woodbury_gram import PatchedGram, kprime_rows, patch_rows
 from unlearnkit.errors import ConfigError, NumericalError
 
 
-@INVERSES.register("woodbury")
+@register_inverse
 class WoodburyInverse(PatchedGram, KeptFactor, BlockInverse):
     """Keeps G (storage rows = row ids), K = GGᵀ (fp64, storage rows), a patch of replaced rows
     (ids, G'_P, K'_{P,:}) and the Cholesky factor L of N₀λI + K_BB for the basis rows B at the
@@ -259,34 +257,6 @@ class WoodburyInverse(PatchedGram, KeptFactor, BlockInverse):
                 pass  # Σ or XᵀX numerically singular: refactor instead (exact too)
         return self._with(rows=self.rows.clone(), normalizer=normalizer, fresh=True, patch=patch)
 
-    def effective_rows(self) -> Tensor:
-        """G' (the stored rows with the patch applied), as a new tensor (for tests/debugging)."""
-        out = self.G.clone()
-        if self.patch_ids.numel():
-            out[self.patch_ids.to(out.device)] = self.patch_G
-        return out
-
-    def sharing(self, G: Tensor) -> WoodburyInverse:
-        """The same inverse holding ``G`` (e.g. a view of the caller's rows matrix) instead of
-        its own copy, to keep one copy of the rows in memory; G must equal the stored rows
-        outside the patch and the patch's rows on it (the stored G's patched rows are never
-        read, so the patch stays)."""
-        ok = (
-            tuple(G.shape) == tuple(self.G.shape)
-            and G.dtype == self.G.dtype
-            and G.device == self.G.device
-        )
-        if ok:
-            p = self.patch_ids.to(G.device)
-            keep = torch.ones(G.shape[0], dtype=torch.bool, device=G.device)
-            keep[p] = False
-            ok = torch.equal(G[keep], self.G[keep]) and torch.equal(G[p], self.patch_G)
-        if not ok:
-            raise ConfigError(f"block {self.name!r}: the rows to share differ from the stored G")
-        out = copy.copy(self)  # the derived factors are shared (read-only), not recomputed
-        out.G = G
-        return out
-
     # ------------------------------------------------------------------ accounting
     def memory_bytes(self) -> int:
         extra = sum(
@@ -351,11 +321,41 @@ class WoodburyInverse(PatchedGram, KeptFactor, BlockInverse):
         )
 
 
-@SOLVERS.register("woodbury")
+@register_solver
 class WoodburySolver(Solver):
     """Gram K = GGᵀ in fp64 (G may stay fp32), Cholesky of NλI + K, Woodbury solve."""
 
     name = "woodbury"
+    description = "m×m Gram GGᵀ + Cholesky; cheapest when m < d_b, keeps G"
+    auto_candidate = True
+
+    @classmethod
+    def estimate(cls, m: int, d_b: int, itemsize: int) -> MemoryEstimate:
+        """Keeps G (m·d_b, its dtype), K = GGᵀ and the Cholesky factor of NλI + K (2·m² fp64).
+        Build workspace: the shifted matrix (m² fp64) and one fp64 column chunk."""
+        return MemoryEstimate(
+            persistent=m * d_b * itemsize + 2 * m * m * FP64,
+            workspace=m * m * FP64 + min(m * d_b * FP64, chunk_bytes_for(m)),
+        )
+
+    @classmethod
+    def build_flops(cls, m: int, d_b: int) -> float:
+        """m²·d_b + m³/3 (Gram + Cholesky)."""
+        return m * m * d_b + m**3 / 3
+
+    def build_columns(
+        self,
+        G: Tensor,
+        cols: slice | Tensor,
+        damping: float,
+        normalizer: float,
+        *,
+        name: str = "block",
+    ) -> WoodburyInverse:
+        """Keeps G[:, cols]: a copy of a slice's view; an index's selection is already one."""
+        owned = not isinstance(cols, slice)
+        block = select_columns(G, cols)
+        return self.build(block, damping, normalizer, name=name, copy=not owned)
 
     def build(
         self,

@@ -23,10 +23,14 @@ the refactor.
 
 from __future__ import annotations
 
+import copy
+from typing import Self
+
 import torch
 from torch import Tensor
 
 from unlearnkit.curvature.solvers.base import gram_rows64
+from unlearnkit.errors import ConfigError
 
 
 def kprime_rows(K: Tensor, patch_ids: Tensor, patch_K: Tensor, ids: Tensor) -> Tensor:
@@ -82,8 +86,11 @@ class PatchedGram:
     """Mixin of :class:`~unlearnkit.curvature.solvers.woodbury.WoodburyInverse`: products with
     K' = K with the rows/columns P taken from the patch, restricted to the active rows."""
 
+    name: str
+    G: Tensor
     K: Tensor
     patch_ids: Tensor
+    patch_G: Tensor
     patch_K: Tensor
     rows: Tensor
     n_built: int
@@ -137,3 +144,32 @@ class PatchedGram:
         diag = self._kdiag()
         tr = diag.sum() if self._all else diag.index_select(0, self.rows.to(diag.device)).sum()
         return float(tr) + self.normalizer * self.damping
+
+    # ------------------------------------------------------------------ the patched G'
+    def effective_rows(self) -> Tensor:
+        """G' (the stored rows with the patch applied), as a new tensor (for tests/debugging)."""
+        out = self.G.clone()
+        if self.patch_ids.numel():
+            out[self.patch_ids.to(out.device)] = self.patch_G
+        return out
+
+    def sharing(self, G: Tensor) -> Self:
+        """The same inverse holding ``G`` (e.g. a view of the caller's rows matrix) instead of
+        its own copy, to keep one copy of the rows in memory; G must equal the stored rows
+        outside the patch and the patch's rows on it (the stored G's patched rows are never
+        read, so the patch stays)."""
+        ok = (
+            tuple(G.shape) == tuple(self.G.shape)
+            and G.dtype == self.G.dtype
+            and G.device == self.G.device
+        )
+        if ok:
+            p = self.patch_ids.to(G.device)
+            keep = torch.ones(G.shape[0], dtype=torch.bool, device=G.device)
+            keep[p] = False
+            ok = torch.equal(G[keep], self.G[keep]) and torch.equal(G[p], self.patch_G)
+        if not ok:
+            raise ConfigError(f"block {self.name!r}: the rows to share differ from the stored G")
+        out = copy.copy(self)  # the derived factors are shared (read-only), not recomputed
+        out.G = G
+        return out
