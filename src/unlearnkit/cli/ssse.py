@@ -12,6 +12,7 @@ from rich.table import Table
 from unlearnkit import api
 from unlearnkit.cli.app import Device, Overwrite, app, console, friendly_errors, show
 from unlearnkit.cli.options import parse_eps, parse_ids
+from unlearnkit.curvature.solvers import SOLVERS
 from unlearnkit.errors import ConfigError
 from unlearnkit.reproduce.convex import run_convex
 from unlearnkit.reproduce.deep import run_deep
@@ -35,7 +36,9 @@ def prepare_cmd(
     group_size: int | None = typer.Option(
         None, help="rows are means over groups of g samples (default: 10, empirical Fisher)"
     ),
-    solver: str | None = typer.Option(None, help="a registered solver, or auto (default)"),
+    solver: str | None = typer.Option(
+        None, help="auto (default) | " + " | ".join(n for n in SOLVERS.names() if n != "auto")
+    ),
     mode: str | None = typer.Option(
         None, help="exact (Fisher of the remaining data, default) | paper"
     ),
