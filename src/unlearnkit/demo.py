@@ -1,38 +1,81 @@
-"""``make demo`` / ``unlearnkit demo``: the main job end to end on a built-in dataset.
+"""``make demo`` / ``unlearnkit demo``: the main job end to end, through the facade only.
 
-train the Original → prepare the SSSE state (once) → erase a forget set with one step, ε
-chosen *without* a retrained model (loss matching) → retrain from scratch for reference →
-Original / SSSE / Retrain side by side: accuracy per split, population MIA, parameter
-distance, time; a report (Markdown + JSON) with a plot of the ε curve.
+plan the split (with a forget set) → ``uk.train`` the Original → ``uk.prepare`` the SSSE state
+(once) → ``Prepared.erase`` the forget set's ids with the safe default ``eps="auto"`` (the
+guarded retrain-free ε rule, refused beyond the utility budget) → ``uk.train`` the Retrain on
+the retain set → ``uk.evaluate`` (the suite ``unlearnkit evaluate`` prints) → Original / SSSE /
+Retrain side by side: accuracy per split, population MIA (forget vs test), normalised parameter
+distance, seconds. Writes ``report.md``, ``results.json``, ``eps_curve.png``, the three models
+(``uk.save``) and the erasure state after the request.
+
+The ε curve repeats the request at fixed ε (``allow_utility_loss=True``: these models are
+measured, never kept) and reads the accuracies every request reports (retained sample,
+held-out data, erased samples), against Retrain's accuracies.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+from matplotlib.figure import Figure
 from torch import nn
 
-from unlearnkit.artifacts import save_model
-from unlearnkit.data.base import ArrayDataset
-from unlearnkit.data.plan import DataPlan
-from unlearnkit.data.records import data_block
-from unlearnkit.evaluation.suite import evaluate_models, model_outputs
+import unlearnkit as uk
+from unlearnkit import api
 from unlearnkit.io import atomic_write_bytes, atomic_write_json
-from unlearnkit.models import build_model
-from unlearnkit.ssse import ErasureConfig, ErasureState
-from unlearnkit.ssse.eps import (
-    DEFAULT_GRID,
-    accuracy_gap_rule,
-    guard_sample,
-    loss_matching_rule,
-    matched_holdout,
-)
-from unlearnkit.training import SGDRecipe, evaluate_accuracy, train
 
-#: The suite's metrics the demo table shows (keys of each row of ``results["rows"]``).
-ROW_METRICS = ("RA", "FA", "VA", "TA", "test_mia", "dist_to_retrain", "seconds")
+#: the evaluation suite's accuracy names per split (``report["accuracy"][model]``)
+ACC = {"retain": "RA", "forget": "FA", "val": "VA", "test": "TA"}
+#: table row → the evaluation report's model key
+ROWS = {"Original": "original", "SSSE": "unlearned", "Retrain": "retrain"}
+#: fixed ε of the curve (half decades, 1e-4 … 1e2)
+CURVE_EPS = tuple(round(10.0 ** (k / 2), 7) for k in range(-8, 5))
+#: the outputs of one run (models are artifacts: ``.safetensors`` + ``.json``)
+FILES = ("results.json", "report.md", "eps_curve.png")
+MODELS = ("original", "ssse", "retrain")
+STATE = "ssse-state"
+
+
+def check_outputs(out: str | Path, overwrite: bool = False) -> None:
+    """Refuse (before any work) to replace an earlier run's outputs without ``overwrite``."""
+    out = Path(out)
+    for f in FILES:
+        api.check_output(out / f, overwrite=overwrite, artifact=False)
+    for m in MODELS:
+        api.check_output(out / m, overwrite=overwrite)
+    api.check_state_output(out / STATE, overwrite=overwrite)
+
+
+def rows_of(report: dict[str, Any], seconds: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Table rows from an evaluation report: accuracy per split, MIA, distance, seconds.
+
+    Distance is ‖θ − θ_R‖ / ‖θ_O − θ_R‖: 1 for the Original and 0 for the Retrain by
+    definition, the report's normalised distance for SSSE."""
+    distance = {"Original": 1.0, "SSSE": report["distance"]["normalized"], "Retrain": 0.0}
+    rows: dict[str, dict[str, Any]] = {}
+    for row, key in ROWS.items():
+        acc = report["accuracy"][key]
+        rows[row] = {split: acc.get(name) for split, name in ACC.items()}
+        rows[row]["mia"] = report["mia"][key]["test_mia"]
+        rows[row]["dist_to_retrain"] = distance[row]
+        rows[row]["seconds"] = seconds[row]
+    return rows
+
+
+def eps_curve(
+    prepared: uk.Prepared, model: nn.Module, ids: torch.Tensor, eps: tuple[float, ...] = CURVE_EPS
+) -> dict[str, list[float]]:
+    """Accuracies after erasing ``ids`` at each fixed ε (retained sample, held-out, erased)."""
+    curve: dict[str, list[float]] = {"eps": list(eps)}
+    for e in eps:
+        acc = prepared.erase(model, ids, eps=e, allow_utility_loss=True).accuracy
+        for k, v in acc.items():
+            curve.setdefault(k, []).append(v["after"])
+    return curve
 
 
 def run_demo(
@@ -44,129 +87,105 @@ def run_demo(
     batch_size: int = 64,
     lr: float = 0.05,
     seed: int = 0,
-    log: Any = print,
+    log: Callable[[str], Any] = print,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run the demo; write ``report.md``, ``results.json``, ``eps_curve.png``, the models and
-    the erasure state to ``out``; return the results."""
+    """Run the demo (see the module docstring) in ``out``; return the results."""
     out = Path(out)
+    check_outputs(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    plan = DataPlan(dataset, {}, forget=None, split_seed=seed)
-    mat = plan.materialise()
-    from unlearnkit.data.forget import make_forget_spec, select_forget
-
-    fs = select_forget(mat.train, make_forget_spec(forget), seed=seed)
-    retain, forget_set = fs.retain(mat.train), fs.forget(mat.train)
-    sets = {"retain": retain, "forget": forget_set, "val": mat.val, "test": mat.test}
+    split = uk.plan(dataset, split_seed=seed, forget=forget, forget_seed=seed)
+    ids = split.forget.ids
     log(
-        f"{dataset}: {len(mat.train)} train ({len(forget_set)} to forget, {forget}), {len(mat.val)} val, {len(mat.test)} test"
+        f"{dataset}: {len(split.train)} train ({len(ids)} to forget, {forget}), "
+        f"{len(split.val)} val, {len(split.test)} test"
     )
-    recipe = SGDRecipe(epochs=epochs, batch_size=batch_size, lr=lr)
-    init = build_model(model, mat.full.input_shape, mat.full.num_outputs, seed=seed)
+    recipe = {"name": "sgd", "epochs": epochs, "batch_size": batch_size, "lr": lr}
 
     log(f"training the Original ({model}, {epochs} epochs)...")
-    orig = train(init, mat.train, recipe, seed=seed)
-    save_model(
-        out / "original",
-        orig.model,
-        {
-            "data": data_block(plan, mat),
-            "recipe": recipe.model_dump(),
-            "seed": seed,
-            "role": "original",
-        },
-    )
+    original = uk.train(model, split, recipe, seed)
+    uk.save(original, out / "original", overwrite=overwrite)
+    source = uk.load(out / "original")  # erasing the saved model keeps its lineage and plan
 
-    log("preparing the SSSE state (grouped empirical Fisher, exact leave-S-out)...")
-    cfg = ErasureConfig(
-        task="multiclass",
-        curvature="empirical",
-        group_size=10,
-        blocks="per_layer",
-        damping=1e-3,
-        mode="exact",
-        seed=seed,
-    )
-    state = ErasureState.prepare(orig.model, mat.train, cfg)
+    log("preparing the SSSE state (the library's SSSE defaults)...")
     t0 = time.perf_counter()
-    request = state.request(orig.model, forget_set)
-    direction_seconds = time.perf_counter() - t0
+    prepared = uk.prepare(source)
+    prepare_seconds = time.perf_counter() - t0
+
+    log("erasing the forget set (eps='auto', within the utility budget)...")
     t0 = time.perf_counter()
-    choice = loss_matching_rule(
-        request,
-        forget_set,
-        matched_holdout(forget_set, mat.val),
-        DEFAULT_GRID,
-        retain=guard_sample(retain, seed=seed),
-    )
-    select_seconds = time.perf_counter() - t0
-    ssse_model, new_state = request.commit(choice.eps)
-    new_state.save(out / "ssse-state")
-    save_model(
-        out / "ssse",
-        ssse_model,
-        {"data": data_block(plan, mat), "role": "ssse", "ssse": {"eps": choice.eps}},
-    )
+    erased = prepared.erase(source, ids)
+    erase_seconds = time.perf_counter() - t0
+    uk.save(erased, out / "ssse", overwrite=overwrite)
+    erased.prepared.save(out / STATE)
 
     log("retraining from scratch on the retain set (the gold standard)...")
-    retr = train(init, retain, recipe, seed=seed)
-    oracle = accuracy_gap_rule(
-        request,
-        {"retain": retain, "forget": forget_set, "test": mat.test},
-        retr.model,
-        DEFAULT_GRID,
-    )
+    retrain = uk.train(model, split, recipe, seed, on="retain")
+    uk.save(retrain, out / "retrain", overwrite=overwrite)
 
-    outs = {
-        name: model_outputs(m, sets)
-        for name, m in (("Original", orig.model), ("SSSE", ssse_model), ("Retrain", retr.model))
-    }
-    seconds = {
-        "Original": orig.seconds,
-        "SSSE": direction_seconds + select_seconds,
-        "Retrain": retr.seconds,
-    }
-    rows = {
-        name: evaluate_models(
-            out, sets, outs["Original"], outs["Retrain"], ROW_METRICS, seconds=seconds[name]
-        ).metrics
-        for name, out in outs.items()
-    }
+    log("evaluating and measuring the ε curve...")
+    report = uk.evaluate(
+        erased.model,
+        split,
+        original=original.model,
+        retrain=retrain.model,
+        method_seconds=erase_seconds,
+        retrain_seconds=retrain.seconds,
+    )
+    seconds = {"Original": original.seconds, "SSSE": erase_seconds, "Retrain": retrain.seconds}
     results = {
         "dataset": dataset,
         "model": model,
         "forget": forget,
-        "n_forget": len(forget_set),
+        "n_forget": len(ids),
         "epochs": epochs,
-        "rows": rows,
-        "eps": choice.eps,
-        "eps_rule": "loss_matching",
-        "eps_oracle": oracle.eps,
-        "prepare_seconds": state.prepare_seconds,
-        "erase_seconds": direction_seconds,
-        "select_seconds": select_seconds,
-        "solvers": state.inverse.describe(),
-        "eps_curve": {"grid": choice.grid, "ks": choice.scores, "oracle_gap": oracle.scores},
+        "seed": seed,
+        "rows": rows_of(report, seconds),
+        "eps": erased.eps,
+        "eps_rule": erased.eps_rule,
+        "utility_budget": uk.DEFAULT_UTILITY_BUDGET,
+        "utility": erased.accuracy,
+        "prepare_seconds": prepare_seconds,
+        "erase_seconds": erase_seconds,
+        "eps_curve": eps_curve(prepared, original.model, ids),
+        "evaluation": report,
     }
     atomic_write_json(out / "results.json", results)
-    _plot(request, sets, retr.model, choice.eps, oracle.eps, out / "eps_curve.png")
+    plot_eps_curve(results, out / "eps_curve.png")
     atomic_write_bytes(out / "report.md", render_report(results).encode())
     return results
 
 
+def _cell(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
 def render_table(results: dict[str, Any]) -> str:
     """The side-by-side Markdown table."""
-    head = "| model | retain acc | forget acc | val acc | test acc | MIA (forget vs test) | ‖θ−θ_R‖/‖θ_O−θ_R‖ | time (s) |"
+    head = (
+        "| model | retain acc | forget acc | val acc | test acc | MIA (forget vs test) "
+        "| ‖θ−θ_R‖/‖θ_O−θ_R‖ | time (s) |"
+    )
     lines = [head, "|" + "---|" * 8]
     for name, r in results["rows"].items():
-        lines.append(
-            f"| {name} | {r['RA']:.4f} | {r['FA']:.4f} | {r['VA']:.4f} | {r['TA']:.4f} | "
-            f"{r['test_mia']:.3f} | {r['dist_to_retrain']:.3f} | {r['seconds']:.2f} |"
-        )
+        cells = [_cell(r[k], 4) for k in ACC]
+        cells += [_cell(r["mia"], 3), _cell(r["dist_to_retrain"], 3), _cell(r["seconds"], 2)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _utility_lines(results: dict[str, Any]) -> str:
+    names = {"retain": "retained sample", "holdout": "held-out", "erased": "erased samples"}
+    return "\n".join(
+        f"  - {names.get(k, k)}: {a['before']:.4f} → {a['after']:.4f}"
+        for k, a in results["utility"].items()
+    )
+
+
 def render_report(results: dict[str, Any]) -> str:
+    """The Markdown report: the table, how ε was chosen, the utility check, the ε curve."""
     r = results
+    budget = 100 * r["utility_budget"]
     return f"""# unlearnkit demo: SSSE vs retraining on {r["dataset"]} ({r["model"]})
 
 Forget set: `{r["forget"]}` ({r["n_forget"]} samples). The Original and Retrain use the same
@@ -174,46 +193,33 @@ initial weights, recipe ({r["epochs"]} epochs of SGD) and seed; Retrain never se
 
 {render_table(r)}
 
-- SSSE time = one erasure request ({r["erase_seconds"]:.2f} s: gradients of the forget set, exact
-  leave-S-out downdate, F⁻¹v) + choosing ε ({r["select_seconds"]:.2f} s). The one-off preparation
-  (curvature rows of the whole training set + factorisation) took {r["prepare_seconds"]:.2f} s and
+- SSSE time = one erasure request with ε = `auto` ({r["erase_seconds"]:.2f} s: gradients of the
+  forget set, the downdate, F⁻¹v, choosing ε and the utility check). The one-off preparation
+  (curvature of the whole training set + factorisation) took {r["prepare_seconds"]:.2f} s and
   serves every later request.
-- ε = {r["eps"]:g}, chosen **without** the retrained model (forget-set losses matched to held-out
-  losses of the same classes, KS statistic, among the ε that keep retained accuracy within 1
-  point). The oracle ε (closest accuracies to Retrain) would be
-  {r["eps_oracle"]:g}.
-- MIA: logistic regression on per-sample losses, forget vs test, 10 stratified splits; 0.5 is
-  chance (retrain's value is the target).
+- ε = {r["eps"]:g}, rule: {r["eps_rule"]}, chosen **without** the retrained model (forget-set
+  losses matched to held-out losses of the same classes, among the ε that keep retained
+  accuracy within 1 point). Utility check (budget {budget:.1f} points), before → after:
+{_utility_lines(r)}
+- MIA: logistic regression on per-sample losses, forget vs test; 0.5 is chance (Retrain's
+  value is the target). All metrics: `results.json` → `evaluation` (as `unlearnkit evaluate`).
 
 ![ε curve](eps_curve.png)
-
-Curvature: `{r["solvers"].splitlines()[0]}`
 """
 
 
-def _plot(
-    request: Any,
-    sets: dict[str, ArrayDataset],
-    retrained: nn.Module,
-    eps: float,
-    eps_oracle: float,
-    path: Path,
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grid = list(DEFAULT_GRID)
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for k, colour in (("retain", "C0"), ("forget", "C3"), ("test", "C2")):
-        accs = [evaluate_accuracy(request.apply(e), sets[k]) for e in grid]
-        ax.plot(grid, accs, marker=".", color=colour, label=f"SSSE {k}")
-        ax.axhline(
-            evaluate_accuracy(retrained, sets[k]), color=colour, ls="--", lw=1, label=f"Retrain {k}"
-        )
-    ax.axvline(eps, color="k", lw=1, label=f"ε (loss matching) = {eps:g}")
-    ax.axvline(eps_oracle, color="grey", lw=1, ls=":", label=f"oracle ε = {eps_oracle:g}")
+def plot_eps_curve(results: dict[str, Any], path: Path) -> None:
+    """Accuracy after one SSSE step vs ε, Retrain's accuracies dashed, the chosen ε marked."""
+    curve, retrain = results["eps_curve"], results["rows"]["Retrain"]
+    series = (("retain", "retain", "C0"), ("holdout", "val", "C2"), ("erased", "forget", "C3"))
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.add_subplot()
+    for key, split, colour in series:
+        if key in curve:
+            ax.plot(curve["eps"], curve[key], marker=".", color=colour, label=f"SSSE {key}")
+        if retrain.get(split) is not None:
+            ax.axhline(retrain[split], color=colour, ls="--", lw=1, label=f"Retrain {split}")
+    ax.axvline(results["eps"], color="k", lw=1, label=f"ε auto = {results['eps']:g}")
     ax.set_xscale("log")
     ax.set_xlabel("ε")
     ax.set_ylabel("accuracy")
@@ -221,7 +227,6 @@ def _plot(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
-__all__ = ["render_report", "render_table", "run_demo"]
+__all__ = ["check_outputs", "eps_curve", "render_report", "render_table", "rows_of", "run_demo"]

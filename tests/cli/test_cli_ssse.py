@@ -9,6 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import unlearnkit as uk
 from unlearnkit.artifacts import load_model, manifest_split
 from unlearnkit.cli import app
 from unlearnkit.ssse import ErasureState
@@ -150,6 +151,28 @@ def test_demo_runs_end_to_end_on_digits(tmp_path: Path):
     assert res["rows"]["Original"]["dist_to_retrain"] == pytest.approx(1.0)
     assert (tmp_path / "eps_curve.png").stat().st_size > 1000
     assert "| SSSE |" in (tmp_path / "report.md").read_text()
+    # the safe default: eps auto, within the utility budget on retained and held-out data
+    assert res["eps_rule"] == "loss_matching"  # eps="auto": the retrain-free rule
+    for k in ("retain", "holdout"):
+        acc = res["utility"][k]
+        assert acc["before"] - acc["after"] <= res["utility_budget"]
+    # the table is the evaluation suite's numbers
+    assert res["rows"]["SSSE"]["dist_to_retrain"] == res["evaluation"]["distance"]["normalized"]
+    assert res["rows"]["SSSE"]["test"] == res["evaluation"]["accuracy"]["unlearned"]["TA"]
+    assert res["rows"]["Retrain"]["mia"] == res["evaluation"]["mia"]["retrain"]["test_mia"]
+    assert len(res["eps_curve"]["erased"]) == len(res["eps_curve"]["eps"])
+    saved = {name: uk.load(tmp_path / name).model for name in ("original", "ssse", "retrain")}
+    w = {k: torch.cat([p.flatten() for p in m.parameters()]) for k, m in saved.items()}
+    assert not torch.equal(w["ssse"], w["original"])
+    # the demo's outputs are a family `unlearnkit evaluate` accepts (plans and lineage match)
+    r = invoke("evaluate", tmp_path / "ssse", "--original", tmp_path / "original",
+               "--retrain", tmp_path / "retrain")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    # a second run refuses to replace the first one's outputs without --overwrite
+    before = (tmp_path / "results.json").read_bytes()
+    r = invoke("demo", "--out", tmp_path, "--dataset", "digits", "--model", "logreg")
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    assert (tmp_path / "results.json").read_bytes() == before
 
 
 def test_unlearn_accepts_models_from_train(trained: Path):

@@ -1,13 +1,14 @@
-"""``unlearnkit demo``: the main job end to end (what ``make demo`` runs)."""
+"""``unlearnkit demo``: the main job end to end through the facade (what ``make demo`` runs)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+from rich.markdown import Markdown
 
-from unlearnkit import api
 from unlearnkit.cli.app import Overwrite, app, console, friendly_errors
+from unlearnkit.demo import render_table, run_demo
 
 
 @app.command("demo")
@@ -21,12 +22,7 @@ def demo_cmd(
     seed: int = typer.Option(0),
     overwrite: Overwrite = False,
 ) -> None:
-    """Train, prepare SSSE, erase a forget set, retrain for reference; print and report."""
-    from rich.markdown import Markdown
-
-    from unlearnkit.demo import render_table, run_demo
-
-    api.check_output(out / "results.json", overwrite=overwrite, artifact=False)
+    """Train, prepare SSSE, erase a forget set (eps auto), retrain for reference; report."""
     res = run_demo(
         out,
         dataset=dataset,
@@ -35,10 +31,11 @@ def demo_cmd(
         epochs=epochs,
         seed=seed,
         log=console.print,
+        overwrite=overwrite,
     )
     console.print(Markdown(render_table(res)))
     console.print(
-        f"ε = {res['eps']:g} (loss matching, no retrain needed; oracle {res['eps_oracle']:g}). "
+        f"ε = {res['eps']:g} ({res['eps_rule']}, no retrain needed). "
         f"Prepare {res['prepare_seconds']:.1f} s once; erase {res['erase_seconds']:.2f} s; "
         f"retrain {res['rows']['Retrain']['seconds']:.1f} s."
     )
