@@ -19,6 +19,9 @@ Each metric states its formula, its source, and its direction. Usually the direc
 * :mod:`.ulira`: U-LiRA per-example Gaussian fits and likelihood-ratio scores.
 * :mod:`.roc`: ROC, AUC, TPR at low FPR, balanced accuracy, log-log ROC plot.
 * :mod:`.efficiency`: RTE and a CUDA-synchronised timer.
+* :mod:`.klom`: KLoM, per-example KL divergence of margins against an oracle (retrain)
+  ensemble, and its summaries (pool-level: not in the per-model suite).
+* :mod:`.memorisation`: leave-out memorisation scores from a shadow pool, top-k selection.
 * :mod:`.inputs`, :mod:`.registry`: what a registered metric reads; the registry.
 """
 

@@ -4,7 +4,8 @@ Modules, in import order: :mod:`~unlearnkit.training.predict` (devices, logits, 
 :mod:`~unlearnkit.training.augmentation` (the one augmentation vocabulary),
 :mod:`~unlearnkit.training.objective` (the regularised risk ``J``),
 :mod:`~unlearnkit.training.recipes` (SGD and L-BFGS recipes),
-:mod:`~unlearnkit.training.loop` (``train``/``retrain`` and :data:`TrainFn`).
+:mod:`~unlearnkit.training.loop` (``train``/``retrain`` and :data:`TrainFn`),
+:mod:`~unlearnkit.training.batched` (``train_many``: K small models in one vmap'd SGD run).
 """
 
 from unlearnkit.training.augmentation import (
@@ -17,6 +18,7 @@ from unlearnkit.training.augmentation import (
     hflip,
     random_crop,
 )
+from unlearnkit.training.batched import BatchedFit, train_many
 from unlearnkit.training.loop import (
     ModelFactory,
     TrainFn,
@@ -32,6 +34,7 @@ from unlearnkit.training.recipes import RECIPES, Fit, LBFGSRecipe, Recipe, SGDRe
 
 __all__ = [
     "AUGMENTATIONS",
+    "BatchedFit",
     "RECIPES",
     "Augment",
     "Fit",
@@ -57,4 +60,5 @@ __all__ = [
     "retrain",
     "run_train_fn",
     "train",
+    "train_many",
 ]
