@@ -10,7 +10,7 @@ LOCK := requirements-lock.txt
 TORCH := torch==2.13.0
 LATEST := .venv-latest
 
-.PHONY: demo test test-latest lint install lock clean
+.PHONY: demo test test-latest lint install lock reference clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,11 +28,16 @@ demo: $(STAMP)
 	$(BIN)/unlearnkit demo --out demo-out
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples docs
+	$(BIN)/ruff format --check src tests benchmarks examples docs
 
 test: lint
+	$(BIN)/python docs/gen_reference.py --check
 	$(BIN)/python -m pytest tests -p no:cacheprovider
+
+# regenerate the API reference (docs/reference/) from the docstrings
+reference: $(STAMP)
+	$(BIN)/python docs/gen_reference.py
 
 # the same lint and suite against the newest allowed versions, without the lock (drift on purpose);
 # torch stays at $(TORCH) (the CPU wheel): `make test-latest TORCH=torch==2.14.1` tries another
@@ -44,8 +49,9 @@ test-latest:
 	echo "$(TORCH)" > $(LATEST)/torch-pin.txt
 	$(LATEST)/bin/pip install -q --upgrade --upgrade-strategy eager -c $(LATEST)/torch-pin.txt -e ".[dev,ray]"
 	$(LATEST)/bin/pip freeze --exclude-editable > $(LATEST)/versions.txt
-	$(LATEST)/bin/ruff check src tests benchmarks
-	$(LATEST)/bin/ruff format --check src tests benchmarks
+	$(LATEST)/bin/ruff check src tests benchmarks examples docs
+	$(LATEST)/bin/ruff format --check src tests benchmarks examples docs
+	$(LATEST)/bin/python docs/gen_reference.py --check
 	$(LATEST)/bin/python -m pytest tests -p no:cacheprovider
 
 # regenerate the lock from pyproject.toml's ranges (pip-tools); commit the result
