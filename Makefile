@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/unlearnkit demo --out demo-out
+	$(BIN)/unlearnkit demo --out demo-out --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples docs
