@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -36,8 +36,13 @@ from unlearnkit.registry import Registry
 from unlearnkit.tasks import get_task, per_sample_loss
 from unlearnkit.training import evaluate_accuracy, predict_logits
 
-if TYPE_CHECKING:
-    from unlearnkit.ssse.request import ErasureRequest
+
+class ErasureRequest(Protocol):
+    """What the rules need of a request (:class:`unlearnkit.ssse.request.ErasureRequest`):
+    the model after a step of size ε along its fixed direction."""
+
+    def apply(self, eps: float) -> nn.Module: ...
+
 
 DEFAULT_GRID: tuple[float, ...] = tuple(float(x) for x in np.round(np.logspace(-4, 2, 25), 7))
 

@@ -14,7 +14,7 @@ members is dropped. The inverse is updated by an exact downdate / row replacemen
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -24,9 +24,6 @@ from unlearnkit.curvature.layout import with_params
 from unlearnkit.curvature.matrix import PAD_ID, GradientMatrix
 from unlearnkit.errors import ConfigError
 from unlearnkit.ssse.rows import SampleData, dataset_rows
-
-if TYPE_CHECKING:
-    from unlearnkit.ssse.state import ErasureState
 
 
 def share_rows(inverse: BlockDiagonalInverse, rows: Tensor | None) -> BlockDiagonalInverse:
@@ -64,7 +61,7 @@ def patched_rows(
 
 
 def leave_out(
-    state: ErasureState,
+    state: Any,  # the ErasureState (typed loosely: state.py imports this module)
     model: nn.Module,
     forget: SampleData,
     n_after: int,

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from torch import Tensor, nn
@@ -45,9 +45,6 @@ from unlearnkit.ssse.eps import (
 )
 from unlearnkit.tasks import get_task
 from unlearnkit.training import evaluate_accuracy
-
-if TYPE_CHECKING:
-    from unlearnkit.ssse.state import ErasureState
 
 #: Largest accepted absolute accuracy drop (retained / held-out) of one erasure step.
 DEFAULT_UTILITY_BUDGET = 0.02
@@ -89,7 +86,7 @@ def check_auto_inputs(
 class ErasureRequest:
     """A validated request: the direction Δ = F⁻¹v, evaluated for any ε without recomputing."""
 
-    state: ErasureState
+    state: Any  # the ErasureState it applies to (state.py imports this module)
     model: nn.Module
     forget: ArrayDataset
     theta: Tensor
@@ -190,7 +187,7 @@ class ErasureRequest:
         utility_budget: float = DEFAULT_UTILITY_BUDGET,
         allow_utility_loss: bool = False,
         grid: Sequence[float] = DEFAULT_GRID,
-    ) -> tuple[nn.Module, ErasureState]:
+    ) -> tuple[nn.Module, Any]:  # (new model, new ErasureState)
         """Choose ε (default "auto"), apply it, check the utility budget, and return the new
         model with the state after this request. On any error nothing is changed."""
         if not 0 <= utility_budget <= 1:
