@@ -53,7 +53,24 @@ class Task(ABC):
     #: so per-output-head curvature blocks of a linear model need one row per sample
     independent_outputs: bool = False
 
+    #: dtype of the stored targets, and what the labels look like (for messages)
+    label_dtype: torch.dtype = torch.int64
+    labels_doc: str = ""
+
     # ------------------------------------------------------------------ targets
+    def matches(self, y: Tensor) -> bool:
+        """Whether labels of this shape and dtype can only mean this task (task inference for
+        a user's data that does not name its task)."""
+        return False
+
+    @abstractmethod
+    def coerce_targets(
+        self, y: Tensor, classes: tuple[str, ...] | None
+    ) -> tuple[Tensor, tuple[str, ...]]:
+        """A user's labels in this task's stored form (``label_dtype``) with the class or
+        attribute names (given, or ``"0".."K-1"``); :class:`DataError` when they are not
+        valid for this task (shape, dtype, range)."""
+
     @abstractmethod
     def check_targets(self, y: Tensor, num_outputs: int | None = None) -> None:
         """Raise :class:`DataError` unless ``y`` are valid targets (dtype, shape, range)."""
@@ -155,6 +172,27 @@ class MulticlassTask(Task):
 
     name = "multiclass"
     description = "softmax cross-entropy; prediction = argmax"
+    label_dtype = torch.int64
+    labels_doc = "integer class indices of shape (n,)"
+
+    def matches(self, y: Tensor) -> bool:
+        return y.ndim == 1 and not y.is_floating_point() and y.dtype != torch.bool
+
+    def coerce_targets(
+        self, y: Tensor, classes: tuple[str, ...] | None
+    ) -> tuple[Tensor, tuple[str, ...]]:
+        if not self.matches(y):
+            raise DataError(
+                f"multiclass labels must be integer class indices of shape (n,), got "
+                f"{tuple(y.shape)} {y.dtype}"
+            )
+        y = y.to(torch.int64)
+        k = len(classes) if classes is not None else int(y.max()) + 1 if y.numel() else 0
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
+            raise DataError(
+                f"multiclass labels must lie in [0, {k}); found {int(y.min())}..{int(y.max())}"
+            )
+        return y, classes if classes is not None else tuple(map(str, range(k)))
 
     def check_targets(self, y: Tensor, num_outputs: int | None = None) -> None:
         if y.dtype != torch.int64 or y.dim() != 1:
@@ -209,6 +247,24 @@ class MultilabelTask(Task):
     name = "multilabel"
     description = "binary cross-entropy with logits, summed over attributes; prediction = z > 0"
     independent_outputs = True
+    label_dtype = torch.float32
+    labels_doc = "a 0/1 matrix of shape (n, attributes)"
+
+    def matches(self, y: Tensor) -> bool:
+        return y.ndim == 2 and (not y.numel() or bool(((y == 0) | (y == 1)).all()))
+
+    def coerce_targets(
+        self, y: Tensor, classes: tuple[str, ...] | None
+    ) -> tuple[Tensor, tuple[str, ...]]:
+        if not self.matches(y):
+            raise DataError(
+                f"multilabel labels must be an (n, attributes) matrix of 0/1, got shape "
+                f"{tuple(y.shape)}" + ("" if y.ndim != 2 else " with values other than 0 and 1")
+            )
+        k = y.shape[1]
+        if classes is not None and len(classes) != k:
+            raise DataError(f"{len(classes)} attribute names for {k} label columns")
+        return y.to(torch.float32), classes if classes is not None else tuple(map(str, range(k)))
 
     def check_targets(self, y: Tensor, num_outputs: int | None = None) -> None:
         if not y.is_floating_point() or y.dim() != 2:
@@ -276,3 +332,15 @@ def mean_loss(task: str | Task, logits: Tensor, y: Tensor) -> Tensor:
 def predict(task: str | Task, logits: Tensor) -> Tensor:
     """Predicted labels: class indices (multiclass) or a {0,1} float matrix (multilabel)."""
     return get_task(task).predict(logits)
+
+
+def infer_task(y: Tensor) -> Task:
+    """The one registered task whose :meth:`Task.matches` accepts labels ``y``."""
+    found = [t for t in (TASKS.get(n) for n in TASKS.names()) if t.matches(y)]
+    if len(found) != 1:
+        kinds = "; ".join(f"{n}: {TASKS.get(n).labels_doc}" for n in TASKS.names())
+        raise DataError(
+            f"cannot tell the task from labels of shape {tuple(y.shape)} and dtype {y.dtype} "
+            f"({kinds}); convert the labels or pass task="
+        )
+    return found[0]

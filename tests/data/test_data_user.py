@@ -122,7 +122,7 @@ class Stream(IterableDataset):
         ((_x(), torch.ones(N, 2)), {"task": "multilabel", "classes": ["a"]}, "1 attribute names"),
         ((_x().long(), _y()), {}, "floating point"),
         ((_x()[:0], _y()[:0]), {}, "empty"),
-        ((_x(), _y()), {"task": "regression"}, "task must be"),
+        ((_x(), _y()), {"task": "regression"}, "unknown task"),
         (NotFloat(), {}, "item 4 has torch.int64"),
         (Ragged(), {}, r"item 6 is \(3,\), not \(2, 3\)"),
         (Stream(), {}, "IterableDataset"),

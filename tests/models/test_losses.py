@@ -160,3 +160,24 @@ def test_same_kind_selects_matching_targets() -> None:
     y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert ml.same_kind(y, y, attribute=1).tolist() == [False, True]
     assert ml.same_kind(y, y).tolist() == [True, True]
+
+
+def test_tasks_coerce_and_infer_user_labels() -> None:
+    """Each Task converts a user's labels to its stored form, and the labels' shape and dtype
+    name exactly one task (the data layer asks the tasks instead of spelling them out)."""
+    from unlearnkit.errors import DataError
+    from unlearnkit.tasks import get_task, infer_task
+
+    mc, ml = get_task("multiclass"), get_task("multilabel")
+    y, names = mc.coerce_targets(torch.tensor([2, 0, 1], dtype=torch.int32), None)
+    assert y.dtype == torch.int64 and y.tolist() == [2, 0, 1] and names == ("0", "1", "2")
+    with pytest.raises(DataError, match=r"\[0, 2\)"):
+        mc.coerce_targets(torch.tensor([2, 0]), ("a", "b"))
+    m, names = ml.coerce_targets(torch.tensor([[1, 0], [0, 1]]), ("u", "v"))
+    assert m.dtype == torch.float32 and names == ("u", "v")
+    with pytest.raises(DataError, match="0/1"):
+        ml.coerce_targets(torch.tensor([[2.0, 0.0]]), None)
+    assert infer_task(torch.tensor([0, 3, 1])) is mc
+    assert infer_task(torch.tensor([[0.0, 1.0]])) is ml
+    with pytest.raises(DataError, match="integer class indices"):
+        infer_task(torch.tensor([0.5, 1.0]))

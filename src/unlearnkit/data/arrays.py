@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from unlearnkit.data.base import ArrayDataset, Task
+from unlearnkit.tasks import get_task
 
 
 def as_ids(values: Any) -> torch.Tensor:
@@ -24,9 +25,9 @@ def build_dataset(
     classes: tuple[str, ...] | list[str],
     meta: dict[str, Any] | None = None,
 ) -> ArrayDataset:
-    """An ArrayDataset with ``x`` float32, ``ids`` int64 and ``y`` int64 (multiclass) or
-    float32 {0,1} (multilabel). Arrays are copied, so callers may keep caching theirs."""
-    y_dtype = np.int64 if task == "multiclass" else np.float32
+    """An ArrayDataset with ``x`` float32, ``ids`` int64 and ``y`` in the task's label dtype
+    (int64 class indices, float32 {0,1} attributes). Arrays are copied, so callers may keep caching theirs."""
+    y_dtype = torch.empty(0, dtype=get_task(task).label_dtype).numpy().dtype
     return ArrayDataset(
         name=name,
         x=torch.from_numpy(np.array(x, dtype=np.float32, copy=True)),

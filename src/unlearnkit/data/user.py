@@ -35,7 +35,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from unlearnkit.data.base import ArrayDataset, Task, positions_of
-from unlearnkit.errors import DataError
+from unlearnkit.errors import ConfigError, DataError
+from unlearnkit.tasks import get_task, infer_task
 
 #: Inputs up to this many bytes are materialised in memory.
 DEFAULT_MEMORY_BUDGET = 2**30
@@ -92,48 +93,19 @@ def _ids(values: Any, n: int, where: str) -> torch.Tensor:
 
 
 def _labels(
-    y: torch.Tensor, task: Task | None, classes: Sequence[str] | None
+    y: torch.Tensor, task: Task | None, classes: Sequence[str] | int | None
 ) -> tuple[torch.Tensor, Task, tuple[str, ...]]:
-    """Validated labels, the task and the class (attribute) names."""
+    """Validated labels, the task and the class (attribute) names: the task object checks and
+    converts them (:meth:`unlearnkit.tasks.Task.coerce_targets`)."""
     if isinstance(classes, int) and not isinstance(classes, bool):
         classes = tuple(str(i) for i in range(classes))  # a count of classes
-    binary = bool(((y == 0) | (y == 1)).all()) if y.numel() else True
-    if task is None:
-        if y.ndim == 1 and not y.is_floating_point():
-            task = "multiclass"
-        elif y.ndim == 2 and binary:
-            task = "multilabel"
-        else:
-            raise DataError(
-                f"cannot tell the task from labels of shape {tuple(y.shape)} and dtype {y.dtype}; "
-                "pass task='multiclass' (integer class indices) or 'multilabel' (0/1 matrix)"
-            )
-    if task == "multiclass":
-        if y.ndim != 1 or y.is_floating_point() or y.dtype == torch.bool:
-            raise DataError(
-                f"multiclass labels must be integer class indices of shape (n,), got "
-                f"{tuple(y.shape)} {y.dtype}"
-            )
-        y = y.to(torch.int64)
-        k = len(classes) if classes is not None else int(y.max()) + 1 if y.numel() else 0
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
-            raise DataError(
-                f"multiclass labels must lie in [0, {k}); found {int(y.min())}..{int(y.max())}"
-            )
-    elif task == "multilabel":
-        if y.ndim != 2 or not binary:
-            raise DataError(
-                f"multilabel labels must be an (n, attributes) matrix of 0/1, got shape "
-                f"{tuple(y.shape)}" + ("" if binary else " with values other than 0 and 1")
-            )
-        y = y.to(torch.float32)
-        k = y.shape[1]
-        if classes is not None and len(classes) != k:
-            raise DataError(f"{len(classes)} attribute names for {k} label columns")
-    else:
-        raise DataError(f"task must be 'multiclass' or 'multilabel', got {task!r}")
-    names = tuple(str(c) for c in classes) if classes is not None else tuple(map(str, range(k)))
-    return y, task, names
+    names = tuple(str(c) for c in classes) if classes is not None else None
+    try:
+        spec = infer_task(y) if task is None else get_task(task)
+    except ConfigError as err:
+        raise DataError(str(err)) from None
+    labels, names = spec.coerce_targets(y, names)
+    return labels, spec.name, names  # type: ignore[return-value]
 
 
 class StreamingDataset:
