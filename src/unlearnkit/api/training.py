@@ -117,6 +117,8 @@ def fit(
     info: dict[str, Any] = {"recipe": rec.model_dump(mode="json")}
     if res.grad_norm is not None:
         info["grad_norm"] = res.grad_norm
+    if res.history:
+        info["final_loss"] = float(res.history[-1].get("loss", float("nan")))
     return res.model.eval(), res.seconds, info
 
 

@@ -24,6 +24,7 @@ import optuna
 import torch
 
 import unlearnkit.methods  # noqa: F401  (registers the methods)
+from unlearnkit import api as uk
 from unlearnkit.artifacts import load_model, save_model
 from unlearnkit.bench.config import DatasetConfig, ModelConfig, SearchConfig
 from unlearnkit.bench.evaluate import evaluate_model, search_metrics
@@ -36,7 +37,6 @@ from unlearnkit.methods import METHODS, UnlearnData
 from unlearnkit.metrics import deep_unlearn_objectives, indiscernibility
 from unlearnkit.models import build_model
 from unlearnkit.registry import Registry
-from unlearnkit.training import train
 
 
 @dataclass(frozen=True)
@@ -140,16 +140,15 @@ def train_stage(task: Task) -> Output:
 
     p = task.payload
     split = read_split(str(task.path(p["split"])))
-    data = split.train if p["role"] == "original" else split.retain
+    on = "train" if p["role"] == "original" else "retain"
     init = _load(task, p["init"])
-    recipe = {**p["recipe"], "device": _device(task)}
-    result = train(init, data, recipe, seed=int(p["train_seed"]))
+    result = uk.train(init, split, p["recipe"], int(p["train_seed"]), device=_device(task), on=on)
     rel = f"models/{task.key}"
     save_model(task.path(rel), result.model.cpu(), {"stage": p["role"], "key": task.key})
-    last = result.history[-1] if result.history else {}
+    n = len(split.train if on == "train" else split.retain)
     return Output(
-        params={"role": p["role"], "n": len(data)},
-        metrics={"final_loss": float(last.get("loss", float("nan")))},
+        params={"role": p["role"], "n": n},
+        metrics={"final_loss": float(result.record.get("final_loss", float("nan")))},
         timings={"train": result.seconds},
         artifact=rel,
     )
@@ -207,20 +206,16 @@ def unlearn_stage(task: Task) -> Output:
     p = task.payload
     split = read_split(str(task.path(p["split"])))
     original = _load(task, p["original"])
-    method = METHODS.get(p["method"])()
-    data = UnlearnData(split.retain, split.forget, split.val)
-    res = method.unlearn(
-        original, data, p["config"], seed=int(p["unlearn_seed"]), device=_device(task)
+    res = uk.unlearn(
+        original, split, p["method"], p["config"], int(p["unlearn_seed"]), device=_device(task)
     )
     rel = f"models/{task.key}"
     save_model(task.path(rel), res.model.cpu(), {"stage": "unlearn", "key": task.key})
-    info = {k: v for k, v in res.info.items() if k != "config" and isinstance(v, (int, float, str))}
+    info = {k: v for k, v in res.record["info"].items() if isinstance(v, int | float | str)}
     timings = {"unlearn": res.seconds}
     timings.update({k: float(v) for k, v in info.items() if k.endswith("_seconds")})
     return Output(
-        params={"config": res.info.get("config", {}), "info": info},
-        timings=timings,
-        artifact=rel,
+        params={"config": res.record["config"], "info": info}, timings=timings, artifact=rel
     )
 
 
