@@ -227,3 +227,26 @@ def test_small_user_audit_runs_and_reports_rates() -> None:
     m = res.outcome.metrics
     assert 0.0 <= m.auc <= 1.0 and m.n_pos > 0 and m.n_neg > 0
     assert res.target_ids.size == 60
+
+
+def test_auto_eps_moves_to_the_best_eps_within_the_budget() -> None:
+    """The rule's own guard sees retained accuracy only; when its best ε breaks the budget on
+    held-out data of other classes, ``eps="auto"`` takes the next eligible ε in the rule's
+    order that fits, and records the rule's best. (An untrained net on seeded noise: the
+    rule's best is known to break the budget here.)"""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 6, generator=g), torch.randint(0, 3, (300,), generator=g)
+    ids = torch.arange(300) + 10
+    val = TensorDataset(x[:50] + 0.1, y[:50], ids[:50] + 1000)
+    split = uk.split_of(TensorDataset(x, y, ids), val=val)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    prepared = uk.prepare(net, split)
+    erased = prepared.erase(net, [10, 11, 12])
+    best = erased.entry["eps_search"]["rule_best_eps"]
+    assert best is not None and erased.eps != best
+    for k in ("retain", "holdout_other"):
+        acc = erased.accuracy[k]
+        assert acc["before"] - acc["after"] <= uk.DEFAULT_UTILITY_BUDGET
+    with pytest.raises(UtilityBudgetError):
+        prepared.erase(net, [10, 11, 12], eps=best)

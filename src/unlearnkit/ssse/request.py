@@ -22,6 +22,7 @@ The ledger entry records ε, its rule, the searched grid (range and scores) and 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -201,14 +202,30 @@ class ErasureRequest:
             allow_utility_loss=allow_utility_loss,
             grid=grid,
         )
-        new_model = self.apply(choice.eps)
-        utility = self.utility(new_model, holdout, retain_sample)
-        checked = {
-            k: v["before"] - v["after"]
-            for k, v in (utility or {}).items()
-            if k in ("retain", "holdout_other")
-        }
-        over = {k: d for k, d in checked.items() if d > utility_budget}
+        # "auto" takes the rule's best ε that also fits the budget on every checked set (the
+        # rule's own guard sees the retained sample only): its eligible grid points in score order
+        order = [choice.eps]
+        if eps == "auto" and not allow_utility_loss:
+            ranked = sorted(
+                (sc if not choice.maximise else -sc, e)
+                for e, sc in zip(choice.grid, choice.scores, strict=True)
+                if np.isfinite(sc) and e != choice.eps
+            )
+            order += [e for _, e in ranked]
+        for candidate in order:
+            new_model = self.apply(candidate)
+            utility = self.utility(new_model, holdout, retain_sample)
+            checked = {
+                k: v["before"] - v["after"]
+                for k, v in (utility or {}).items()
+                if k in ("retain", "holdout_other")
+            }
+            over = {k: d for k, d in checked.items() if d > utility_budget}
+            if not over or allow_utility_loss:
+                break
+        if candidate != choice.eps and not over:
+            choice.extra["rule_best_eps"] = choice.eps
+            choice = dataclasses.replace(choice, eps=float(candidate))
         if over and not allow_utility_loss:
             detail = ", ".join(
                 f"{k} accuracy {utility[k]['before']:.4f} → {utility[k]['after']:.4f}"  # type: ignore[index]
@@ -217,7 +234,8 @@ class ErasureRequest:
             raise UtilityBudgetError(
                 f"erasing with ε={choice.eps:g} ({choice.rule}) would cost more than the utility "
                 f"budget of {utility_budget:g}: {detail}. Nothing was changed. Use a smaller ε, "
-                "raise utility_budget, or pass allow_utility_loss=True to accept the loss.",
+                "raise utility_budget, or accept the loss (allow_utility_loss=True; on the "
+                "command line --allow-utility-loss).",
                 utility or {},
             )
         step = (choice.eps * self.scale) * self.delta
@@ -236,6 +254,7 @@ class ErasureRequest:
                 "grid": choice.grid,
                 "scores": [s if np.isfinite(s) else None for s in choice.scores],
                 "eligible": len(finite),
+                "rule_best_eps": choice.extra.get("rule_best_eps"),
             },
             "utility": utility,
             "utility_budget": utility_budget,
