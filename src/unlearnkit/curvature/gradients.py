@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from unlearnkit.curvature.backends import detach_model, func_rows, hooks_rows, linear_modules
 from unlearnkit.curvature.layout import ParamLayout
-from unlearnkit.curvature.matrix import PAD_ID, GradientMatrix
+from unlearnkit.curvature.matrix import GradientMatrix
 from unlearnkit.curvature.programs import Loss, RowProgram, empirical_program
 from unlearnkit.errors import ConfigError, DataError, MemoryBudgetError, NumericalError
 from unlearnkit.tasks import Task
@@ -229,18 +229,8 @@ def collect_rows(
         start = stop
 
     assert G is not None
-    group_members = torch.where(members_pos >= 0, ids[fill], torch.full_like(fill, PAD_ID))
-    return GradientMatrix(
-        G=G,
-        row_group=torch.arange(n_groups).repeat_interleave(r),
-        row_output=torch.arange(r).repeat(n_groups),
-        group_members=group_members,
-        group_sizes=sizes,
-        sample_ids=ids,
-        layout=layout,
-        kind=program.kind,
-        group_size=group_size,
-        seed=seed,
+    return GradientMatrix.from_groups(
+        G, r, members_pos, ids, sizes, layout, program.kind, group_size, seed
     )
 
 

@@ -49,6 +49,37 @@ class GradientMatrix:
     group_size: int
     seed: int
 
+    @classmethod
+    def from_groups(
+        cls,
+        G: Tensor,
+        r: int,
+        members_pos: Tensor,
+        sample_ids: Tensor,
+        group_sizes: Tensor,
+        layout: ParamLayout,
+        kind: str,
+        group_size: int,
+        seed: int,
+    ) -> GradientMatrix:
+        """Rows of ``n_groups`` groups × ``r`` outputs, group-major; ``members_pos``
+        (n_groups, g) are positions into ``sample_ids`` (−1 = padding, stored as ``PAD_ID``)."""
+        n_groups = members_pos.shape[0]
+        real = members_pos >= 0
+        fill = torch.where(real, members_pos, torch.zeros_like(members_pos))
+        return cls(
+            G=G,
+            row_group=torch.arange(n_groups).repeat_interleave(r),
+            row_output=torch.arange(r).repeat(n_groups),
+            group_members=torch.where(real, sample_ids[fill], torch.full_like(fill, PAD_ID)),
+            group_sizes=group_sizes,
+            sample_ids=sample_ids,
+            layout=layout,
+            kind=kind,
+            group_size=group_size,
+            seed=seed,
+        )
+
     @property
     def m(self) -> int:
         return int(self.G.shape[0])

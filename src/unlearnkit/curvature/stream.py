@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from unlearnkit.curvature.backends import detach_model, func_rows, hooks_rows, linear_modules
 from unlearnkit.curvature.gradients import Backend, check_eval_mode, chunk_units, make_groups
 from unlearnkit.curvature.layout import ParamLayout
-from unlearnkit.curvature.matrix import PAD_ID, GradientMatrix
+from unlearnkit.curvature.matrix import GradientMatrix
 from unlearnkit.curvature.programs import RowProgram
 from unlearnkit.errors import ConfigError, DataError, NumericalError
 
@@ -125,17 +125,6 @@ def collect_rows_stream(
     ids = torch.cat(all_ids)
     if torch.unique(ids).numel() != n:
         raise DataError("sample ids are not unique")
-    fill = torch.where(real, members_pos, torch.zeros_like(members_pos))
-    group_members = torch.where(real, ids[fill], torch.full_like(fill, PAD_ID))
-    return GradientMatrix(
-        G=G,
-        row_group=torch.arange(n_groups).repeat_interleave(r),
-        row_output=torch.arange(r).repeat(n_groups),
-        group_members=group_members,
-        group_sizes=sizes,
-        sample_ids=ids,
-        layout=layout,
-        kind=program.kind,
-        group_size=group_size,
-        seed=seed,
+    return GradientMatrix.from_groups(
+        G, r, members_pos, ids, sizes, layout, program.kind, group_size, seed
     )
