@@ -5,9 +5,10 @@ training set) and the erasure step, so the row is comparable with methods that h
 precomputation; ``info`` reports the two parts separately (erasure alone is what a deployed
 state pays per deletion request).
 
-ε: ``eps="auto"`` (the default) picks ε with a guarded retrain-free rule of
-:mod:`unlearnkit.ssse.eps` (``eps_rule``: loss matching, or class forgetting), with the
-validation set (same classes) as held-out data; a number is used as given.
+ε: ``eps="auto"`` (the default) is the engine's own (:meth:`ErasureRequest.commit`): the
+guarded loss-matching rule within the utility budget ``max_retain_drop``, with the validation
+set as held-out data; ``eps_rule="class_forgetting"`` picks ε by the class-forgetting rule of
+:mod:`unlearnkit.ssse.eps` instead; a number is used as given.
 
 Every other default (curvature, damping, blocks, group size, mode, solver) is
 :class:`~unlearnkit.ssse.config.ErasureConfig`'s, so the zoo row and ``prepare`` agree.
@@ -30,7 +31,6 @@ from unlearnkit.ssse.eps import (
     DEFAULT_GRID,
     class_forgetting_rule,
     guard_sample,
-    loss_matching_rule,
     matched_holdout,
 )
 from unlearnkit.ssse.state import ErasureState
@@ -110,18 +110,23 @@ class SSSE(Unlearner):
         t1 = time.perf_counter()
         request = state.request(model, data.forget)
         eps = config.eps
-        if eps == "auto":
-            holdout = matched_holdout(data.forget, data.val)
-            guard = guard_sample(data.retain)
-            if config.eps_rule == "loss_matching":
-                eps = loss_matching_rule(
-                    request, data.forget, holdout, DEFAULT_GRID, guard, config.max_retain_drop
-                ).eps
-            else:
+        if eps == "auto" and config.eps_rule == "loss_matching":
+            # the engine's own "auto": the guarded rule, within the utility budget
+            out, after = request.commit(
+                "auto",
+                holdout=data.val,
+                retain_sample=data.retain,
+                utility_budget=config.max_retain_drop,
+            )
+            eps = after.ledger[-1]["eps"]
+        else:
+            if eps == "auto":  # class forgetting: an explicit alternative rule
+                holdout = matched_holdout(data.forget, data.val)
+                guard = guard_sample(data.retain)
                 eps = class_forgetting_rule(
                     request, holdout, DEFAULT_GRID, guard, config.max_retain_drop
                 ).eps
-        out = request.apply(eps)
+            out = request.apply(eps)
         self.run_info.update(
             prepare_seconds=t1 - t0,
             erase_seconds=time.perf_counter() - t1,
