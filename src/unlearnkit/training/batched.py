@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, stack_module_state, vmap
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError, NumericalError, UnsupportedError
@@ -116,7 +116,7 @@ def train_many(
         out = functional_call(base, (p, b), (x,))
         return (per_sample(out, y) * w).sum() / w.sum().clamp(min=1.0)
 
-    step_grad = vmap(grad(batch_loss), in_dims=(0, 0, 0, 0, 0))
+    step_grad = vmap(grad_and_value(batch_loss), in_dims=(0, 0, 0, 0, 0))
     k = len(seeds)
     losses = torch.zeros(recipe.epochs, k, dtype=torch.float64)
     first = torch.ones(k, dtype=torch.bool)
@@ -132,13 +132,8 @@ def train_many(
             y = y_all[pos[j]]
             w = weight[j].to(dtype)
             active = w.sum(dim=1) > 0
-            with torch.no_grad():
-                out = vmap(lambda p, b, xx: functional_call(base, (p, b), (xx,)))(
-                    params, buffers, x
-                )
-                per = vmap(per_sample)(out, y)
-                total += (per * w).sum(dim=1).double()
-            grads = step_grad(params, buffers, x, y, w)
+            grads, mean = step_grad(params, buffers, x, y, w)  # one forward + backward
+            total += (mean.detach() * w.sum(dim=1)).double()
             with torch.no_grad():
                 for n in names:
                     p, g = params[n], grads[n]
