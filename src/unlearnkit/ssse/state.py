@@ -30,7 +30,9 @@ the model and the state are unchanged. The direction Δ does not depend on ε, s
 from __future__ import annotations
 
 import copy
+import json
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +73,11 @@ from unlearnkit.ssse.request import (
 from unlearnkit.ssse.rows import SampleData, dataset_rows, estimate_rows_bytes, sample_gradients
 
 
+def _canonical(entry: Any) -> str:
+    """A ledger entry as canonical JSON (in memory and read back compare equal)."""
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
+
+
 @dataclass(frozen=True)
 class ErasureState:
     """Immutable erasure state; every update returns a new object."""
@@ -92,6 +99,9 @@ class ErasureState:
     #: rows re-averaged since (shrunk groups): (ids (p,), current values (p, d)); ``rows`` is
     #: then shared between the states of a sequence instead of copied per request
     row_patch: tuple[Tensor, Tensor] | None = None
+    #: names the prepared state all its requests descend from (saved; a save refuses to
+    #: replace a state of the same lineage whose ledger is not a prefix of this one's)
+    state_id: str = ""
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -147,6 +157,7 @@ class ErasureState:
             rows=rows,
             fingerprint=model_fingerprint(model),
             prepare_seconds=time.perf_counter() - t0,
+            state_id=uuid.uuid4().hex,
         )
 
     # ------------------------------------------------------------------ properties
@@ -314,9 +325,48 @@ class ErasureState:
             grid=grid,
         )
 
+    def check_consistent(self, manifest: dict[str, Any]) -> None:
+        """The facts a loaded manifest states agree with the tensors: counts, the ledger's ids
+        (their union is exactly the erased mask, none twice), its request numbers and its
+        chain of model fingerprints ending at the state's (:class:`StateMismatchError`)."""
+
+        def refuse(what: str) -> None:
+            raise StateMismatchError(f"the erasure state is inconsistent: {what}")
+
+        n = self.n
+        if self.erased.shape != (n,):
+            refuse(f"erased mask has shape {tuple(self.erased.shape)}, not ({n},)")
+        if manifest.get("n") != n or manifest.get("n_remaining") != self.n_remaining:
+            refuse(
+                f"manifest states n={manifest.get('n')}, {manifest.get('n_remaining')} "
+                f"remaining; the tensors hold n={n}, {self.n_remaining} remaining"
+            )
+        ids: list[int] = []
+        before = None
+        for i, entry in enumerate(self.ledger, 1):
+            if not isinstance(entry, dict) or entry.get("request") != i:
+                refuse(f"ledger entry {i} is not request {i}")
+            ids += [int(x) for x in entry.get("ids") or []]
+            if before is not None and entry.get("model_before") != before:
+                refuse(f"ledger entry {i} does not start from the model entry {i - 1} made")
+            before = entry.get("model_after")
+        if before is not None and before != self.fingerprint:
+            refuse("the model fingerprint is not the one the last ledger entry made")
+        erased = sorted(self.erased_ids.tolist())
+        if len(set(ids)) != len(ids) or sorted(ids) != erased:
+            refuse(
+                f"the ledger's {len(ids)} id(s) are not the {len(erased)} erased sample(s) "
+                "of the state's mask"
+            )
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write the state to the folder ``path`` atomically (:mod:`unlearnkit.ssse.persistence`)."""
+        """Write the state to the folder ``path`` atomically (:mod:`unlearnkit.ssse.persistence`).
+
+        Compare-and-swap: a state of the same lineage (``state_id``) already at ``path`` is
+        replaced only when its ledger is a prefix of this one's, i.e. this state descends
+        from it; otherwise (another process recorded a request since this state was loaded)
+        :class:`StateMismatchError` and nothing is written."""
         tensors = {
             "sample_ids": self.sample_ids,
             "erased": self.erased.to(torch.uint8),
@@ -338,8 +388,22 @@ class ErasureState:
             "solvers": self.inverse.describe(),
             "ledger": list(self.ledger),
             "prepare_seconds": self.prepare_seconds,
+            "state_id": self.state_id,
         }
-        return write_state_folder(path, self.inverse, tensors, manifest)
+        return write_state_folder(path, self.inverse, tensors, manifest, self._check_replace)
+
+    def _check_replace(self, on_disk: dict[str, Any] | None) -> None:
+        """Refuse to replace a state of this lineage that this one does not descend from."""
+        if on_disk is None or on_disk.get("state_id", "") != self.state_id:
+            return
+        theirs = [_canonical(e) for e in on_disk.get("ledger") or []]
+        ours = [_canonical(e) for e in self.ledger]
+        if ours[: len(theirs)] != theirs:
+            raise StateMismatchError(
+                f"the erasure state on disk changed since this one was loaded (it records "
+                f"{len(theirs)} request(s) this state does not descend from; another process "
+                "erased from it?); nothing was written: load it again and repeat the request"
+            )
 
     @classmethod
     def load(cls, path: str | Path, model: nn.Module | None = None) -> ErasureState:
@@ -359,7 +423,9 @@ class ErasureState:
             fingerprint=manifest["model_fingerprint"],
             ledger=tuple(manifest["ledger"]),
             prepare_seconds=float(manifest.get("prepare_seconds", 0.0)),
+            state_id=str(manifest.get("state_id", "")),
         )
+        state.check_consistent(manifest)
         for name, tensor in (("theta_fisher", state.theta_fisher), ("rows", state.rows)):
             if tensor is not None and not bool(torch.isfinite(tensor).all()):
                 raise NumericalError(f"stored {name} has NaN/Inf entries")
