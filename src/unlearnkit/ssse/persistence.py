@@ -205,6 +205,43 @@ def read_state_folder(
     return manifest, BlockDiagonalInverse.from_state_dict(inv_t), tensors
 
 
+def check_stated_facts(manifest: dict[str, Any], sample_ids: Tensor, erased: Tensor) -> None:
+    """The facts a manifest states agree with the state's tensors: the counts, the ledger's
+    ids (their union is exactly the erased mask, none twice), its request numbers 1, 2, …
+    and its chain of model fingerprints (each request starts from the model the previous one
+    made; the last made ``model_fingerprint``). :class:`StateMismatchError` otherwise."""
+
+    def refuse(what: str) -> None:
+        raise StateMismatchError(f"the erasure state is inconsistent: {what}")
+
+    n = int(sample_ids.numel())
+    if erased.shape != (n,):
+        refuse(f"erased mask has shape {tuple(erased.shape)}, not ({n},)")
+    remaining = n - int(erased.sum())
+    if manifest.get("n") != n or manifest.get("n_remaining") != remaining:
+        refuse(
+            f"manifest states n={manifest.get('n')}, {manifest.get('n_remaining')} remaining; "
+            f"the tensors hold n={n}, {remaining} remaining"
+        )
+    ids: list[int] = []
+    made = None
+    for i, entry in enumerate(manifest.get("ledger") or [], 1):
+        if not isinstance(entry, dict) or entry.get("request") != i:
+            refuse(f"ledger entry {i} is not request {i}")
+        ids += [int(x) for x in entry.get("ids") or []]
+        if made is not None and entry.get("model_before") != made:
+            refuse(f"ledger entry {i} does not start from the model entry {i - 1} made")
+        made = entry.get("model_after")
+    if made is not None and made != manifest.get("model_fingerprint"):
+        refuse("the model fingerprint is not the one the last ledger entry made")
+    gone = sorted(sample_ids[erased].tolist())
+    if len(set(ids)) != len(ids) or sorted(ids) != gone:
+        refuse(
+            f"the ledger's {len(ids)} id(s) are not the {len(gone)} erased sample(s) of the "
+            "state's mask"
+        )
+
+
 def _recover_old_format(path: Path) -> None:
     """A version-1 save that crashed between its two renames left the old state in
     ``.<name>.old-*`` and no ``path``: put the newest complete one back."""

@@ -59,6 +59,7 @@ from unlearnkit.ssse.config import ErasureConfig
 from unlearnkit.ssse.eps import DEFAULT_GRID
 from unlearnkit.ssse.leave_out import leave_out, share_rows
 from unlearnkit.ssse.persistence import (
+    check_stated_facts,
     layout_dict,
     layout_from_dict,
     read_state_folder,
@@ -325,40 +326,6 @@ class ErasureState:
             grid=grid,
         )
 
-    def check_consistent(self, manifest: dict[str, Any]) -> None:
-        """The facts a loaded manifest states agree with the tensors: counts, the ledger's ids
-        (their union is exactly the erased mask, none twice), its request numbers and its
-        chain of model fingerprints ending at the state's (:class:`StateMismatchError`)."""
-
-        def refuse(what: str) -> None:
-            raise StateMismatchError(f"the erasure state is inconsistent: {what}")
-
-        n = self.n
-        if self.erased.shape != (n,):
-            refuse(f"erased mask has shape {tuple(self.erased.shape)}, not ({n},)")
-        if manifest.get("n") != n or manifest.get("n_remaining") != self.n_remaining:
-            refuse(
-                f"manifest states n={manifest.get('n')}, {manifest.get('n_remaining')} "
-                f"remaining; the tensors hold n={n}, {self.n_remaining} remaining"
-            )
-        ids: list[int] = []
-        before = None
-        for i, entry in enumerate(self.ledger, 1):
-            if not isinstance(entry, dict) or entry.get("request") != i:
-                refuse(f"ledger entry {i} is not request {i}")
-            ids += [int(x) for x in entry.get("ids") or []]
-            if before is not None and entry.get("model_before") != before:
-                refuse(f"ledger entry {i} does not start from the model entry {i - 1} made")
-            before = entry.get("model_after")
-        if before is not None and before != self.fingerprint:
-            refuse("the model fingerprint is not the one the last ledger entry made")
-        erased = sorted(self.erased_ids.tolist())
-        if len(set(ids)) != len(ids) or sorted(ids) != erased:
-            refuse(
-                f"the ledger's {len(ids)} id(s) are not the {len(erased)} erased sample(s) "
-                "of the state's mask"
-            )
-
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
         """Write the state to the folder ``path`` atomically (:mod:`unlearnkit.ssse.persistence`).
@@ -425,7 +392,7 @@ class ErasureState:
             prepare_seconds=float(manifest.get("prepare_seconds", 0.0)),
             state_id=str(manifest.get("state_id", "")),
         )
-        state.check_consistent(manifest)
+        check_stated_facts(manifest, state.sample_ids, state.erased)
         for name, tensor in (("theta_fisher", state.theta_fisher), ("rows", state.rows)):
             if tensor is not None and not bool(torch.isfinite(tensor).all()):
                 raise NumericalError(f"stored {name} has NaN/Inf entries")
