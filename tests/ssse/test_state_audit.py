@@ -201,7 +201,13 @@ def test_a_crash_at_any_write_step_leaves_the_old_or_the_new_state(
     with pytest.raises(KeyboardInterrupt):
         s2.save(d)
     monkeypatch.undo()
-    loaded = ErasureState.load(d)
+    loaded = ErasureState.load(d)  # recovers: temporaries and unnamed files removed
+    m = json.loads((d / "manifest.json").read_text())
+    assert sorted(p.name for p in d.iterdir()) == sorted(
+        [".lock", "manifest.json", "inverse.safetensors", "state.safetensors",
+         *m["files"].values()]
+    )  # fmt: skip
+    assert all((d / f).resolve().name == m["files"][f] for f in m["files"])
     new = step >= 3  # the switch (manifest.json replaced) happened before the crash
     assert len(loaded.ledger) == (2 if new else 1)
     ErasureState.load(d, m2 if new else m1)  # the state applies to the matching model

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from unlearnkit.errors import StateBusyError
+from unlearnkit.errors import StateBusyError, StateMismatchError
 
 LOCK_NAME = ".lock"
 #: seconds a request waits for another one on the same state before giving up
@@ -44,7 +44,12 @@ def state_lock(path: str | Path, timeout: float = DEFAULT_TIMEOUT_S) -> Iterator
             _held[folder] -= 1
         return
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise StateMismatchError(
+            f"cannot lock the erasure state {path} ({e.strerror}); its folder must be writable"
+        ) from None
     try:
         deadline = time.monotonic() + timeout
         while True:

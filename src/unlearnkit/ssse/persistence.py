@@ -10,7 +10,7 @@ Saving (under the folder's lock, :mod:`unlearnkit.ssse.lock`): the new tensor fi
 beside the old ones under new names, then ``manifest.json`` — the pointer — is replaced with
 one ``os.replace``: that is the switch. A crash before it leaves the old state, after it the
 new one; never neither. Files of older revisions and temporaries of crashed runs are removed
-by the next save. ``manifest_sha256`` covers every other manifest key, so an edited ledger,
+by the next save or load (:func:`recover`). ``manifest_sha256`` covers every other manifest key, so an edited ledger,
 config, layout or fingerprint is refused on load (integrity against corruption and careless
 edits; anyone can recompute a SHA-256, so it is not a signature). Version 1 folders (fixed
 file names, no manifest digest) are read and upgraded by the next save.
@@ -33,7 +33,7 @@ from torch import Tensor
 from unlearnkit._version import __version__
 from unlearnkit.curvature.block_inverse import BlockDiagonalInverse
 from unlearnkit.curvature.layout import ParamLayout
-from unlearnkit.errors import StateMismatchError
+from unlearnkit.errors import StateBusyError, StateMismatchError
 from unlearnkit.io import atomic_write_json, load_tensors, save_tensors, sha256_bytes
 from unlearnkit.ssse.lock import LOCK_NAME, state_lock
 
@@ -165,6 +165,23 @@ def clean_stale(path: str | Path, manifest: dict[str, Any] | None) -> list[Path]
     return removed
 
 
+def recover(path: str | Path) -> None:
+    """Finish or undo an interrupted save when no other process holds the folder's lock:
+    the manifest on disk wins (it names complete files only); temporaries and unnamed files
+    are removed and the links repointed. Does nothing when the folder is busy or read-only."""
+    path = Path(path)
+    try:
+        with state_lock(path, timeout=0):
+            manifest = read_manifest(path)  # read again under the lock: a save may have run
+            if manifest is None:
+                return
+            clean_stale(path, manifest)
+            if manifest.get("files"):
+                _link_current(path, tensor_files(manifest))
+    except (StateBusyError, StateMismatchError, OSError):
+        return
+
+
 def _remove_old_format_siblings(path: Path) -> None:
     """Temporary folders the version-1 writer left beside ``path`` when it crashed."""
     for pattern in (f".{path.name}.tmp-*", f".{path.name}.old-*"):
@@ -194,6 +211,8 @@ def read_state_folder(
             f"{mpath} was modified or corrupted: its SHA-256 does not match {DIGEST_KEY} "
             "(the ledger, config, layout and fingerprint it states cannot be trusted)"
         )
+    if version >= 2:
+        recover(path)
     try:
         files, sums = tensor_files(manifest), manifest["checksums"]
         inv_t = load_tensors(path / files["inverse.safetensors"], sums["inverse.safetensors"])
