@@ -110,6 +110,8 @@ def write_state_folder(
         names = {f: f"{f.removesuffix('.safetensors')}.{tag}.safetensors" for f in TENSOR_FILES}
         parts = {"inverse.safetensors": inverse.state_dict(), "state.safetensors": tensors}
         sums = {f: save_tensors(path / names[f], parts[f]) for f in TENSOR_FILES}
+        for f in TENSOR_FILES:  # on disk before the manifest names them
+            _fsync(path / names[f])
         full = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -124,10 +126,20 @@ def write_state_folder(
         full = json.loads(json.dumps(full, default=str))  # the digest covers what is read back
         full[DIGEST_KEY] = manifest_digest(full)
         atomic_write_json(path / MANIFEST, full)  # the switch
+        _fsync(path, directory=True)
         _link_current(path, names)
         clean_stale(path, full)
     _remove_old_format_siblings(path)
     return path
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    """Flush a file's data (or a folder's entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _link_current(path: Path, names: dict[str, str]) -> None:
