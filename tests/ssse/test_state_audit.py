@@ -251,3 +251,44 @@ def test_version1_crash_between_its_renames_is_recovered(tmp_path, chain):
     (tmp_path / "st").rename(tmp_path / ".st.old-5")  # the old writer crashed here
     assert len(ErasureState.load(tmp_path / "st", m1).ledger) == 1
     assert (tmp_path / "st" / "manifest.json").is_file()
+
+
+KILLED_SAVE = """
+import os, sys
+from unlearnkit.ssse import ErasureState
+state = ErasureState.load(sys.argv[1])
+k, calls, real = int(sys.argv[3]), [0], os.replace
+def replace(src, dst):
+    calls[0] += 1
+    if calls[0] == k:
+        os._exit(9)  # killed: no clean-up handler runs
+    real(src, dst)
+os.replace = replace
+state.save(sys.argv[2])
+"""
+
+
+def test_a_save_killed_at_each_replace_leaves_a_loadable_state(tmp_path, chain):
+    """``os.replace`` calls of a save: the two tensor files, manifest.json (the switch), the
+    two links. Killed before the third: the old state; from the fourth on: the new one."""
+    _, m1, s1, m2, s2 = chain
+    s2.save(tmp_path / "new")
+    env = {**os.environ, "PYTHONPATH": str(Path(persistence.__file__).parents[2])}
+    for k in range(1, 6):
+        d = tmp_path / f"st{k}"
+        s1.save(d)
+        r = subprocess.run(
+            [sys.executable, "-c", KILLED_SAVE, str(tmp_path / "new"), str(d), str(k)],
+            env=env,
+            timeout=300,
+        )
+        assert r.returncode == 9
+        loaded = ErasureState.load(d, m2 if k > 3 else m1)
+        assert len(loaded.ledger) == (2 if k > 3 else 1)
+        m = json.loads((d / "manifest.json").read_text())
+        assert sorted(p.name for p in d.iterdir()) == sorted(
+            [".lock", "manifest.json", "inverse.safetensors", "state.safetensors",
+             *m["files"].values()]
+        ), k  # fmt: skip
+        s2.save(d)  # the rerun succeeds
+        assert len(ErasureState.load(d, m2).ledger) == 2
