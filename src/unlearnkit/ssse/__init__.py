@@ -4,8 +4,7 @@ Modules, in dependency order: :mod:`.config` (:class:`ErasureConfig`, the one se
 defaults), :mod:`.rows` (curvature rows of a dataset, streamed when it has ``batches``),
 :mod:`.eps` (ε rules), :mod:`.request` (:class:`ErasureRequest`: ε = "auto" by default and the
 utility budget), :mod:`.leave_out` (exact leave-S-out of the rows), :mod:`.lock` (the state
-folder's lock), :mod:`.persistence` (the
-state folder) and :mod:`.state` (:class:`ErasureState`).
+folder's lock), :mod:`.persistence` (the state folder) and :mod:`.state` (:class:`ErasureState`).
 """
 
 from unlearnkit.ssse.config import ErasureConfig
