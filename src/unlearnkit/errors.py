@@ -35,6 +35,11 @@ class StateMismatchError(UnlearnkitError, ValueError):
     """A stored state or artifact does not belong to the model or data it is used with."""
 
 
+class StateBusyError(UnlearnkitError, RuntimeError):
+    """Another process holds the erasure state's lock (an ``erase`` or ``prepare`` on it is
+    running); nothing was read or written, run the command again when it has finished."""
+
+
 class NumericalError(UnlearnkitError, FloatingPointError):
     """NaN/Inf values, or a matrix that is not positive definite."""
 

@@ -17,6 +17,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.reproduce.convex import run_convex
 from unlearnkit.reproduce.deep import run_deep
 from unlearnkit.ssse import ErasureConfig
+from unlearnkit.ssse.lock import state_lock
 
 
 @app.command("prepare")
@@ -115,7 +116,9 @@ def erase_cmd(
 
     Prints retained and held-out accuracy before and after. The model is written first, then
     the state (atomically). If anything fails, the state on disk still applies to the input
-    model, so the same command can simply be run again.
+    model, so the same command can simply be run again. The state is locked from load to save:
+    a concurrent ``erase`` on it waits, then finds that the state no longer applies to its
+    --model and is refused (exit 2) — a request is never lost.
     """
     if (ids is None) == (forget is None):
         raise ConfigError("give exactly one of --ids and --forget")
@@ -124,17 +127,18 @@ def erase_cmd(
     if state_out is not None and state_out.resolve() != state.resolve():
         api.check_state_output(state_out, overwrite=overwrite)
     saved = api.load(model)
-    prepared = api.load_prepared(state, saved)
-    wanted = parse_ids(ids) if ids is not None else prepared.select(forget or "", forget_seed)
-    erased = prepared.erase(
-        saved,
-        wanted,
-        eps=eps_value,
-        utility_budget=utility_budget,
-        allow_utility_loss=allow_utility_loss,
-    )
-    path = api.save(erased, out, overwrite=overwrite, inputs=[state])
-    erased.prepared.save(state_out or state)
+    with state_lock(state):  # concurrent requests on one state run one after the other
+        prepared = api.load_prepared(state, saved)
+        wanted = parse_ids(ids) if ids is not None else prepared.select(forget or "", forget_seed)
+        erased = prepared.erase(
+            saved,
+            wanted,
+            eps=eps_value,
+            utility_budget=utility_budget,
+            allow_utility_loss=allow_utility_loss,
+        )
+        path = api.save(erased, out, overwrite=overwrite, inputs=[state])
+        erased.prepared.save(state_out or state)
     e = erased.entry
     rule = "given" if erased.eps_rule == "fixed" else f"auto: {erased.eps_rule}"
     console.print(

@@ -3,8 +3,8 @@
 Modules, in dependency order: :mod:`.config` (:class:`ErasureConfig`, the one set of
 defaults), :mod:`.rows` (curvature rows of a dataset, streamed when it has ``batches``),
 :mod:`.eps` (ε rules), :mod:`.request` (:class:`ErasureRequest`: ε = "auto" by default and the
-utility budget), :mod:`.leave_out` (exact leave-S-out of the rows), :mod:`.persistence` (the
-state folder) and :mod:`.state` (:class:`ErasureState`).
+utility budget), :mod:`.leave_out` (exact leave-S-out of the rows), :mod:`.lock` (the state
+folder's lock), :mod:`.persistence` (the state folder) and :mod:`.state` (:class:`ErasureState`).
 """
 
 from unlearnkit.ssse.config import ErasureConfig

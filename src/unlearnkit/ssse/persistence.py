@@ -1,17 +1,28 @@
-"""The on-disk format of an erasure state: a folder written atomically and verified on load.
+"""The on-disk format of an erasure state: a folder switched atomically and verified on load.
 
-Files: ``inverse.safetensors`` (F⁻¹, :meth:`BlockDiagonalInverse.state_dict`),
-``state.safetensors`` (ids, ledger mask, θ_F, row bookkeeping, exact-mode rows) and
-``manifest.json`` (config, fingerprint, counts, ledger, SHA-256 of both tensor files,
-versions). The folder is written to a temporary sibling and renamed into place, so a crash
-leaves either the old or the new state, never a mix.
+A state folder holds ``manifest.json`` (config, layout, fingerprint, counts, ledger, the names
+and SHA-256 of the two tensor files, its own SHA-256, versions) and the tensor files it names,
+``inverse.<rev>.safetensors`` (F⁻¹, :meth:`BlockDiagonalInverse.state_dict`) and
+``state.<rev>.safetensors`` (ids, ledger mask, θ_F, row bookkeeping, exact-mode rows);
+``inverse.safetensors`` and ``state.safetensors`` are symbolic links to the current ones.
+
+Saving (under the folder's lock, :mod:`unlearnkit.ssse.lock`): the new tensor files are written
+beside the old ones under new names, then ``manifest.json`` — the pointer — is replaced with
+one ``os.replace``: that is the switch. A crash before it leaves the old state, after it the
+new one; never neither. Files of older revisions and temporaries of crashed runs are removed
+by the next save or load (:func:`recover`). ``manifest_sha256`` covers every other manifest key, so an edited ledger,
+config, layout or fingerprint is refused on load (integrity against corruption and careless
+edits; anyone can recompute a SHA-256, so it is not a signature). Version 1 folders (fixed
+file names, no manifest digest) are read and upgraded by the next save.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
-import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,11 +33,16 @@ from torch import Tensor
 from unlearnkit._version import __version__
 from unlearnkit.curvature.block_inverse import BlockDiagonalInverse
 from unlearnkit.curvature.layout import ParamLayout
-from unlearnkit.errors import StateMismatchError
-from unlearnkit.io import atomic_write_json, load_tensors, save_tensors
+from unlearnkit.errors import StateBusyError, StateMismatchError
+from unlearnkit.io import atomic_write_json, load_tensors, save_tensors, sha256_bytes
+from unlearnkit.ssse.lock import LOCK_NAME, state_lock
 
 FORMAT = "unlearnkit.ssse-state"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+MANIFEST = "manifest.json"
+TENSOR_FILES = ("inverse.safetensors", "state.safetensors")
+DIGEST_KEY = "manifest_sha256"
 
 
 def layout_dict(layout: ParamLayout) -> dict[str, Any]:
@@ -39,64 +55,231 @@ def layout_from_dict(data: dict[str, Any]) -> ParamLayout:
     return ParamLayout.from_names_shapes(data["names"], data["shapes"])
 
 
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON (sorted keys, no spaces) of every key but the digest."""
+    body = {k: v for k, v in manifest.items() if k != DIGEST_KEY}
+    return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+def tensor_files(manifest: dict[str, Any]) -> dict[str, str]:
+    """Logical tensor file name -> the file that holds it (version 1: the same name)."""
+    return dict(manifest.get("files") or {f: f for f in TENSOR_FILES})
+
+
+def read_manifest(path: str | Path) -> dict[str, Any] | None:
+    """The parsed ``manifest.json`` of the folder ``path``, or None when there is none."""
+    mpath = Path(path) / MANIFEST
+    if not mpath.is_file():
+        return None
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StateMismatchError(f"{mpath} is not valid JSON: {e}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise StateMismatchError(f"{mpath} is not an unlearnkit SSSE state manifest")
+    return manifest
+
+
 def write_state_folder(
     path: str | Path,
     inverse: BlockDiagonalInverse,
     tensors: dict[str, Tensor],
     manifest: dict[str, Any],
+    check: Callable[[dict[str, Any] | None], None] | None = None,
 ) -> Path:
-    """Write the three files to ``path`` atomically; ``manifest`` gets the format, versions,
-    checksums and time added."""
+    """Write a new revision of the state folder ``path`` and switch to it atomically.
+
+    ``manifest`` gets the format, versions, file names, checksums, revision, time and its own
+    digest added. ``check(on_disk)`` is called under the lock with the manifest on disk (None
+    when there is no readable one) and may refuse the save by raising (compare-and-swap).
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{time.time_ns()}")
-    tmp.mkdir(parents=True)
-    try:
-        inv_sha = save_tensors(tmp / "inverse.safetensors", inverse.state_dict())
-        st_sha = save_tensors(tmp / "state.safetensors", tensors)
+    if path.exists() and not path.is_dir():
+        path.unlink()  # the caller decided to replace it (see api.check_state_output)
+    path.mkdir(parents=True, exist_ok=True)
+    with state_lock(path):
+        try:
+            old = read_manifest(path)
+        except StateMismatchError:
+            old = None  # a corrupt state is replaced only when ``check`` allows it
+        if check is not None:
+            check(old)
+        clean_stale(path, old)
+        revision = int(old.get("revision", 0)) + 1 if old else 1
+        tag = f"{revision}.{secrets.token_hex(4)}"
+        names = {f: f"{f.removesuffix('.safetensors')}.{tag}.safetensors" for f in TENSOR_FILES}
+        parts = {"inverse.safetensors": inverse.state_dict(), "state.safetensors": tensors}
+        sums = {f: save_tensors(path / names[f], parts[f]) for f in TENSOR_FILES}
+        for f in TENSOR_FILES:  # on disk before the manifest names them
+            _fsync(path / names[f])
         full = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "unlearnkit_version": __version__,
             "torch_version": torch.__version__,
             **manifest,
-            "checksums": {"inverse.safetensors": inv_sha, "state.safetensors": st_sha},
+            "revision": revision,
+            "files": names,
+            "checksums": sums,
             "saved_at": datetime.now(timezone.utc).isoformat(),
         }
-        atomic_write_json(tmp / "manifest.json", full)
-        old = path.with_name(f".{path.name}.old-{time.time_ns()}")
-        if path.exists():
-            path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        full = json.loads(json.dumps(full, default=str))  # the digest covers what is read back
+        full[DIGEST_KEY] = manifest_digest(full)
+        atomic_write_json(path / MANIFEST, full)  # the switch
+        _fsync(path, directory=True)
+        _link_current(path, names)
+        clean_stale(path, full)
+    _remove_old_format_siblings(path)
     return path
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    """Flush a file's data (or a folder's entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _link_current(path: Path, names: dict[str, str]) -> None:
+    """Point ``inverse.safetensors`` / ``state.safetensors`` at the current files (each with
+    one ``os.replace``; loading never goes through these links)."""
+    for f, target in names.items():
+        tmp = path / f".{f}.link-{secrets.token_hex(4)}.tmp"
+        try:
+            os.symlink(target, tmp)
+            os.replace(tmp, path / f)
+        except OSError:  # no symbolic links here: the manifest still names the files
+            tmp.unlink(missing_ok=True)
+
+
+def clean_stale(path: str | Path, manifest: dict[str, Any] | None) -> list[Path]:
+    """Remove what crashed or earlier saves left in the state folder: temporaries and tensor
+    files that ``manifest`` (the current one) does not name. Call under the folder's lock."""
+    path = Path(path)
+    keep = set(tensor_files(manifest).values()) if manifest else set()
+    removed = []
+    for p in path.iterdir():
+        name = p.name
+        if name in (MANIFEST, LOCK_NAME) or name in keep:
+            continue
+        ours = name.endswith(".tmp") or (
+            name.endswith(".safetensors") and name.split(".", 1)[0] in ("inverse", "state")
+        )
+        if not ours or (p.is_symlink() and name in TENSOR_FILES and manifest is not None):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def recover(path: str | Path) -> None:
+    """Finish or undo an interrupted save when no other process holds the folder's lock:
+    the manifest on disk wins (it names complete files only); temporaries and unnamed files
+    are removed and the links repointed. Does nothing when the folder is busy or read-only."""
+    path = Path(path)
+    try:
+        with state_lock(path, timeout=0):
+            manifest = read_manifest(path)  # read again under the lock: a save may have run
+            if manifest is None:
+                return
+            clean_stale(path, manifest)
+            if manifest.get("files"):
+                _link_current(path, tensor_files(manifest))
+    except (StateBusyError, StateMismatchError, OSError):
+        return
+
+
+def _remove_old_format_siblings(path: Path) -> None:
+    """Temporary folders the version-1 writer left beside ``path`` when it crashed."""
+    for pattern in (f".{path.name}.tmp-*", f".{path.name}.old-*"):
+        for p in path.parent.glob(pattern):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def read_state_folder(
     path: str | Path,
 ) -> tuple[dict[str, Any], BlockDiagonalInverse, dict[str, Tensor]]:
-    """(manifest, inverse, state tensors) of a saved state; checksums and format verified
-    (:class:`StateMismatchError` otherwise)."""
+    """(manifest, inverse, state tensors) of a saved state; format, manifest digest and tensor
+    checksums verified (:class:`StateMismatchError` naming what failed otherwise)."""
     path = Path(path)
-    mpath = path / "manifest.json"
-    if not mpath.exists():
+    _recover_old_format(path)
+    mpath = path / MANIFEST
+    manifest = read_manifest(path)
+    if manifest is None:
         raise StateMismatchError(f"{path} is not an erasure state (no manifest.json)")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as e:
-        raise StateMismatchError(f"{mpath} is not valid JSON: {e}") from None
-    if manifest.get("format") != FORMAT:
-        raise StateMismatchError(f"{mpath} is not an unlearnkit SSSE state manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version")
+    if version not in READABLE_VERSIONS:
         raise StateMismatchError(
-            f"state format version {manifest.get('format_version')} is not supported "
-            f"(this unlearnkit reads version {FORMAT_VERSION})"
+            f"state format version {version} is not supported "
+            f"(this unlearnkit reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
-    sums = manifest["checksums"]
-    inverse = BlockDiagonalInverse.from_state_dict(
-        load_tensors(path / "inverse.safetensors", sums["inverse.safetensors"])
-    )
-    tensors = load_tensors(path / "state.safetensors", sums["state.safetensors"])
-    return manifest, inverse, tensors
+    if version >= 2 and manifest.get(DIGEST_KEY) != manifest_digest(manifest):
+        raise StateMismatchError(
+            f"{mpath} was modified or corrupted: its SHA-256 does not match {DIGEST_KEY} "
+            "(the ledger, config, layout and fingerprint it states cannot be trusted)"
+        )
+    if version >= 2:
+        recover(path)
+    try:
+        files, sums = tensor_files(manifest), manifest["checksums"]
+        inv_t = load_tensors(path / files["inverse.safetensors"], sums["inverse.safetensors"])
+        tensors = load_tensors(path / files["state.safetensors"], sums["state.safetensors"])
+    except (KeyError, TypeError, AttributeError) as e:
+        raise StateMismatchError(
+            f"{mpath} lacks the tensor files' names or checksums: {e}"
+        ) from None
+    return manifest, BlockDiagonalInverse.from_state_dict(inv_t), tensors
+
+
+def check_stated_facts(manifest: dict[str, Any], sample_ids: Tensor, erased: Tensor) -> None:
+    """The facts a manifest states agree with the state's tensors: the counts, the ledger's
+    ids (their union is exactly the erased mask, none twice), its request numbers 1, 2, …
+    and its chain of model fingerprints (each request starts from the model the previous one
+    made; the last made ``model_fingerprint``). :class:`StateMismatchError` otherwise."""
+
+    def refuse(what: str) -> None:
+        raise StateMismatchError(f"the erasure state is inconsistent: {what}")
+
+    n = int(sample_ids.numel())
+    if erased.shape != (n,):
+        refuse(f"erased mask has shape {tuple(erased.shape)}, not ({n},)")
+    remaining = n - int(erased.sum())
+    if manifest.get("n") != n or manifest.get("n_remaining") != remaining:
+        refuse(
+            f"manifest states n={manifest.get('n')}, {manifest.get('n_remaining')} remaining; "
+            f"the tensors hold n={n}, {remaining} remaining"
+        )
+    ids: list[int] = []
+    made = None
+    for i, entry in enumerate(manifest.get("ledger") or [], 1):
+        if not isinstance(entry, dict) or entry.get("request") != i:
+            refuse(f"ledger entry {i} is not request {i}")
+        ids += [int(x) for x in entry.get("ids") or []]
+        if made is not None and entry.get("model_before") != made:
+            refuse(f"ledger entry {i} does not start from the model entry {i - 1} made")
+        made = entry.get("model_after")
+    if made is not None and made != manifest.get("model_fingerprint"):
+        refuse("the model fingerprint is not the one the last ledger entry made")
+    gone = sorted(sample_ids[erased].tolist())
+    if len(set(ids)) != len(ids) or sorted(ids) != gone:
+        refuse(
+            f"the ledger's {len(ids)} id(s) are not the {len(gone)} erased sample(s) of the "
+            "state's mask"
+        )
+
+
+def _recover_old_format(path: Path) -> None:
+    """A version-1 save that crashed between its two renames left the old state in
+    ``.<name>.old-*`` and no ``path``: put the newest complete one back."""
+    if path.exists():
+        return
+    olds = sorted(path.parent.glob(f".{path.name}.old-*"))
+    for old in reversed(olds):
+        if (old / MANIFEST).is_file():
+            old.rename(path)
+            return

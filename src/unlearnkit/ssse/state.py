@@ -30,7 +30,9 @@ the model and the state are unchanged. The direction Δ does not depend on ε, s
 from __future__ import annotations
 
 import copy
+import json
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +59,7 @@ from unlearnkit.ssse.config import ErasureConfig
 from unlearnkit.ssse.eps import DEFAULT_GRID
 from unlearnkit.ssse.leave_out import leave_out, share_rows
 from unlearnkit.ssse.persistence import (
+    check_stated_facts,
     layout_dict,
     layout_from_dict,
     read_state_folder,
@@ -69,6 +72,11 @@ from unlearnkit.ssse.request import (
     check_auto_inputs,
 )
 from unlearnkit.ssse.rows import SampleData, dataset_rows, estimate_rows_bytes, sample_gradients
+
+
+def _canonical(entry: Any) -> str:
+    """A ledger entry as canonical JSON (in memory and read back compare equal)."""
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,9 @@ class ErasureState:
     #: rows re-averaged since (shrunk groups): (ids (p,), current values (p, d)); ``rows`` is
     #: then shared between the states of a sequence instead of copied per request
     row_patch: tuple[Tensor, Tensor] | None = None
+    #: names the prepared state all its requests descend from (saved; a save refuses to
+    #: replace a state of the same lineage whose ledger is not a prefix of this one's)
+    state_id: str = ""
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -147,6 +158,7 @@ class ErasureState:
             rows=rows,
             fingerprint=model_fingerprint(model),
             prepare_seconds=time.perf_counter() - t0,
+            state_id=uuid.uuid4().hex,
         )
 
     # ------------------------------------------------------------------ properties
@@ -316,7 +328,12 @@ class ErasureState:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write the state to the folder ``path`` atomically (:mod:`unlearnkit.ssse.persistence`)."""
+        """Write the state to the folder ``path`` atomically (:mod:`unlearnkit.ssse.persistence`).
+
+        Compare-and-swap: a state of the same lineage (``state_id``) already at ``path`` is
+        replaced only when its ledger is a prefix of this one's, i.e. this state descends
+        from it; otherwise (another process recorded a request since this state was loaded)
+        :class:`StateMismatchError` and nothing is written."""
         tensors = {
             "sample_ids": self.sample_ids,
             "erased": self.erased.to(torch.uint8),
@@ -338,8 +355,22 @@ class ErasureState:
             "solvers": self.inverse.describe(),
             "ledger": list(self.ledger),
             "prepare_seconds": self.prepare_seconds,
+            "state_id": self.state_id,
         }
-        return write_state_folder(path, self.inverse, tensors, manifest)
+        return write_state_folder(path, self.inverse, tensors, manifest, self._check_replace)
+
+    def _check_replace(self, on_disk: dict[str, Any] | None) -> None:
+        """Refuse to replace a state of this lineage that this one does not descend from."""
+        if on_disk is None or on_disk.get("state_id", "") != self.state_id:
+            return
+        theirs = [_canonical(e) for e in on_disk.get("ledger") or []]
+        ours = [_canonical(e) for e in self.ledger]
+        if ours[: len(theirs)] != theirs:
+            raise StateMismatchError(
+                f"the erasure state on disk changed since this one was loaded (it records "
+                f"{len(theirs)} request(s) this state does not descend from; another process "
+                "erased from it?); nothing was written: load it again and repeat the request"
+            )
 
     @classmethod
     def load(cls, path: str | Path, model: nn.Module | None = None) -> ErasureState:
@@ -359,7 +390,9 @@ class ErasureState:
             fingerprint=manifest["model_fingerprint"],
             ledger=tuple(manifest["ledger"]),
             prepare_seconds=float(manifest.get("prepare_seconds", 0.0)),
+            state_id=str(manifest.get("state_id", "")),
         )
+        check_stated_facts(manifest, state.sample_ids, state.erased)
         for name, tensor in (("theta_fisher", state.theta_fisher), ("rows", state.rows)):
             if tensor is not None and not bool(torch.isfinite(tensor).all()):
                 raise NumericalError(f"stored {name} has NaN/Inf entries")
