@@ -13,9 +13,8 @@ A request for the samples S (k of them) at the current parameters θ_t with n_t 
 1. validates: every id is a training id (:class:`UnknownIdsError`), none was erased before
    (:class:`AlreadyErasedError`), the model is the one the state applies to
    (:class:`StateMismatchError`);
-2. ``exact`` mode only: removes S from F, an exact downdate of its rows (groups that lose some
-   members get their mean row replaced), renormalised with N' (n_t − k samples, or the rows
-   left);
+2. ``exact`` mode only: removes S from F, an exact downdate of its rows (shrunk groups get
+   their mean row replaced), renormalised with N' (n_t − k samples, or the rows left);
 3. v = Σ_{i∈S} ∇ℓ_i(θ_t) (+ k·l2·θ_t with ``regularized_step``), Δ = F⁻¹v;
 4. θ_{t+1} = θ_t + ε/(n_t − k) · Δ  (SSSE eq. 4), ε chosen by the guarded retrain-free rule
    unless given, under a utility budget (:mod:`unlearnkit.ssse.request`).
