@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from unlearnkit.bench.presets import PRESETS, preset_text
@@ -38,6 +39,7 @@ from unlearnkit.data.forget import make_forget_spec
 from unlearnkit.data.plan import DataPlan
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods import METHODS
+from unlearnkit.methods.toolkit.search_space import nest_params
 from unlearnkit.metrics import resolve
 from unlearnkit.models.registry import MODELS
 from unlearnkit.training import make_recipe
@@ -71,6 +73,18 @@ class DatasetConfig(_Strict):
         if v not in DATASETS:
             raise ValueError(f"unknown dataset {v!r}; known: {', '.join(DATASETS.names())}")
         return v
+
+    @model_validator(mode="after")
+    def _params(self) -> DatasetConfig:
+        # checked as written: ``$VAR`` and ``~`` are expanded where the data is loaded
+        try:
+            DATASETS.get(self.name).params.model_validate(self.params)
+        except ValidationError as err:
+            bad = "; ".join(
+                f"params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()
+            )
+            raise ValueError(f"bad parameters for dataset {self.name!r}: {bad}") from None
+        return self
 
     @property
     def tag(self) -> str:
@@ -118,6 +132,58 @@ class MethodEntry(_Strict):
     name: str
     config: dict[str, Any] = Field(default_factory=dict)
     search: bool = True
+
+
+def merge_config(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: ``override``'s leaves replace ``base``'s; nested dicts merge."""
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge_config(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def trial_config(fixed: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A method config: the experiment's fixed values, then the sampled (dotted) params."""
+    return merge_config(fixed, nest_params(params))
+
+
+def _corners(space: dict[str, BaseDistribution]) -> list[dict[str, Any]]:
+    """Two points of a search space: every dimension at its low end, then at its high end
+    (a categorical's first and last choice)."""
+    points: list[dict[str, Any]] = [{}, {}]
+    for name, dist in space.items():
+        if isinstance(dist, CategoricalDistribution):
+            ends = (dist.choices[0], dist.choices[-1])
+        else:
+            ends = (dist.low, dist.high)  # type: ignore[attr-defined]
+        points[0][name], points[1][name] = ends
+    return points
+
+
+def check_method_config(entry: MethodEntry, max_epochs: list[int]) -> None:
+    """Raise :class:`ValueError` naming the field if ``entry.config`` is not a valid
+    configuration of its method, or (searched methods) if a trial's configuration built from
+    it would not be: checked at both corners of the search space for every E* in
+    ``max_epochs``."""
+    method = METHODS.get(entry.name)()
+    try:
+        method.make_config(entry.config)
+    except ConfigError as err:
+        raise ValueError(f"method {entry.name!r}: {err}") from None
+    if not entry.search:
+        return
+    for e_star in sorted(set(max_epochs)):
+        for point in _corners(method.search_space(e_star)):
+            try:
+                method.make_config(trial_config(entry.config, point))
+            except ConfigError as err:
+                raise ValueError(
+                    f"method {entry.name!r}: its config breaks the searched configurations "
+                    f"(E* = {e_star}, trial {point}): {err}"
+                ) from None
 
 
 class SearchConfig(_Strict):
@@ -264,6 +330,10 @@ class Experiment(_Strict):
             if d.val_fraction + d.test_fraction >= 1.0:
                 raise ValueError(f"dataset {d.tag}: val_fraction + test_fraction must be < 1")
             self.recipe_for(d)  # validates the per-dataset overrides
+        searched = self.search.trials > 0
+        e_stars = [self.max_epochs_for(d) for d in self.datasets]
+        for entry in self.methods:
+            check_method_config(entry, e_stars if searched else [])
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be distinct")
         if self.ulira is not None:
@@ -309,6 +379,21 @@ class Experiment(_Strict):
         return list(self.seeds) + extra
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses aliases (``*name``, ``<<: *name``): each alias is
+    another reference to an anchored node, so a few hundred bytes of nested aliases
+    ("billion laughs") expand into gigabytes once the document is walked."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(
+                f"YAML anchors and aliases are not allowed in an experiment file (alias at "
+                f"line {mark.line + 1}): write the values out"
+            )
+        return super().compose_node(parent, index)
+
+
 def _parse_text(text: str, suffix: str, where: str) -> dict[str, Any]:
     try:
         if suffix == ".toml":
@@ -316,7 +401,9 @@ def _parse_text(text: str, suffix: str, where: str) -> dict[str, Any]:
 
             data = tomllib.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
     except Exception as err:  # yaml.YAMLError, tomllib.TOMLDecodeError
         raise ConfigError(f"{where} is not valid {suffix.lstrip('.').upper()}: {err}") from None
     if not isinstance(data, dict):

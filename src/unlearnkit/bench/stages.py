@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import optuna
 
+from unlearnkit.bench.config import trial_config
 from unlearnkit.bench.context import Context
 from unlearnkit.bench.planners import (
     plan_evaluate,
@@ -45,7 +46,7 @@ from unlearnkit.bench.planners import (
     plan_ulira,
     plan_unlearn,
 )
-from unlearnkit.bench.search import make_storage, select_best, trial_config
+from unlearnkit.bench.search import make_storage, select_best
 from unlearnkit.bench.tasks import Output, Task
 from unlearnkit.errors import UnsupportedError
 from unlearnkit.evaluation import AuditConfig, Auditor
