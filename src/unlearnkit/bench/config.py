@@ -48,6 +48,11 @@ from unlearnkit.training import make_recipe
 REFERENCE_ROWS: tuple[str, ...] = ("original", "retrain")
 
 
+def _field_errors(err: ValidationError) -> str:
+    """``field: message`` for each error of ``err``, joined by ``; ``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(all)'}: {e['msg']}" for e in err.errors())
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,10 +85,9 @@ class DatasetConfig(_Strict):
         try:
             DATASETS.get(self.name).params.model_validate(self.params)
         except ValidationError as err:
-            bad = "; ".join(
-                f"params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()
-            )
-            raise ValueError(f"bad parameters for dataset {self.name!r}: {bad}") from None
+            raise ValueError(
+                f"bad parameters for dataset {self.name!r}: params.{_field_errors(err)}"
+            ) from None
         return self
 
     @property
@@ -165,24 +169,24 @@ def _corners(space: dict[str, BaseDistribution]) -> list[dict[str, Any]]:
 
 def check_method_config(entry: MethodEntry, max_epochs: list[int]) -> None:
     """Raise :class:`ValueError` naming the field if ``entry.config`` is not a valid
-    configuration of its method, or (searched methods) if a trial's configuration built from
-    it would not be: checked at both corners of the search space for every E* in
-    ``max_epochs``."""
+    configuration of its method (its ``Config`` class), or, for a searched method, if a
+    trial's configuration built from it would not be: checked at both corners of the search
+    space for every E* in ``max_epochs``."""
     method = METHODS.get(entry.name)()
     try:
-        method.make_config(entry.config)
-    except ConfigError as err:
-        raise ValueError(f"method {entry.name!r}: {err}") from None
+        method.Config.model_validate(entry.config)
+    except ValidationError as err:
+        raise ValueError(f"method {entry.name!r}: config.{_field_errors(err)}") from None
     if not entry.search:
         return
     for e_star in sorted(set(max_epochs)):
         for point in _corners(method.search_space(e_star)):
             try:
-                method.make_config(trial_config(entry.config, point))
-            except ConfigError as err:
+                method.Config.model_validate(trial_config(entry.config, point))
+            except ValidationError as err:
                 raise ValueError(
                     f"method {entry.name!r}: its config breaks the searched configurations "
-                    f"(E* = {e_star}, trial {point}): {err}"
+                    f"(E* = {e_star}, trial {point}): {_field_errors(err)}"
                 ) from None
 
 
@@ -332,8 +336,11 @@ class Experiment(_Strict):
             self.recipe_for(d)  # validates the per-dataset overrides
         searched = self.search.trials > 0
         e_stars = [self.max_epochs_for(d) for d in self.datasets]
-        for entry in self.methods:
-            check_method_config(entry, e_stars if searched else [])
+        for i, entry in enumerate(self.methods):
+            try:
+                check_method_config(entry, e_stars if searched else [])
+            except ValueError as err:
+                raise ValueError(f"methods.{i}: {err}") from None
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be distinct")
         if self.ulira is not None:
