@@ -3,6 +3,9 @@ YAML aliases cannot amplify a file, one driver per benchmark folder, workers die
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -121,3 +124,121 @@ def test_cli_billion_laughs_exits_2_quickly(tmp_path: Path):
     assert res.exit_code == 2, res.output
     assert "aliases are not allowed" in res.output
     assert time.perf_counter() - t0 < 5.0
+
+
+# ------------------------------------------------------- defects 14 and 15: the driver
+
+
+def _slow_experiment(tmp_path: Path, workers: int) -> Path:
+    """Long enough (tens of seconds) to be caught running; the digits MLP, 1 method."""
+    cfg = tiny_config(
+        training={"epochs": 300, "batch_size": 16, "lr": 0.01},
+        methods=["ft"],
+        seeds=list(range(4)),
+        search={"trials": 0},
+        metrics=["accuracy"],
+        executor={"workers": workers},
+    )
+    f = tmp_path / "slow.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    return f
+
+
+def _wait(cond, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_a_held_folder_is_refused_at_once(tmp_path: Path):
+    from unlearnkit.jobs.lock import folder_lock
+
+    out = tmp_path / "out"
+    f = _slow_experiment(tmp_path, workers=0)
+    with folder_lock(out):
+        t0 = time.monotonic()
+        res = subprocess.run(
+            [*CLI, "bench", str(f), "--out", str(out)], capture_output=True, text=True, timeout=120
+        )
+        assert res.returncode == 2, res.stderr
+        assert f"another benchmark is running in {out}" in res.stderr
+        assert time.monotonic() - t0 < 60
+        assert not (out / "results.db").exists()  # nothing done
+    with folder_lock(out):  # released: it can be taken again
+        pass
+
+
+def test_second_driver_on_one_folder_exits_2(tmp_path: Path):
+    out = tmp_path / "out"
+    f = _slow_experiment(tmp_path, workers=0)
+    cmd = [*CLI, "bench", str(f), "--out", str(out)]
+    first = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait(lambda: (out / "results.db").exists(), 120, "the first driver to start")
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first driver ended before the second started"
+        assert second.returncode == 2, second.stderr
+        assert f"another benchmark is running in {out}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    # the lock died with the killed driver: a new driver may take the folder
+    from unlearnkit.jobs.lock import folder_lock
+
+    with folder_lock(out):
+        pass
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_workers_die_with_a_killed_driver(tmp_path: Path):
+    out = tmp_path / "out"
+    f = _slow_experiment(tmp_path, workers=2)
+    driver = subprocess.Popen(
+        [*CLI, "bench", str(f), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: list[int] = []
+    try:
+
+        def found() -> bool:
+            workers[:] = [c for c in _children(driver.pid) if _is_worker(c)]
+            return len(workers) >= 2
+
+        _wait(found, 180, "two worker processes")
+        assert driver.poll() is None
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+        _wait(lambda: not any(_alive(w) for w in workers), 10, f"workers {workers} to die")
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        for w in workers:  # never leave them behind, even when the test fails
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
