@@ -30,27 +30,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from optuna.distributions import BaseDistribution, CategoricalDistribution
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from unlearnkit.bench.presets import PRESETS, preset_text
+from unlearnkit.bench.trials import check_method_config, field_errors
 from unlearnkit.data import DATASETS
 from unlearnkit.data.forget import make_forget_spec
 from unlearnkit.data.plan import DataPlan
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods import METHODS
-from unlearnkit.methods.toolkit.search_space import nest_params
 from unlearnkit.metrics import resolve
 from unlearnkit.models.registry import MODELS
 from unlearnkit.training import make_recipe
 
 #: Rows that every report carries; they are not unlearning methods the harness runs.
 REFERENCE_ROWS: tuple[str, ...] = ("original", "retrain")
-
-
-def _field_errors(err: ValidationError) -> str:
-    """``field: message`` for each error of ``err``, joined by ``; ``."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(all)'}: {e['msg']}" for e in err.errors())
 
 
 class _Strict(BaseModel):
@@ -86,7 +80,7 @@ class DatasetConfig(_Strict):
             DATASETS.get(self.name).params.model_validate(self.params)
         except ValidationError as err:
             raise ValueError(
-                f"bad parameters for dataset {self.name!r}: params.{_field_errors(err)}"
+                f"bad parameters for dataset {self.name!r}: params.{field_errors(err)}"
             ) from None
         return self
 
@@ -136,58 +130,6 @@ class MethodEntry(_Strict):
     name: str
     config: dict[str, Any] = Field(default_factory=dict)
     search: bool = True
-
-
-def merge_config(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge: ``override``'s leaves replace ``base``'s; nested dicts merge."""
-    out = dict(base)
-    for k, v in override.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge_config(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def trial_config(fixed: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """A method config: the experiment's fixed values, then the sampled (dotted) params."""
-    return merge_config(fixed, nest_params(params))
-
-
-def _corners(space: dict[str, BaseDistribution]) -> list[dict[str, Any]]:
-    """Two points of a search space: every dimension at its low end, then at its high end
-    (a categorical's first and last choice)."""
-    points: list[dict[str, Any]] = [{}, {}]
-    for name, dist in space.items():
-        if isinstance(dist, CategoricalDistribution):
-            ends = (dist.choices[0], dist.choices[-1])
-        else:
-            ends = (dist.low, dist.high)  # type: ignore[attr-defined]
-        points[0][name], points[1][name] = ends
-    return points
-
-
-def check_method_config(entry: MethodEntry, max_epochs: list[int]) -> None:
-    """Raise :class:`ValueError` naming the field if ``entry.config`` is not a valid
-    configuration of its method (its ``Config`` class), or, for a searched method, if a
-    trial's configuration built from it would not be: checked at both corners of the search
-    space for every E* in ``max_epochs``."""
-    method = METHODS.get(entry.name)()
-    try:
-        method.Config.model_validate(entry.config)
-    except ValidationError as err:
-        raise ValueError(f"method {entry.name!r}: config.{_field_errors(err)}") from None
-    if not entry.search:
-        return
-    for e_star in sorted(set(max_epochs)):
-        for point in _corners(method.search_space(e_star)):
-            try:
-                method.Config.model_validate(trial_config(entry.config, point))
-            except ValidationError as err:
-                raise ValueError(
-                    f"method {entry.name!r}: its config breaks the searched configurations "
-                    f"(E* = {e_star}, trial {point}): {_field_errors(err)}"
-                ) from None
 
 
 class SearchConfig(_Strict):
@@ -334,11 +276,11 @@ class Experiment(_Strict):
             if d.val_fraction + d.test_fraction >= 1.0:
                 raise ValueError(f"dataset {d.tag}: val_fraction + test_fraction must be < 1")
             self.recipe_for(d)  # validates the per-dataset overrides
-        searched = self.search.trials > 0
         e_stars = [self.max_epochs_for(d) for d in self.datasets]
         for i, entry in enumerate(self.methods):
+            searched = self.search.trials > 0 and entry.search
             try:
-                check_method_config(entry, e_stars if searched else [])
+                check_method_config(entry.name, entry.config, e_stars if searched else [])
             except ValueError as err:
                 raise ValueError(f"methods.{i}: {err}") from None
         if len(set(self.seeds)) != len(self.seeds):

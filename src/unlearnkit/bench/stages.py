@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 import optuna
 
-from unlearnkit.bench.config import trial_config
 from unlearnkit.bench.context import Context
 from unlearnkit.bench.planners import (
     plan_evaluate,
@@ -48,6 +47,7 @@ from unlearnkit.bench.planners import (
 )
 from unlearnkit.bench.search import make_storage, select_best
 from unlearnkit.bench.tasks import Output, Task
+from unlearnkit.bench.trials import trial_config
 from unlearnkit.errors import UnsupportedError
 from unlearnkit.evaluation import AuditConfig, Auditor
 from unlearnkit.io import atomic_write_json
