@@ -242,3 +242,14 @@ def test_workers_die_with_a_killed_driver(tmp_path: Path):
         for w in workers:  # never leave them behind, even when the test fails
             if _alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+def test_oversized_or_undecodable_experiment_files_are_refused(tmp_path: Path):
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (1 << 20) + "\n" + yaml.safe_dump(tiny_config()))
+    with pytest.raises(ConfigError, match="larger than"):
+        load_experiment(big)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_experiment(binary)

@@ -43,6 +43,9 @@ from unlearnkit.metrics import resolve
 from unlearnkit.models.registry import MODELS
 from unlearnkit.training import make_recipe
 
+#: Experiment files larger than this are refused before they are read.
+MAX_EXPERIMENT_BYTES = 1 << 20
+
 #: Rows that every report carries; they are not unlearning methods the harness runs.
 REFERENCE_ROWS: tuple[str, ...] = ("original", "retrain")
 
@@ -379,7 +382,15 @@ def load_experiment(source: str | Path) -> Experiment:
     if path.suffix.lower() in (".yaml", ".yml", ".toml", ".json") or path.exists():
         if not path.is_file():
             raise ConfigError(f"experiment file {path} does not exist")
-        text = path.read_text(encoding="utf-8")
+        if path.stat().st_size > MAX_EXPERIMENT_BYTES:
+            raise ConfigError(
+                f"experiment file {path} is larger than {MAX_EXPERIMENT_BYTES // 1024} KiB; "
+                "an experiment is a short YAML or TOML file"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"experiment file {path} is not UTF-8 text: {err}") from None
         suffix = ".toml" if path.suffix.lower() == ".toml" else ".yaml"
         return parse_experiment(_parse_text(text, suffix, str(path)), str(path))
     if src in PRESETS:
