@@ -7,14 +7,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from unlearnkit.bench.search import (
-    first_complete,
-    merge_config,
-    run_study,
-    score,
-    select_best,
-    trial_config,
-)
+from unlearnkit.bench.search import first_complete, run_study, score, select_best
+from unlearnkit.bench.trials import merge_config, trial_config
 from unlearnkit.errors import NumericalError
 
 SPACE = {"x": FloatDistribution(0.0, 1.0)}

@@ -7,6 +7,7 @@
 Modules: :mod:`.config` (the experiment file), :mod:`.presets`,
 :mod:`.context` (content keys of every stage), :mod:`.planners` (the tasks of each stage),
 :mod:`.stages` (the pipeline), :mod:`.tasks` (worker side), :mod:`.search` (Optuna),
+:mod:`.trials` (method configurations: fixed, per trial, checked up front),
 :mod:`.evaluate` (the evaluation suite on a split), :mod:`.runner` (the driver),
 :mod:`.results`, :mod:`.stats`, :mod:`.plots`, :mod:`.report`. Keys, the SQLite store and the
 executors (local, Ray) are the job system's (:mod:`unlearnkit.jobs`).

@@ -33,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from unlearnkit.bench.presets import PRESETS, preset_text
+from unlearnkit.bench.trials import check_method_config, field_errors
 from unlearnkit.data import DATASETS
 from unlearnkit.data.forget import make_forget_spec
 from unlearnkit.data.plan import DataPlan
@@ -41,6 +42,9 @@ from unlearnkit.methods import METHODS
 from unlearnkit.metrics import resolve
 from unlearnkit.models.registry import MODELS
 from unlearnkit.training import make_recipe
+
+#: Experiment files larger than this are refused before they are read.
+MAX_EXPERIMENT_BYTES = 1 << 20
 
 #: Rows that every report carries; they are not unlearning methods the harness runs.
 REFERENCE_ROWS: tuple[str, ...] = ("original", "retrain")
@@ -71,6 +75,17 @@ class DatasetConfig(_Strict):
         if v not in DATASETS:
             raise ValueError(f"unknown dataset {v!r}; known: {', '.join(DATASETS.names())}")
         return v
+
+    @model_validator(mode="after")
+    def _params(self) -> DatasetConfig:
+        # checked as written: ``$VAR`` and ``~`` are expanded where the data is loaded
+        try:
+            DATASETS.get(self.name).params.model_validate(self.params)
+        except ValidationError as err:
+            raise ValueError(
+                f"bad parameters for dataset {self.name!r}: params.{field_errors(err)}"
+            ) from None
+        return self
 
     @property
     def tag(self) -> str:
@@ -264,6 +279,13 @@ class Experiment(_Strict):
             if d.val_fraction + d.test_fraction >= 1.0:
                 raise ValueError(f"dataset {d.tag}: val_fraction + test_fraction must be < 1")
             self.recipe_for(d)  # validates the per-dataset overrides
+        e_stars = [self.max_epochs_for(d) for d in self.datasets]
+        for i, entry in enumerate(self.methods):
+            searched = self.search.trials > 0 and entry.search
+            try:
+                check_method_config(entry.name, entry.config, e_stars if searched else [])
+            except ValueError as err:
+                raise ValueError(f"methods.{i}: {err}") from None
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be distinct")
         if self.ulira is not None:
@@ -309,6 +331,21 @@ class Experiment(_Strict):
         return list(self.seeds) + extra
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses aliases (``*name``, ``<<: *name``): each alias is
+    another reference to an anchored node, so a few hundred bytes of nested aliases
+    ("billion laughs") expand into gigabytes once the document is walked."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(
+                f"YAML anchors and aliases are not allowed in an experiment file (alias at "
+                f"line {mark.line + 1}): write the values out"
+            )
+        return super().compose_node(parent, index)
+
+
 def _parse_text(text: str, suffix: str, where: str) -> dict[str, Any]:
     try:
         if suffix == ".toml":
@@ -316,7 +353,9 @@ def _parse_text(text: str, suffix: str, where: str) -> dict[str, Any]:
 
             data = tomllib.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
     except Exception as err:  # yaml.YAMLError, tomllib.TOMLDecodeError
         raise ConfigError(f"{where} is not valid {suffix.lstrip('.').upper()}: {err}") from None
     if not isinstance(data, dict):
@@ -343,7 +382,15 @@ def load_experiment(source: str | Path) -> Experiment:
     if path.suffix.lower() in (".yaml", ".yml", ".toml", ".json") or path.exists():
         if not path.is_file():
             raise ConfigError(f"experiment file {path} does not exist")
-        text = path.read_text(encoding="utf-8")
+        if path.stat().st_size > MAX_EXPERIMENT_BYTES:
+            raise ConfigError(
+                f"experiment file {path} is larger than {MAX_EXPERIMENT_BYTES // 1024} KiB; "
+                "an experiment is a short YAML or TOML file"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"experiment file {path} is not UTF-8 text: {err}") from None
         suffix = ".toml" if path.suffix.lower() == ".toml" else ".yaml"
         return parse_experiment(_parse_text(text, suffix, str(path)), str(path))
     if src in PRESETS:

@@ -28,6 +28,7 @@ from unlearnkit.bench.stages import INLINE, STAGES, Stage
 from unlearnkit.bench.tasks import Task, execute
 from unlearnkit.jobs.environment import environment, resolve_device
 from unlearnkit.jobs.executors import Executor, make_executor
+from unlearnkit.jobs.lock import folder_lock
 from unlearnkit.jobs.store import FINISHED, RunResult, Store
 
 
@@ -150,7 +151,9 @@ def run_benchmark(
 
     ``executor``/``workers``/``ray_address`` override the experiment's ``executor`` block;
     ``storage`` overrides the Optuna storage URL. Interrupting (Ctrl-C) marks the runs in
-    flight ``interrupted`` and re-raises :class:`KeyboardInterrupt`.
+    flight ``interrupted`` and re-raises :class:`KeyboardInterrupt`. The driver holds
+    ``out``'s lock (:func:`unlearnkit.jobs.lock.folder_lock`) for the whole run: a second
+    driver on the same folder raises :class:`~unlearnkit.errors.OverwriteError` at once.
     """
     out = Path(out)
     t0 = time.perf_counter()
@@ -160,6 +163,25 @@ def run_benchmark(
     address = ray_address or exec_cfg.ray_address
     summary = BenchSummary(out)
     console = console or Console(stderr=True)
+    with folder_lock(out, "benchmark"):
+        _run_locked(exp, out, summary, kind, n_workers, address, storage, console, show_progress)
+        summary.seconds = time.perf_counter() - t0
+        if report:
+            summary.report = write_report(out)
+    return summary
+
+
+def _run_locked(
+    exp: Experiment,
+    out: Path,
+    summary: BenchSummary,
+    kind: str,
+    n_workers: int | None,
+    address: str | None,
+    storage: str | None,
+    console: Console,
+    show_progress: bool,
+) -> None:
     with Store(out) as store:
         store.record_experiment(exp.model_dump(mode="json"))
         ctx = make_context(exp, out, store, storage)
@@ -193,10 +215,6 @@ def run_benchmark(
         finally:
             if progress is not None:
                 progress.stop()
-    summary.seconds = time.perf_counter() - t0
-    if report:
-        summary.report = write_report(out)
-    return summary
 
 
 def plan_keys(ctx: Context) -> dict[str, list[Task]]:

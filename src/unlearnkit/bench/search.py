@@ -34,7 +34,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from unlearnkit.bench.config import SearchConfig
 from unlearnkit.errors import NumericalError
-from unlearnkit.methods.toolkit.search_space import nest_params
 from unlearnkit.registry import Registry
 
 SAMPLERS: Registry[Callable[[SearchConfig, int], optuna.samplers.BaseSampler]] = Registry(
@@ -54,22 +53,6 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite"):
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60.0}})
     return optuna.storages.RDBStorage(url)
-
-
-def merge_config(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge: ``override``'s leaves replace ``base``'s; nested dicts merge."""
-    out = dict(base)
-    for k, v in override.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge_config(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def trial_config(fixed: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """A method config: the experiment's fixed values, then the sampled (dotted) params."""
-    return merge_config(fixed, nest_params(params))
 
 
 def score(values: Sequence[float]) -> float:

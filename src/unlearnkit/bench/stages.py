@@ -45,8 +45,9 @@ from unlearnkit.bench.planners import (
     plan_ulira,
     plan_unlearn,
 )
-from unlearnkit.bench.search import make_storage, select_best, trial_config
+from unlearnkit.bench.search import make_storage, select_best
 from unlearnkit.bench.tasks import Output, Task
+from unlearnkit.bench.trials import trial_config
 from unlearnkit.errors import UnsupportedError
 from unlearnkit.evaluation import AuditConfig, Auditor
 from unlearnkit.io import atomic_write_json

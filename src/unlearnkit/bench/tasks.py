@@ -28,8 +28,9 @@ from unlearnkit import api as uk
 from unlearnkit.artifacts import load_model, save_model
 from unlearnkit.bench.config import DatasetConfig, ModelConfig, SearchConfig
 from unlearnkit.bench.evaluate import evaluate_model, search_metrics
-from unlearnkit.bench.search import SAMPLERS, make_storage, run_study, trial_config
+from unlearnkit.bench.search import SAMPLERS, make_storage, run_study
 from unlearnkit.bench.splits import make_split, read_split, write_split
+from unlearnkit.bench.trials import trial_config
 from unlearnkit.errors import UnsupportedError
 from unlearnkit.jobs.environment import environment, resolve_device
 from unlearnkit.jobs.store import RunResult

@@ -5,6 +5,7 @@
 * :mod:`.store`: one SQLite ``results.db`` per folder (runs, params, metrics, timings,
   environments); artifacts are safetensors files named by the run key.
 * :mod:`.executors`: inline, a local process pool, Ray (local or a cluster).
+* :mod:`.lock`: one writer per folder (``folder_lock``), released when its process ends.
 * :mod:`.pools`: the audit's shadow, retrain and unlearned pools, whose members are jobs run on
   an executor and optionally recorded in a store.
 """

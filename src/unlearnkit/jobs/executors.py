@@ -8,7 +8,8 @@ not once per job.
 
 * ``inline``: in the driver process, one after the other (``workers: 0``; debugging).
 * ``local``: a process pool (:class:`concurrent.futures.ProcessPoolExecutor`, ``spawn``
-  start method so no worker inherits the driver's threads or locks). The default.
+  start method so no worker inherits the driver's threads or locks). The default. On Linux
+  every worker dies with the driver, even a ``kill -9``-ed one (:func:`die_with_parent`).
 * ``ray``: Ray tasks (``num_cpus=1`` each). Without an address a private local Ray instance is
   started (loopback only, no dashboard, temporary directory removed at the end); with
   ``--ray-address`` the driver joins an existing cluster. Workers on other machines must see
@@ -23,9 +24,12 @@ stages (:func:`unlearnkit.bench.tasks.execute`) and the audit's pools
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -43,9 +47,30 @@ JobFn = Callable[[Any, Any], RunResult]
 
 _SHARED: Any = None  # the shared data of this worker process (set by the initializer)
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
-def _worker_init(threads: int, shared: Any) -> None:
+
+def die_with_parent(parent: int) -> None:
+    """Make this process die (SIGKILL) when ``parent``, the process that started it, ends,
+    however it ends (``kill -9`` included): Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``.
+
+    The kernel sends the signal when the *thread* that forked this process exits; the local
+    executor starts its workers from the driver's main thread. If ``parent`` is already gone
+    when this runs (the process was re-parented), exit at once. Elsewhere than Linux: no-op.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _worker_init(threads: int, shared: Any, parent: int | None = None) -> None:
     global _SHARED
+    if parent is not None:
+        die_with_parent(parent)
     _SHARED = shared
     torch.set_num_threads(threads)
 
@@ -109,7 +134,7 @@ class LocalExecutor(Executor):
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_worker_init,
-                initargs=(self.threads, shared),
+                initargs=(self.threads, shared, os.getpid()),
             )
         return self._pool
 
