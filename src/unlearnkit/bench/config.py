@@ -2,15 +2,14 @@
 
 An experiment is a YAML or TOML file (or a preset shipped with the package, see
 :mod:`unlearnkit.bench.presets`) with these sections; everything but ``name``, ``datasets``,
-``models`` and ``methods`` has a default (Deep Unlearn's protocol, spec/methods.md §1 and §3.7):
+``models`` and ``methods`` has a default (Deep Unlearn's protocol, Cadet et al. 2024):
 
 * ``datasets``: registry names with loader ``params``, split fractions and split seed; an
   optional ``training`` block overrides the experiment's recipe for that dataset.
 * ``models``: registry names with ``options``.
 * ``training``: the recipe of Original and Retrain (:mod:`unlearnkit.training`, default SGD).
-* ``forget``: the forget-set spec (``"random:0.1"``, a dict, see :mod:`unlearnkit.data.forget`)
-  applied to the training split, drawn with ``forget_seed``; ``vary_forget`` draws a new forget
-  set per model seed (``forget_seed + seed``) instead of Deep Unlearn's single fixed set.
+* ``forget``: the forget spec (``"random:0.1"``, a dict: :mod:`unlearnkit.data.forget`) drawn
+  from the training split with ``forget_seed``; ``vary_forget`` draws one per model seed.
 * ``methods``: method names (or ``{name, config, search}`` entries); ``"all"`` means every
   registered method. Original and Retrain are always evaluated: they are the reference rows.
 * ``seeds``: the model-initialisation seeds (a list, or a count ``n`` meaning ``0..n-1``).
@@ -136,7 +135,7 @@ class MethodEntry(_Strict):
 
 
 class SearchConfig(_Strict):
-    """Deep Unlearn's search (spec methods.md §3.7): one study per (setting, method, seed).
+    """Deep Unlearn's search (docs/methods.md): one study per (setting, method, seed).
 
     Objectives (all minimised, on validation data against the retrain reference):
     ``(⅓|RA_U − RA_R|, ⅓|FA_U − FA_R|, ⅓|VA_U − VA_R|, 1 − Indisc(ValMIA_U))``. Selection: the
@@ -312,7 +311,7 @@ class Experiment(_Strict):
         return make_recipe({**self.training, **dataset.training}).model_dump(mode="json")
 
     def max_epochs_for(self, dataset: DatasetConfig) -> int:
-        """E* = ceil(0.2 · training epochs) (spec methods.md §2.0), unless set in ``search``."""
+        """E* = ceil(0.2 · training epochs) (docs/methods.md), unless set in ``search``."""
         if self.search.max_epochs is not None:
             return self.search.max_epochs
         return max(1, math.ceil(0.2 * int(self.recipe_for(dataset).get("epochs", 10))))

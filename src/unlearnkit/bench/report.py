@@ -1,7 +1,7 @@
 """``unlearnkit report DIR``: Deep Unlearn's tables and plots, as Markdown and one HTML page.
 
 Writes ``DIR/report.md`` (PNG files referenced from ``DIR/plots/``) and ``DIR/report.html``
-(self-contained: every PNG embedded as base64). Contents (spec/evaluation.md, "Deep Unlearn's
+(self-contained: every PNG embedded as base64). Contents (docs/evaluation.md, "Deep Unlearn's
 own evaluation" §3.6):
 
 1. ranking by RetDev (ascending) then Indisc (descending), mean ± 95 % CI over seeds;

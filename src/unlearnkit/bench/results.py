@@ -2,7 +2,7 @@
 
 Per evaluated model (setting = dataset x model, row = original, retrain or a method, seed):
 the stored metrics (RA, FA, VA, TA, val_mia, test_mia, ...) plus, against the retrain model of
-the same seed (spec/evaluation.md, "Deep Unlearn's own evaluation" §3.2–3.5):
+the same seed (docs/evaluation.md, "Deep Unlearn's own evaluation" §3.2–3.5):
 
 * RR = RA_U / RA_R, FR = FA_U / FA_R, TR = TA_U / TA_R; RetDev = |RR−1| + |FR−1| + |TR−1|;
 * Indisc = 1 − |2·TestMIA − 1| (the fork's "T-MIA" indiscernibility), ``val_indisc`` from

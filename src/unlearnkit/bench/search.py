@@ -1,4 +1,4 @@
-"""Hyper-parameter search against the retrain reference (Deep Unlearn, spec/methods.md §3.7).
+"""Hyper-parameter search against the retrain reference (Deep Unlearn, docs/methods.md).
 
 One Optuna study per (dataset, model, method, search seed), stored in any Optuna storage
 (default ``sqlite:///DIR/optuna.db``). Trials run one at a time through Optuna's ask/tell

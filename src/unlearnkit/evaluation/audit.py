@@ -1,6 +1,6 @@
 """U-LiRA end to end: shadow pools, unlearning, per-example attack, held-out metrics.
 
-Hayes et al. (2024) adapt LiRA (Carlini et al. 2022) to unlearning (spec/evaluation.md §3.4,
+Hayes et al. (2024) adapt LiRA (Carlini et al. 2022) to unlearning (docs/evaluation.md,
 §3.5 and "Deep Unlearn's own evaluation" §3.8). For each target example x the question is:
 "was x trained on and then unlearned by the method under test, or never seen?"
 

@@ -1,6 +1,6 @@
 """Pools of shadow models for per-example attacks (U-LiRA), as jobs of the one job system.
 
-Shadow attacks are dominated by training cost (spec/evaluation.md §3.5, "Efficiency"), so
+Shadow attacks are dominated by training cost (docs/evaluation.md, "Efficiency"), so
 every model a pool needs is stored on disk the moment it is trained and reused by every
 later audit that needs the same model: other methods, a re-run, a larger shadow count.
 

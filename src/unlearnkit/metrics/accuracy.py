@@ -1,6 +1,6 @@
 """Top-1 accuracy and the per-split accuracies RA / FA / UA / VA / TA.
 
-Source: spec/evaluation.md §3.1 (standard definitions) and the Deep Unlearn code (§3.1 of
+Source: docs/evaluation.md (standard definitions) and the Deep Unlearn code (§3.1 of
 its own evaluation): RA = Acc(θ_u; D_r), FA = Acc(θ_u; D_f), UA = 1 − FA,
 VA = Acc(θ_u; D_v), TA = Acc(θ_u; D_t).
 

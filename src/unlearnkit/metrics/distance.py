@@ -3,7 +3,7 @@
 Sources: SSSE paper (Figure 1b; the text's formula has a typo, the intended quantity is)
     d_norm(θ̂) = ‖θ̂ − θ_R‖₂ / ‖θ_O − θ_R‖₂,
 with θ_R the retrained model and θ_O the original; Deep Unlearn's L2 helper
-(spec/evaluation.md §3.2 of its own evaluation). Direction: *lower is better*; d_norm = 0 is
+(docs/evaluation.md of its own evaluation). Direction: *lower is better*; d_norm = 0 is
 retrain, d_norm = 1 is as far from retrain as the original is (a no-op unlearner).
 
 Parameters can be given as flat vectors (NumPy/torch), state dicts, or ``nn.Module``\\ s:

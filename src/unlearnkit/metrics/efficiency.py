@@ -1,6 +1,6 @@
 """Run-time efficiency: RTE = T_retrain / T_method, and a CUDA-synchronised timer.
 
-Source: spec/evaluation.md §3.1 and "Deep Unlearn's own evaluation" §3.5. RTE is a
+Source: docs/evaluation.md and "Deep Unlearn's own evaluation" §3.5. RTE is a
 speed-up: *higher is better*, and Retrain itself has RTE = 1. Over seeds, the Deep Unlearn
 fork divides the *mean* retrain time by the *mean* method time.
 Timing rules: synchronise CUDA before reading the clock, and leave evaluation, logging and

@@ -1,6 +1,6 @@
 """The NeurIPS 2023 machine-unlearning challenge score (Triantafillou et al. 2024).
 
-Follows spec/evaluation.md §3.3, which restates ``google-deepmind/unlearning_evaluation``
+Follows docs/evaluation.md, which restates ``google-deepmind/unlearning_evaluation``
 (``metric.py`` / ``main.py``).
 
 Inputs: for every forget example i, N_u values of the logit-scaled confidence φ_i under

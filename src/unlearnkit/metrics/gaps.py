@@ -1,6 +1,6 @@
 """Gaps to the retrained model, SAPE, ΔAcc, Avg. Gap and Deep Unlearn's HPO objectives.
 
-Source: spec/evaluation.md §3.1. The reference for every gap is the retrained model θ_r;
+Source: docs/evaluation.md The reference for every gap is the retrained model θ_r;
 direction: *smaller gap is better* (0 = matches retrain).
 """
 
@@ -44,7 +44,7 @@ def sape(a: float, b: float) -> float:
     """Symmetric absolute percentage error SAPE(a, b) = 100·|b − a| / (|a| + |b|).
 
     In [0, 100]; 0 when a = b. SAPE(0, 0) is defined as 0 (the two values agree).
-    Source: Deep Unlearn helper (spec/evaluation.md §3.1 and its §3.2).
+    Source: Deep Unlearn helper (docs/evaluation.md).
     """
     a, b = float(a), float(b)
     den = abs(a) + abs(b)
@@ -60,7 +60,7 @@ def deep_unlearn_objectives(
 
     (⅓|RA_u − RA_r|, ⅓|FA_u − FA_r|, ⅓|VA_u − VA_r|, 1 − Indisc_val), where Indisc_val is
     the indiscernibility of the population MIA against the *validation* set
-    (:func:`unlearnkit.metrics.mia.indiscernibility`). Source: spec/evaluation.md §3.1.
+    (:func:`unlearnkit.metrics.mia.indiscernibility`). Source: docs/evaluation.md
     """
     if not 0.0 <= val_indiscernibility <= 1.0:
         raise NumericalError(f"indiscernibility must be in [0, 1], got {val_indiscernibility}")

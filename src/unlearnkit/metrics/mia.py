@@ -3,7 +3,7 @@
 These are cheap *diagnostics*: population attacks overstate privacy (Hayes et al. 2024).
 Use :mod:`unlearnkit.metrics.ulira` for the headline per-example attack. In every case
 the reference is the retrained model's value on the same sets, not 0 or 0.5
-(spec/evaluation.md §3.6).
+(docs/evaluation.md).
 
 * :func:`population_mia`: the loss-LR attack of the NeurIPS 2023 starting kit, SCRUB and
   Deep Unlearn (spec "Deep Unlearn's own evaluation" §3.3). Against the validation set it

@@ -1,6 +1,6 @@
 """Accuracy retention RR / FR / TR and the retention deviation RetDev (Deep Unlearn).
 
-Source: spec/evaluation.md, "Deep Unlearn's own evaluation" §3.2:
+Source: docs/evaluation.md, "Deep Unlearn's own evaluation" §3.2:
     RR = RA_U / RA_R,  FR = FA_U / FA_R,  TR = TA_U / TA_R,
     RetDev = |RR − 1| + |FR − 1| + |TR − 1|.
 Direction: retention *closer to 1 is better*; RetDev *lower is better* (0 = same accuracies

@@ -1,7 +1,7 @@
 """U-LiRA: per-example unlearning membership inference (Hayes et al. 2024), statistical core.
 
 The question for each target example x: "was x trained on and then unlearned (IN), or
-never seen (OUT)?" Every example gets its own attacker (spec/evaluation.md §3.4, §3.5,
+never seen (OUT)?" Every example gets its own attacker (docs/evaluation.md, §3.5,
 and "Deep Unlearn's own evaluation" §3.8). This module holds the pure statistics; training
 the shadow models is orchestrated elsewhere.
 

@@ -15,7 +15,7 @@ Rules (registry :data:`EPS_RULES`):
   (test samples of the same classes / having the same attribute). ε* = argmin_ε of the
   two-sample Kolmogorov–Smirnov statistic between the losses of θ̂_ε on S and on the
   held-out set (scipy.stats.ks_2samp). This is exactly the signal a population membership
-  attack uses (spec evaluation.md §3.2), so minimising it targets an attack at chance.
+  attack uses (docs/evaluation.md), so minimising it targets an attack at chance.
 """
 
 from __future__ import annotations
