@@ -19,6 +19,13 @@ model than to the original; γ = 0.8 means four times closer. SSSE picks ε* = a
 0/0 case: if D_S(θ̂, θ*) = D_S(θ̂, θ*_{−S}) = 0 (θ̂, θ* and θ*_{−S} have identical AUCs on S),
 θ̂ is equally close to both references. γ is then defined as 0.5, the value of every
 equidistant point.
+
+Exact ties: on n₊ positives and n₋ negatives an AUC is k / (2 n₊ n₋) for an integer k (each
+positive-negative pair counts 1 when ordered, ½ when tied). ``roc_auc_score`` sums trapezoids
+in floating point, so two models with the same true AUC can differ by one rounding unit, and
+γ would come out 0 or 1 instead of 0.5. :func:`attribute_aucs` therefore snaps every AUC to
+that grid (exact, because the rounding error is far below the grid step 1 / (2 n₊ n₋) for any
+S that fits in memory); equal true AUCs are then equal floats and the 0/0 convention holds.
 """
 
 from __future__ import annotations
@@ -59,7 +66,10 @@ def attribute_aucs(scores: Any, labels: Any) -> np.ndarray:
     keep = present_attributes(y)
     out = np.zeros(s.shape[1], dtype=np.float64)
     if keep.any():
-        out[keep] = roc_auc_score(y[:, keep].astype(np.int64), s[:, keep], average=None)
+        raw = roc_auc_score(y[:, keep].astype(np.int64), s[:, keep], average=None)
+        n_pos = y[:, keep].sum(axis=0).astype(np.float64)
+        pairs2 = 2.0 * n_pos * (y.shape[0] - n_pos)  # the AUC is an integer over this
+        out[keep] = np.rint(np.asarray(raw) * pairs2) / pairs2
     return out
 
 
