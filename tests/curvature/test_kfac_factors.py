@@ -136,3 +136,24 @@ def test_bad_inputs_raise() -> None:
         accumulate(model, x, y, "multiclass", ids=torch.tensor([0, 0, 1, 2]))
     with pytest.raises(ConfigError, match="eval mode"):
         accumulate(model.train(), x, y, "multiclass")
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_ggn_of_last_layer_is_the_summed_logit_hessian(task: str) -> None:
+    """For the last Linear layer J_s = I, so ``G_sum = Σ_i Λ_i``: ``diag(p) − p pᵀ``
+    (softmax) or ``diag(σ(1 − σ))`` (sigmoid, summed BCE), computed here by hand."""
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double().eval()
+    x, y = _data((6, 4), seed=6)
+    if task == "multilabel":
+        y = torch.randint(0, 2, (6, 3), generator=torch.Generator().manual_seed(1)).double()
+    s = accumulate(model, x, y, task, mode="ggn", batch_size=4)
+    with torch.no_grad():
+        z = model(x)
+    if task == "multiclass":
+        p = torch.softmax(z, dim=1)
+        want = sum(torch.diag(pi) - torch.outer(pi, pi) for pi in p)
+    else:
+        q = torch.sigmoid(z)
+        want = torch.diag((q * (1 - q)).sum(0))
+    torch.testing.assert_close(s.layers["2"].g_sum, want, **TOL)

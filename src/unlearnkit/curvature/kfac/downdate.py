@@ -53,8 +53,9 @@ def subtract_scales(full: ScaleSums, removed: ScaleSums) -> ScaleSums:
 class Downdated:
     """The retained data's sums and the curvature built from them.
 
-    ``scales_basis``: ``"none"`` (K-FAC) or ``"full-data"`` (EK-FAC scales downdated in D's
-    eigenbasis, the K-FAC factors still re-diagonalised for reporting)."""
+    ``scales_basis``: ``"none"`` (K-FAC: ``curvature`` re-diagonalises R's factors) or
+    ``"full-data"`` (EK-FAC: ``curvature`` holds R's factors but solves with R's scales in
+    D's eigenbases). The sums are R's exactly in both cases."""
 
     sums: KFACSums
     scale_sums: ScaleSums | None
