@@ -145,6 +145,13 @@ def test_ssse_direction_equals_dense_solve(variant: str) -> None:
             f, scale_sums(model, x, y, "multiclass", bases).scales(), bases
         )
     assert curv.variant == variant
+    assert [(b["block"], b["structure"]) for b in curv.blocks()] == [
+        ("0", variant),
+        ("4", variant),
+        ("6", variant),
+        ("3.weight", "diagonal"),
+        ("3.bias", "diagonal"),
+    ]
     lam = 1e-2
     v, delta = ssse_direction(model, curv, x[:3], y[:3], "multiclass", lam)
     # v = Σ_{i∈S} ∇ℓ_i by per-sample autograd

@@ -87,6 +87,35 @@ class KroneckerCurvature:
         names = [n for f in self.factors.layers.values() for n in f.spec.params]
         return (*names, *self.factors.diag)
 
+    def blocks(self) -> list[dict[str, object]]:
+        """One JSON-able entry per block (for a state's manifest or ledger): the block, its
+        structure (``kfac`` / ``ekfac`` per factored layer, ``diagonal`` otherwise), the label
+        mode, its parameters and the factor sizes."""
+        out: list[dict[str, object]] = []
+        for k, f in self.factors.layers.items():
+            out.append(
+                {
+                    "block": k,
+                    "structure": self.variant,
+                    "layer": f.spec.kind,
+                    "curvature": self.factors.mode,
+                    "params": list(f.spec.params),
+                    "A": f.spec.d_in,
+                    "G": f.spec.d_out,
+                }
+            )
+        for k, d in self.factors.diag.items():
+            out.append(
+                {
+                    "block": k,
+                    "structure": "diagonal",
+                    "curvature": self.factors.mode,
+                    "params": [k],
+                    "size": d.numel(),
+                }
+            )
+        return out
+
     def _check(self, grads: Mapping[str, Tensor]) -> None:
         want, got = set(self.param_names), set(grads)
         if want != got:
