@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 LOCK := requirements-lock.txt
+REFS := requirements-reference.txt
 TORCH := torch==2.13.0
 LATEST := .venv-latest
 
@@ -17,9 +18,10 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # the CPU wheel first, so that no dependency pulls a CUDA build of torch
-$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+$(STAMP): pyproject.toml $(LOCK) $(REFS) | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -c $(LOCK) -e ".[dev,ray]"
+	$(BIN)/pip install -q --no-deps -r $(REFS)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -48,6 +50,7 @@ test-latest:
 	$(LATEST)/bin/pip install -q $(TORCH)
 	echo "$(TORCH)" > $(LATEST)/torch-pin.txt
 	$(LATEST)/bin/pip install -q --upgrade --upgrade-strategy eager -c $(LATEST)/torch-pin.txt -e ".[dev,ray]"
+	$(LATEST)/bin/pip install -q --no-deps -r $(REFS)
 	$(LATEST)/bin/pip freeze --exclude-editable > $(LATEST)/versions.txt
 	$(LATEST)/bin/ruff check src tests benchmarks examples docs
 	$(LATEST)/bin/ruff format --check src tests benchmarks examples docs
