@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from unlearnkit.artifacts import artifact_paths, load_model, read_manifest, save_model
-from unlearnkit.errors import ConfigError, StateMismatchError
+from unlearnkit.errors import ConfigError, NumericalError, StateMismatchError
 from unlearnkit.io import model_fingerprint, sha256_file
 from unlearnkit.models import build_model, spec_of
 
@@ -135,3 +135,21 @@ def test_a_users_module_is_saved_without_spec_and_loaded_into_an_instance(tmp_pa
     assert model_fingerprint(blank) == before  # the instance given is not modified
     with pytest.raises(StateMismatchError, match="does not fit a Linear"):
         load_model(tmp_path / "u", model=nn.Linear(3, 2))
+
+
+@pytest.mark.parametrize(
+    ("tensor", "value"),
+    [("fc.weight", float("nan")), ("bn1.running_var", float("inf")), ("fc.bias", -float("inf"))],
+)
+def test_non_finite_weights_are_never_written(tmp_path: Path, tensor: str, value: float) -> None:
+    good = build_model("resnet20", (3, 8, 8), 4, seed=0)
+    save_model(tmp_path / "m", good, {"note": "good"})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    bad = build_model("resnet20", (3, 8, 8), 4, seed=1)
+    with torch.no_grad():
+        bad.state_dict()[tensor].view(-1)[1] = value
+    with pytest.raises(NumericalError, match=rf"{tensor} .*1 non-finite"):
+        save_model(tmp_path / "m", bad, {"note": "bad"})  # over an existing model
+    with pytest.raises(NumericalError, match=tensor):
+        save_model(tmp_path / "sub" / "new", bad, {})  # to a new path
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing changed

@@ -40,7 +40,7 @@ from torch import nn
 from unlearnkit._version import __version__
 from unlearnkit.data.plan import DataPlan, Split, check_prefix, check_same_split
 from unlearnkit.data.records import data_block, plan_from_block, split_from_block
-from unlearnkit.errors import ConfigError, StateMismatchError
+from unlearnkit.errors import ConfigError, NumericalError, StateMismatchError
 from unlearnkit.io import atomic_write_json, load_tensors, model_fingerprint, save_tensors
 from unlearnkit.manifest import (
     FORMAT,
@@ -111,7 +111,8 @@ def save_model(
     how the model was made. ``manifest`` holds further keys; they must not collide with the recorded
     ones (``format``, ``format_version``, ``model``, ``weights``, ``versions``, ``created``).
     Keys of older writers (``dataset``/``split``, ``role``, ``unlearn``, ``ssse``) are upgraded
-    as on reading. The model is not modified; nothing is written on error.
+    as on reading. A parameter or buffer holding NaN or Inf raises :class:`NumericalError`
+    (:func:`check_finite`). The model is not modified; nothing is written on error.
     """
     manifest = dict(manifest or {})
     clash = sorted(set(manifest) & set(_RESERVED))
@@ -136,6 +137,7 @@ def save_model(
     except StateMismatchError as e:
         raise ConfigError(f"manifest: {e}") from None
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    check_finite(state)
     dtypes = {str(v.dtype).removeprefix("torch.") for v in state.values() if v.is_floating_point()}
     weights_path, manifest_path = artifact_paths(path)
     digest = save_tensors(weights_path, state)
@@ -156,6 +158,20 @@ def save_model(
     )
     atomic_write_json(manifest_path, manifest)
     return manifest_path
+
+
+def check_finite(state: Mapping[str, torch.Tensor]) -> None:
+    """Raise :class:`NumericalError` naming the first parameter or buffer holding NaN or Inf."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise NumericalError(
+                    f"model tensor {name} has {bad} non-finite value(s) (NaN or Inf) out of "
+                    f"{tensor.numel()}; the model was not saved and nothing was written. The "
+                    "step that produced it diverged: use a smaller learning rate, epsilon or "
+                    "noise, or check the inputs"
+                )
 
 
 def _now() -> str:
