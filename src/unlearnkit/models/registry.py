@@ -13,6 +13,7 @@ that it can be saved and rebuilt (:mod:`unlearnkit.artifacts`).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -171,9 +172,12 @@ def build_on_meta(spec: ModelSpec, max_tensors: int | None = None) -> nn.Module:
         return _make(spec, device="meta")
     limit = 2 * max_tensors + 64
     count = 0
+    owner = threading.get_ident()
 
     def on_tensor(module: nn.Module, name: str, tensor: torch.Tensor | None) -> None:
         nonlocal count
+        if threading.get_ident() != owner:  # the hooks are global: leave other threads alone
+            return
         count += tensor is not None
         if count > limit:
             raise _TooManyTensors
@@ -186,7 +190,7 @@ def build_on_meta(spec: ModelSpec, max_tensors: int | None = None) -> nn.Module:
         return _make(spec, device="meta")
     except _TooManyTensors:
         raise ConfigError(
-            f"a {spec.name!r} model with options {spec.options} has more than {limit} "
+            f"a {spec.name!r} model with options {str(spec.options)[:200]} has more than {limit} "
             f"parameter and buffer tensors; the weights hold {max_tensors}"
         ) from None
     finally:
