@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from unlearnkit.artifacts import artifact_paths, load_model, read_manifest, save_model
-from unlearnkit.errors import ConfigError, StateMismatchError
+from unlearnkit.errors import ConfigError, NumericalError, StateMismatchError
 from unlearnkit.io import model_fingerprint, sha256_file
 from unlearnkit.models import build_model, spec_of
 
@@ -135,3 +136,120 @@ def test_a_users_module_is_saved_without_spec_and_loaded_into_an_instance(tmp_pa
     assert model_fingerprint(blank) == before  # the instance given is not modified
     with pytest.raises(StateMismatchError, match="does not fit a Linear"):
         load_model(tmp_path / "u", model=nn.Linear(3, 2))
+
+
+@pytest.mark.parametrize(
+    ("tensor", "value"),
+    [("fc.weight", float("nan")), ("bn1.running_var", float("inf")), ("fc.bias", -float("inf"))],
+)
+def test_non_finite_weights_are_never_written(tmp_path: Path, tensor: str, value: float) -> None:
+    good = build_model("resnet20", (3, 8, 8), 4, seed=0)
+    save_model(tmp_path / "m", good, {"note": "good"})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    bad = build_model("resnet20", (3, 8, 8), 4, seed=1)
+    with torch.no_grad():
+        bad.state_dict()[tensor].view(-1)[1] = value
+    with pytest.raises(NumericalError, match=rf"{tensor} .*1 non-finite"):
+        save_model(tmp_path / "m", bad, {"note": "bad"})  # over an existing model
+    with pytest.raises(NumericalError, match=tensor):
+        save_model(tmp_path / "sub" / "new", bad, {})  # to a new path
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing changed
+
+
+def _edit(path: Path, edit) -> None:
+    man = json.loads(path.read_text())
+    edit(man)
+    path.write_text(json.dumps(man))
+
+
+def _peak_rss_growth(fn) -> int | None:
+    """Bytes the process's peak RSS grew by while ``fn`` ran (None where Linux's peak reset via
+    /proc/self/clear_refs is unavailable)."""
+
+    def hwm() -> int:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmHWM"))
+
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = hwm()
+    except (OSError, StopIteration):
+        fn()
+        return None
+    fn()
+    return hwm() - before
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [  # the saved model: mlp (6,) -> 3, width 4, depth 2: 6 tensors; width 300000: 360 GB
+        (
+            lambda m: m["options"].update(width=300000),
+            r"body.0.bias: shape \(300000,\) for the model, \(4,\) in the file",
+        ),
+        (
+            lambda m: m["options"].update(width=300000, depth=0),
+            r"unexpected in the file \['body.0.bias'",
+        ),
+        (
+            lambda m: m["options"].update(depth=50),
+            r"more than 76 parameter and buffer tensors; the weights hold 6",
+        ),
+        (
+            lambda m: m.update(input_shape=[60000]),
+            r"body.0.weight: shape \(4, 60000\) for the model, \(4, 6\) in the file",
+        ),
+        (
+            lambda m: m["options"].update(width=5),
+            r"does not fit .*body.0.bias: shape \(5,\) for the model, \(4,\)",
+        ),
+    ],
+    ids=["width-360GB", "width-unused", "depth", "input", "width-5"],
+)
+def test_edited_manifest_is_checked_against_the_weights_header_before_building(
+    tmp_path: Path, edit, match: str
+) -> None:
+    save_model(tmp_path / "m", build_model("mlp", (6,), 3, seed=0, width=4), {})
+    _edit(tmp_path / "m.json", lambda man: edit(man["model"]))
+    start = time.perf_counter()
+
+    def load() -> None:
+        with pytest.raises(StateMismatchError, match=match):
+            load_model(tmp_path / "m")
+
+    grew = _peak_rss_growth(load)
+    assert time.perf_counter() - start < 2.0
+    assert grew is None or grew < 100 << 20, f"peak RSS grew by {grew} bytes"
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda m: m.pop("weights"), r"key 'weights' is missing"),
+        (lambda m: m["weights"].pop("fingerprint"), r"key 'weights.fingerprint' is missing"),
+        (lambda m: m["weights"].update(sha256=5), r"'weights.sha256' must be .*got int"),
+        (lambda m: m["weights"].update(dtype=["float32"]), r"'weights.dtype' must be"),
+        (lambda m: m.update(model=[1, 2]), r"'model' must be a mapping"),
+        (lambda m: m["model"].pop("num_outputs"), r"'model'.*num_outputs"),
+        (lambda m: m["model"].update(input_shape="abc"), r"'model'.*input_shape"),
+        (lambda m: m["model"].update(name="nosuch"), r"'model'.*nosuch"),
+        (lambda m: m["weights"].update(dtype="float64"), r"dtype float64 but the weights file holds \['F32'\]"),
+    ],
+    ids=["weights", "fingerprint", "sha-type", "dtype-type", "model-type", "num_outputs",
+         "input_shape", "name", "dtype"],
+)  # fmt: skip
+def test_malformed_manifest_keys_are_named(tmp_path: Path, edit, match: str) -> None:
+    save_model(tmp_path / "m", build_model("mlp", (6,), 3, seed=0, width=4), {})
+    _edit(tmp_path / "m.json", edit)
+    with pytest.raises(StateMismatchError, match=match):
+        load_model(tmp_path / "m")
+
+
+def test_weights_that_are_not_safetensors_are_refused(tmp_path: Path) -> None:
+    save_model(tmp_path / "m", build_model("mlp", (6,), 3, seed=0, width=4), {})
+    w = tmp_path / "m.safetensors"
+    w.write_bytes((2**40).to_bytes(8, "little") + b"{}")  # header length past the end
+    _edit(tmp_path / "m.json", lambda m: m["weights"].update(sha256=sha256_file(w)))
+    with pytest.raises(StateMismatchError, match="not a readable safetensors file"):
+        load_model(tmp_path / "m")

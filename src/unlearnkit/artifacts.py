@@ -34,13 +34,19 @@ from typing import Any, Literal
 import numpy as np
 import safetensors
 import torch
-from pydantic import ValidationError
 from torch import nn
 
 from unlearnkit._version import __version__
+from unlearnkit.artifact_checks import (
+    FLOAT_DTYPES,
+    check_finite,
+    check_fits,
+    manifest_entries,
+    weights_header,
+)
 from unlearnkit.data.plan import DataPlan, Split, check_prefix, check_same_split
 from unlearnkit.data.records import data_block, plan_from_block, split_from_block
-from unlearnkit.errors import ConfigError, StateMismatchError
+from unlearnkit.errors import ConfigError, StateMismatchError, UnsupportedError
 from unlearnkit.io import atomic_write_json, load_tensors, model_fingerprint, save_tensors
 from unlearnkit.manifest import (
     FORMAT,
@@ -49,7 +55,7 @@ from unlearnkit.manifest import (
     ancestors_of,
     upgrade_manifest,
 )
-from unlearnkit.models.registry import ModelSpec, build_from_spec
+from unlearnkit.models.registry import ModelSpec, build_from_spec, build_on_meta
 
 DEFAULT_NAME = "model"
 _RESERVED = ("format", "format_version", "model", "weights", "versions", "created")
@@ -59,6 +65,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Provenance",
     "artifact_paths",
+    "check_finite",
     "check_reference",
     "load_model",
     "manifest_plan",
@@ -66,6 +73,7 @@ __all__ = [
     "read_manifest",
     "save_model",
     "versions",
+    "weights_header",
 ]
 
 
@@ -111,7 +119,8 @@ def save_model(
     how the model was made. ``manifest`` holds further keys; they must not collide with the recorded
     ones (``format``, ``format_version``, ``model``, ``weights``, ``versions``, ``created``).
     Keys of older writers (``dataset``/``split``, ``role``, ``unlearn``, ``ssse``) are upgraded
-    as on reading. The model is not modified; nothing is written on error.
+    as on reading. A parameter or buffer holding NaN or Inf raises :class:`NumericalError`
+    (:func:`check_finite`). The model is not modified; nothing is written on error.
     """
     manifest = dict(manifest or {})
     clash = sorted(set(manifest) & set(_RESERVED))
@@ -136,6 +145,7 @@ def save_model(
     except StateMismatchError as e:
         raise ConfigError(f"manifest: {e}") from None
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    check_finite(state)
     dtypes = {str(v.dtype).removeprefix("torch.") for v in state.values() if v.is_floating_point()}
     weights_path, manifest_path = artifact_paths(path)
     digest = save_tensors(weights_path, state)
@@ -185,41 +195,51 @@ def load_model(
 
     The architecture comes from the manifest's build spec, or from ``model`` (an instance of the
     architecture, for models not built by :func:`~unlearnkit.models.build_model`; it is copied,
-    never modified). Raises :class:`StateMismatchError` if the manifest is missing or malformed,
-    the weights' SHA-256 differs from the manifest's, the tensors do not fit the architecture,
-    or the loaded state's fingerprint differs from the recorded one.
+    never modified). Nothing the manifest says is trusted before it is checked against the
+    weights file's header (:func:`weights_header`): the spec's model is first built on the meta
+    device (:func:`~unlearnkit.models.registry.build_on_meta`, no memory) and its tensor names
+    and shapes compared with the header's, so an edited manifest cannot make the loader
+    allocate more than the weights file holds. Raises :class:`StateMismatchError` if the
+    manifest is missing or malformed (the key named), the header does not fit the architecture
+    or the manifest's dtype, the weights' SHA-256 differs from the manifest's, or the loaded
+    state's fingerprint differs from the recorded one.
     """
     manifest = read_manifest(path)
     weights_path, manifest_path = artifact_paths(path)
-    try:
-        spec = ModelSpec(**manifest["model"]) if manifest.get("model") is not None else None
-        expected = manifest["weights"]["sha256"]
-        fingerprint = manifest["weights"]["fingerprint"]
-    except (KeyError, TypeError, ValidationError) as e:
-        raise StateMismatchError(f"{manifest_path}: malformed model/weights entry ({e})") from None
-    if model is not None:
-        net = copy.deepcopy(model)
-        what = f"a {type(model).__name__}"
-    elif spec is not None:
-        net = build_from_spec(spec)
-        what = f"a {spec.name!r} model for input {spec.input_shape} and {spec.num_outputs} outputs"
-    else:
+    spec, expected, fingerprint, dtype_name = manifest_entries(manifest, manifest_path)
+    if model is None and spec is None:
         raise ConfigError(
             f"{manifest_path}: the model was not built by unlearnkit.models.build_model, so its "
             "architecture is unknown; pass load_model(path, model=an instance of it)"
         )
+    header = weights_header(weights_path)
+    floats = {FLOAT_DTYPES[d] for _, d in header.values() if d in FLOAT_DTYPES}
+    if dtype_name not in (None, "mixed") and floats and floats != {dtype_name}:
+        held = sorted(k for k, v in FLOAT_DTYPES.items() if v in floats)
+        raise StateMismatchError(
+            f"{manifest_path} records dtype {dtype_name} but the weights file holds {held}"
+        )
+    if model is not None:
+        template, what = model, f"a {type(model).__name__}"
+    else:
+        assert spec is not None
+        what = f"a {spec.name!r} model for input {spec.input_shape} and {spec.num_outputs} outputs"
+        try:
+            template = build_on_meta(spec, max_tensors=len(header))
+        except (ConfigError, UnsupportedError) as e:
+            raise StateMismatchError(f"{manifest_path}: key 'model': {e}") from None
+    check_fits(
+        {k: tuple(v.shape) for k, v in template.state_dict().items()}, header, weights_path, what
+    )
+    net = copy.deepcopy(model) if model is not None else build_from_spec(spec)  # type: ignore[arg-type]
     state = load_tensors(weights_path, expected)
-    dtype = getattr(torch, str(manifest["weights"].get("dtype", "")), None)
+    dtype = getattr(torch, str(dtype_name or ""), None)
     if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
         net = net.to(dtype)
-    own = net.state_dict()
-    if set(own) != set(state) or any(own[k].shape != state[k].shape for k in own):
-        missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        raise StateMismatchError(
-            f"{weights_path} does not fit {what} (missing {missing[:5]}, unexpected "
-            f"{extra[:5]}, or shapes differ)"
-        )
-    net.load_state_dict(state, strict=True)
+    try:  # the header was checked; this catches a file replaced while it was read
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise StateMismatchError(f"{weights_path} does not fit {what} ({e})") from None
     if model_fingerprint(net) != fingerprint:
         raise StateMismatchError(
             f"{weights_path}: loaded weights do not match the recorded fingerprint"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +154,51 @@ def test_bad_features(tmp_path):
     np.save(tmp_path / "features.npy", bad)
     with pytest.raises(DataError, match="NaN"):
         load_dataset("celeba", root=tmp_path)
+
+
+def png_bomb(width: int, height: int, rows: int | None = None) -> bytes:
+    """An RGB PNG of ``width x height`` black pixels: ``rows`` rows of data (all by default)
+    compress ~1000:1, so the file is tiny and only decoding it costs ``3 * width * height``."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    z = zlib.compressobj(9)
+    row = bytes(1 + 3 * width)  # filter byte 0, then black pixels
+    idat = b"".join(z.compress(row) for _ in range(height if rows is None else rows)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "rows"),
+    [(4000, 4000, None), (60000, 60000, 1)],  # 48 MB to decode; 10.8 GB, past PIL's own limit
+    ids=["bomb-48MB", "bomb-10GB"],
+)
+def test_image_bomb_is_refused_from_its_header(tmp_path, width, height, rows):
+    write_celeba(tmp_path)
+    (tmp_path / "features.npy").unlink()
+    write_images(tmp_path)
+    bomb = png_bomb(width, height, rows)
+    assert len(bomb) < 100_000
+    (tmp_path / "img_align_celeba" / "000011.jpg").write_bytes(bomb)  # the only val image
+    start = time.perf_counter()
+    with pytest.raises(DataError, match=rf"000011.jpg declares ({width}x{height}|too many) pixels"):
+        load_dataset("celeba", root=tmp_path, split="val")
+    assert time.perf_counter() - start < 2.0
+
+
+def test_images_of_other_sizes_or_formats_are_refused_before_decoding(tmp_path):
+    write_celeba(tmp_path)
+    (tmp_path / "features.npy").unlink()
+    write_images(tmp_path)
+    folder = tmp_path / "img_align_celeba"
+    Image.new("RGB", (5, 8)).save(folder / "000100.jpg", format="JPEG")
+    with pytest.raises(DataError, match=r"differ in size.*resize"):
+        load_dataset("celeba", root=tmp_path, split="test")
+    assert load_dataset("celeba", root=tmp_path, split="test", resize=(4, 3)).x.shape[0] == 2
+    Image.new("RGB", (6, 8)).save(folder / "000100.jpg", format="BMP")
+    with pytest.raises(DataError, match="000100.jpg.*not a JPEG or PNG"):
+        load_dataset("celeba", root=tmp_path, split="test")

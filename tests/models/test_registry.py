@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torch import nn
 
 from unlearnkit.errors import ConfigError, UnsupportedError
 from unlearnkit.models import MODELS, ModelSpec, build_from_spec, build_model, model_info, spec_of
+from unlearnkit.models.registry import build_on_meta
 
 # (model, input shape) pairs that fit: digits flat/8x8, MNIST, CIFAR, MNIST-1D, CelebA features
 FITS = [
@@ -132,3 +135,27 @@ def test_model_info_rows() -> None:
     assert rows["cnn"]["options"]["channels"] == (32, 64)
     plain = model_info()
     assert all("fits" not in r for r in plain)
+
+
+@pytest.mark.parametrize("name,shape", FITS[::2])
+def test_build_on_meta_has_the_real_models_tensors_and_no_memory(
+    name: str, shape: tuple[int, ...]
+) -> None:
+    spec = spec_of(build_model(name, shape, 5, seed=0))
+    real = build_from_spec(spec).state_dict()
+    meta = build_on_meta(spec, max_tensors=len(real)).state_dict()
+    assert {k: (v.shape, v.dtype) for k, v in meta.items()} == {
+        k: (v.shape, v.dtype) for k, v in real.items()
+    }
+    assert all(v.is_meta for v in meta.values())
+
+
+def test_build_on_meta_stops_a_build_with_more_tensors_than_allowed() -> None:
+    deep = ModelSpec(name="mlp", input_shape=(6,), num_outputs=3, seed=0, options={"depth": 10**6})
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="more than 76 parameter and buffer tensors"):
+        build_on_meta(deep, max_tensors=6)  # 2 * 10**6 + 2 tensors if built
+    assert time.perf_counter() - start < 1.0
+    ok = ModelSpec(name="mlp", input_shape=(6,), num_outputs=3, seed=0, options={"depth": 40})
+    assert len(build_on_meta(ok).state_dict()) == 82  # the hooks were removed
+    assert len(build_model("mlp", (6,), 3, seed=0, depth=40).state_dict()) == 82

@@ -9,7 +9,9 @@ Expected files in ROOT (or in the official sub-folders ``ROOT/Anno``, ``ROOT/Eva
     and one input source:
     features.npy             float array (N, p), row i = the i-th image of list_attr_celeba.txt
                              (e.g. VGG-Face features, as in the SSSE paper); loaded without pickle
-    img_align_celeba/*.jpg   the aligned 178x218 images (read with Pillow; ``resize`` optional)
+    img_align_celeba/*.jpg   the aligned 178x218 images (JPEG or PNG, read with Pillow; sizes are
+                             checked from the headers before decoding, at most 1024 pixels a
+                             side; ``resize`` optional)
 
 ``y[i, a] = 1`` where the attribute value is 1 and 0 where it is -1; ``classes`` are the
 attribute names. Ids are the numbers in the file names (``000001.jpg`` -> 1), so they match the
@@ -22,6 +24,7 @@ increasing order (the SSSE paper trains on a random 10 % of the train split).
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +40,9 @@ ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
 FEATURES_FILE = "features.npy"
 IMAGE_DIR = "img_align_celeba"
+IMAGE_FORMATS = ("JPEG", "PNG")
+ALIGNED_SIZE = (178, 218)  # (width, height) of the aligned images
+MAX_SIDE = 1024  # pixels; larger images are refused from their header, before decoding
 PARTITIONS = {"train": 0, "val": 1, "test": 2}
 _NAME = re.compile(r"^(\d+)\.(jpg|jpeg|png)$", re.IGNORECASE)
 
@@ -140,27 +146,69 @@ def _features(path: Path, rows: np.ndarray, n_files: int) -> np.ndarray:
     return feats
 
 
-def _images(folder: Path, files: list[str], resize: tuple[int, int] | None) -> np.ndarray:
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is installed with matplotlib
-        raise DataError("reading CelebA images needs Pillow; or provide features.npy") from None
-    out = []
+def _image_sizes(folder: Path, files: list[str]) -> list[tuple[int, int]]:
+    """(width, height) of each image, from its header only: nothing is decoded.
+
+    Refuses a file that is not JPEG or PNG (Pillow would otherwise run any of its decoders,
+    EPS through Ghostscript included) and one whose header declares more than
+    :data:`MAX_SIDE` pixels on a side (the aligned images are 178 x 218): a PNG of a few kB can
+    declare 60000 x 60000 pixels, 10.8 GB to decode (a decompression bomb).
+    """
+    from PIL import Image
+
+    sizes = []
     for name in files:
         path = folder / name
         if not path.is_file():
             raise DataError(f"CelebA: missing image {path}")
         try:
-            with Image.open(path) as img:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path, formats=IMAGE_FORMATS) as img:
+                    size = img.size
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise DataError(
+                f"CelebA: {path} declares too many pixels, a decompression bomb ({err})"
+            ) from None
+        except Image.UnidentifiedImageError:
+            raise DataError(f"CelebA: image {path} is not a JPEG or PNG file") from None
+        except Exception as err:  # noqa: BLE001 - Pillow's parsers raise many types
+            raise DataError(f"CelebA: cannot read image {path} ({err})") from None
+        if max(size) > MAX_SIDE or min(size) < 1:
+            raise DataError(
+                f"CelebA: {path} declares {size[0]}x{size[1]} pixels; the aligned images are "
+                f"{ALIGNED_SIZE[0]}x{ALIGNED_SIZE[1]} and at most {MAX_SIDE} pixels a side are "
+                "read (a larger image is corrupt, crafted, or not from img_align_celeba)"
+            )
+        sizes.append(size)
+    return sizes
+
+
+def _images(folder: Path, files: list[str], resize: tuple[int, int] | None) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is installed with matplotlib
+        raise DataError("reading CelebA images needs Pillow; or provide features.npy") from None
+    sizes = _image_sizes(folder, files)
+    if resize is None and len(set(sizes)) > 1:
+        first = {s: f for f, s in zip(files, sizes, strict=True)}
+        shown = ", ".join(f"{f} is {w}x{h}" for (w, h), f in list(first.items())[:3])
+        raise DataError(f"CelebA images differ in size (w x h: {shown}); pass resize=(h, w)")
+    out = []
+    for name, size in zip(files, sizes, strict=True):
+        path = folder / name
+        try:
+            with Image.open(path, formats=IMAGE_FORMATS) as img:
+                if img.size != size:
+                    raise DataError(f"CelebA: image {path} changed while it was read")
                 img = img.convert("RGB")
                 if resize is not None:
                     img = img.resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
                 out.append(np.asarray(img, dtype=np.uint8))
-        except OSError as err:
+        except DataError:
+            raise
+        except Exception as err:  # noqa: BLE001 - Pillow's decoders raise many types
             raise DataError(f"CelebA: cannot read image {path} ({err})") from None
-    shapes = {a.shape for a in out}
-    if len(shapes) > 1:
-        raise DataError(f"CelebA images differ in size {sorted(shapes)}; pass resize=(h, w)")
     return np.stack(out).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
 
 

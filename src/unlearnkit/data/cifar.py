@@ -15,7 +15,9 @@ for the official files); test rows are 50000 + their row in ``test_batch`` (5000
 ``split="all"`` records the test ids as the official test split.
 
 The batches are pickles. They are read with a restricted unpickler that can only rebuild numpy
-arrays and plain containers (see :mod:`unlearnkit.data.safe_pickle` for the residual risk).
+arrays from bytes present in the file, and plain containers (see
+:mod:`unlearnkit.data.safe_pickle` for the bounds and the residual risk); a batch must then hold
+``n <= 10000`` rows of 3072 uint8 values and ``n`` labels in 0..9.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ SUBDIR = "cifar-10-batches-py"
 TEST_ID_OFFSET = 50_000
 NUM_CLASSES = 10
 ROW_LENGTH = 3 * 32 * 32
+BATCH_SIZE = 10_000  # images per official batch file
 
 
 class CifarParams(DatasetParams):
@@ -78,10 +81,17 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path}: b'data' rows have {data.shape[1]} values, expected {ROW_LENGTH} "
             "(3 x 32 x 32); the batch is truncated or not CIFAR-10"
         )
+    if data.shape[0] > BATCH_SIZE:
+        raise DataError(
+            f"{path}: b'data' has {data.shape[0]} images; a CIFAR-10 batch holds at most "
+            f"{BATCH_SIZE}, so the file is not an official batch"
+        )
     try:
-        labels_arr = np.asarray(labels, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: b'labels' must be a list of integers") from None
+        labels_arr = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        labels_arr = None
+    if labels_arr is None or labels_arr.ndim != 1:
+        raise DataError(f"{path}: b'labels' must be a flat list of integers") from None
     if len(labels_arr) != data.shape[0]:
         raise DataError(
             f"{path}: {data.shape[0]} images but {len(labels_arr)} labels; the batch is truncated"

@@ -13,6 +13,7 @@ that it can be saved and rebuilt (:mod:`unlearnkit.artifacts`).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -156,6 +157,49 @@ def _make(spec: ModelSpec, device: torch.device | str | None = None) -> nn.Modul
 def build_from_spec(spec: ModelSpec) -> nn.Module:
     """Build the model a :class:`ModelSpec` describes, with its seeded initial weights."""
     return _make(spec)
+
+
+def build_on_meta(spec: ModelSpec, max_tensors: int | None = None) -> nn.Module:
+    """Build the architecture ``spec`` describes on the meta device: every parameter and buffer
+    has its shape and dtype but no memory, so a manifest's spec can be compared with a weights
+    file before anything is allocated (:func:`unlearnkit.artifacts.load_model`).
+
+    ``max_tensors``: the build is stopped with :class:`ConfigError` as soon as it registers
+    more than ``2 * max_tensors + 64`` parameters and buffers (slack for non-persistent buffers),
+    so that even a spec asking for a million layers costs next to nothing to refuse.
+    """
+    if max_tensors is None:
+        return _make(spec, device="meta")
+    limit = 2 * max_tensors + 64
+    count = 0
+    owner = threading.get_ident()
+
+    def on_tensor(module: nn.Module, name: str, tensor: torch.Tensor | None) -> None:
+        nonlocal count
+        if threading.get_ident() != owner:  # the hooks are global: leave other threads alone
+            return
+        count += tensor is not None
+        if count > limit:
+            raise _TooManyTensors
+
+    hooks = [
+        nn.modules.module.register_module_parameter_registration_hook(on_tensor),
+        nn.modules.module.register_module_buffer_registration_hook(on_tensor),
+    ]
+    try:
+        return _make(spec, device="meta")
+    except _TooManyTensors:
+        raise ConfigError(
+            f"a {spec.name!r} model with options {str(spec.options)[:200]} has more than {limit} "
+            f"parameter and buffer tensors; the weights hold {max_tensors}"
+        ) from None
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+class _TooManyTensors(Exception):
+    """Stops :func:`build_on_meta` from inside a registration hook."""
 
 
 def build_model(
