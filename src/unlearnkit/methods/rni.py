@@ -34,7 +34,10 @@ tensors whose *name* contains "bn", which misses torchvision's downsample BatchN
 (``downsample.1.*``) and treats it as an ordinary tensor that may get noise. We
 select the parameters of normalisation modules (BatchNorm, LayerNorm, GroupNorm) by type;
 ``faithful=True`` uses the name rule, and ``noise_skip`` defaults to their "selected before"
-rule (above). Their per-epoch validation-accuracy logging is omitted.
+rule (above). Their per-epoch validation-accuracy pass (``KGLTop7.unlearn``, inside Deep
+Unlearn's timed region) is run only with ``faithful=True`` and when val data is given; its
+seconds are reported as ``info["official_extra_seconds"]``
+(:mod:`unlearnkit.methods.toolkit.official_work`).
 """
 
 from __future__ import annotations
@@ -49,11 +52,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
-from unlearnkit.methods.toolkit.batches import make_loader
+from unlearnkit.methods.toolkit.batches import make_loader, model_device
 from unlearnkit.methods.toolkit.grad_control import frozen_except
 from unlearnkit.methods.toolkit.layout import is_norm
 from unlearnkit.methods.toolkit.loops import run_epoch
 from unlearnkit.methods.toolkit.losses import ce_step_loss
+from unlearnkit.methods.toolkit.official_work import OfficialWork
 from unlearnkit.methods.toolkit.optim import SGDLoopConfig
 from unlearnkit.methods.toolkit.reinit import default_reset
 from unlearnkit.methods.toolkit.search_space import (
@@ -235,6 +239,8 @@ class RNI(MulticlassUnlearner):
         plans = noise_plan(norm, others, cfg, generator)
         loader = make_loader(data.retain, cfg.batch_size, shuffle=True, generator=generator)
         first_fine = max(cfg.num_epochs - cfg.fine_num_epochs, 0)
+        extra = OfficialWork(cfg.faithful, model_device(model))
+        val_eval = None if data.val is None else make_loader(data.val, cfg.batch_size, False)
         model.train()
         for epoch, plan in enumerate(plans):
             if plan.fine:
@@ -249,9 +255,11 @@ class RNI(MulticlassUnlearner):
                         p.add_(noise.to(p.device, p.dtype))
                 trainable = [params[n] for n in plan.trainable]
                 lr, mom, wd = cfg.learning_rate, cfg.momentum, cfg.weight_decay
-            if not trainable:
-                continue
-            opt = torch.optim.SGD(trainable, lr=lr, momentum=mom, weight_decay=wd)
-            with frozen_except(model, trainable):
-                run_epoch(model, loader, ce_step_loss, opt)
+            if trainable:
+                opt = torch.optim.SGD(trainable, lr=lr, momentum=mom, weight_decay=wd)
+                with frozen_except(model, trainable):
+                    run_epoch(model, loader, ce_step_loss, opt)
+            if val_eval is not None:
+                extra.evaluate(model, val_eval)
+        self.run_info.update(extra.info())
         return model
