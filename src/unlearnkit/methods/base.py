@@ -76,6 +76,22 @@ class Unlearner(ABC):
         """
         return {}
 
+    inert_when_faithful: ClassVar[tuple[str, ...]] = ()
+    """Keys of :meth:`search_space` that have no effect with ``faithful=True`` (e.g. NG+'s
+    ``l2_weight``: Deep Unlearn's code never applies it); :meth:`search_space_for` leaves them
+    out of that mode's space."""
+    inert_when_corrected: ClassVar[tuple[str, ...]] = ()
+    """Keys of :meth:`search_space` that have an effect only with ``faithful=True``."""
+
+    def search_space_for(self, max_epochs: int = 10, faithful: bool = False) -> dict[str, Any]:
+        """:meth:`search_space` of one mode: the keys that have no effect in that mode
+        (:attr:`inert_when_faithful` or :attr:`inert_when_corrected`) are not sampled. For a
+        method without a ``faithful`` switch both modes give :meth:`search_space`."""
+        if "faithful" not in self.Config.model_fields:
+            return self.search_space(max_epochs)
+        inert = set(self.inert_when_faithful if faithful else self.inert_when_corrected)
+        return {k: v for k, v in self.search_space(max_epochs).items() if k not in inert}
+
     def make_config(self, config: MethodConfig | dict[str, Any] | None = None) -> MethodConfig:
         """Validate ``config`` into this method's ``Config``; bad values raise ConfigError."""
         if isinstance(config, self.Config):

@@ -17,7 +17,11 @@ Differences from Deep Unlearn:
   architecture with every layer re-drawn from PyTorch's default initialisation (from the run's
   generator). ``faithful=True`` always uses a randomly initialised ResNet-18 with C outputs, as
   the benchmark does even for ViT students (needs image inputs).
-- No checkpoint is written after each epoch (Deep Unlearn writes one inside the timed region).
+- No checkpoint is written after each epoch with ``faithful=False``. Deep Unlearn's
+  ``blindspot_unlearner`` (``munl/unlearning/bad_teacher.py``) calls ``save_checkpoint`` after
+  every epoch (state dict, optimiser state, the epoch's mean loss) inside the timed region;
+  ``faithful=True`` writes the same checkpoint to a temporary directory and reports its seconds
+  as ``info["official_extra_seconds"]`` (:mod:`unlearnkit.methods.toolkit.official_work`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, 
 from unlearnkit.methods.toolkit.batches import model_device, num_classes, union_batches
 from unlearnkit.methods.toolkit.loops import frozen_copy
 from unlearnkit.methods.toolkit.losses import kl_to_probs
+from unlearnkit.methods.toolkit.official_work import OfficialWork
 from unlearnkit.methods.toolkit.reinit import default_reset
 from unlearnkit.methods.toolkit.search_space import (
     DEFAULT_MAX_EPOCHS,
@@ -123,18 +128,33 @@ class BadTeacher(MulticlassUnlearner):
             model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
         )
         device = model_device(model)
+        extra = OfficialWork(cfg.faithful, device)
         model.train()
-        for _ in range(cfg.num_epochs):
-            for x, _, is_forget in union_batches(
-                data.retain, data.forget, cfg.batch_size, generator
-            ):
-                x, is_forget = x.to(device), is_forget.to(device)
-                with torch.no_grad():
-                    good_logits, bad_logits = good(x), bad(x)
-                opt.zero_grad(set_to_none=True)
-                loss = bad_teacher_loss(
-                    model(x), good_logits, bad_logits, is_forget, cfg.kl_temperature
-                )
-                loss.backward()
-                opt.step()
+        with extra:
+            for epoch in range(cfg.num_epochs):
+                losses: list[torch.Tensor] = []
+                for x, _, is_forget in union_batches(
+                    data.retain, data.forget, cfg.batch_size, generator
+                ):
+                    x, is_forget = x.to(device), is_forget.to(device)
+                    with torch.no_grad():
+                        good_logits, bad_logits = good(x), bad(x)
+                    opt.zero_grad(set_to_none=True)
+                    loss = bad_teacher_loss(
+                        model(x), good_logits, bad_logits, is_forget, cfg.kl_temperature
+                    )
+                    loss.backward()
+                    opt.step()
+                    losses.append(loss.detach())
+                if extra.enabled:
+                    payload = {"unlearning_loss": float(torch.stack(losses).mean())}
+                    state = {
+                        "epoch": epoch,
+                        "state_dict": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": None,
+                        "payload": payload,
+                    }
+                    extra.checkpoint(f"epoch_{epoch}.pth", state)
+        self.run_info.update(extra.info())
         return model

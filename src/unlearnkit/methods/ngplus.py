@@ -12,7 +12,10 @@ one SGD(lr, momentum, wd) step, no schedule. The model is in **eval mode** while
 Difference from Deep Unlearn (``faithful=False``, the default): the L2-to-original coefficient
 λ (``l2_weight``) is a real, searchable hyper-parameter (default 0). In the released code it is
 an unannotated config attribute stuck at 0; ``faithful=True`` forces λ = 0 whatever the config
-says and leaves it out of the search space.
+says, and ``search_space_for(E*, faithful=True)`` does not sample it. In Deep Unlearn's
+``munl/unlearning/neggradplus.py`` the coefficient of ``l2_penalty`` is ``cfg.weight_decay``,
+an unannotated class attribute of ``DefaultNegGradPlusUnlearningConfig`` (0.0), so not a
+config field; the search samples ``optimizer.weight_decay`` (our ``weight_decay``) instead.
 """
 
 from __future__ import annotations
@@ -74,14 +77,12 @@ class NegGradPlus(MulticlassUnlearner):
     uses = ("retain", "forget")
     Config = NGPlusConfig
 
-    def search_space(
-        self, max_epochs: int = DEFAULT_MAX_EPOCHS, faithful: bool = False
-    ) -> dict[str, Any]:
-        """G5 + alpha: U01 (+ l2_weight: WD unless ``faithful``)."""
-        space = {**sgd_loop_space(max_epochs), "alpha": u01_dist()}
-        if not faithful:
-            space["l2_weight"] = wd_dist()
-        return space
+    inert_when_faithful = ("l2_weight",)
+
+    def search_space(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> dict[str, Any]:
+        """G5 + alpha: U01 + l2_weight: WD (not sampled with ``faithful=True``, where it has no
+        effect: :meth:`search_space_for`)."""
+        return {**sgd_loop_space(max_epochs), "alpha": u01_dist(), "l2_weight": wd_dist()}
 
     def run(
         self, model: nn.Module, data: UnlearnData, config: MethodConfig, generator: torch.Generator

@@ -18,7 +18,11 @@
 
 After step 2 each pruned module's parameters are put back in their original registration
 order (``prune.remove`` re-registers ``weight`` last), so ``model.parameters()`` keeps O's order.
-Deep Unlearn's code has no quirk here that we change, so there is no ``faithful`` switch.
+Deep Unlearn's code has no quirk here that we change. ``faithful=True`` only adds the work their
+timed region contains: ``get_class_weights`` (``munl/unlearning/kgltop4.py``) counts the labels
+by a pass over the retain loader; we run that pass too and report its seconds as
+``info["official_extra_seconds"]`` (:mod:`unlearnkit.methods.toolkit.official_work`); the
+model is the same in both modes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, 
 from unlearnkit.methods.toolkit.batches import cycle, make_loader, model_device, to_device
 from unlearnkit.methods.toolkit.layout import CONV_TYPES
 from unlearnkit.methods.toolkit.loops import frozen_copy
+from unlearnkit.methods.toolkit.official_work import OfficialWork
 from unlearnkit.methods.toolkit.optim import make_sgd
 from unlearnkit.methods.toolkit.reinit import fan_in, uniform_fill_
 from unlearnkit.methods.toolkit.search_space import (
@@ -61,6 +66,7 @@ class PRMQConfig(MethodConfig):
     batch_size: int = Field(64, ge=1)
     num_epochs: float = Field(3.2, ge=0, description="E, fractional epochs of fine-tuning")
     prune_amount: float = Field(0.99, ge=0, le=1, description="fraction of entries pruned")
+    faithful: bool = Field(False, description="also run (and time) Deep Unlearn's label pass")
 
 
 def prunable_modules(model: nn.Module) -> list[nn.Module]:
@@ -136,6 +142,9 @@ class PRMQ(MulticlassUnlearner):
         teacher = frozen_copy(model)
         global_l1_prune(model, cfg.prune_amount)
         reinit_zero_weights(model, generator)
+        extra = OfficialWork(cfg.faithful, device)
+        extra.read_labels(make_loader(data.retain, cfg.batch_size, shuffle=False))
+        self.run_info.update(extra.info())
         class_w = inverse_power_class_weights(data.retain).to(device)
         loader = make_loader(data.retain, cfg.batch_size, shuffle=True, generator=generator)
         iterations = math.floor(len(loader) * cfg.num_epochs) + 1

@@ -10,10 +10,18 @@ PyTorch's default initialisation. Then for each 0-based epoch e:
 
 - **noisy phase** (e < E − E_f): the trainable set is every *norm* tensor plus K tensors drawn
   without replacement from the other tensors. If e ≥ E_reset, ⌊ρ·K⌋ of those K are picked at
-  random and each picked tensor that has **not been noised in an earlier epoch** gets
-  W ← W + σ·ε, ε ~ N(0, I) (we read the spec's "not selected in any earlier epoch" as "not
-  noised before", so every tensor is noised at most once). Everything else is frozen and a new
-  SGD(lr, momentum, wd) over the trainable set is built (momentum buffers reset);
+  random and each picked tensor that is not *skipped* gets W ← W + σ·ε, ε ~ N(0, I). Everything
+  else is frozen and a new SGD(lr, momentum, wd) over the trainable set is built (momentum
+  buffers reset). ``noise_skip`` says which picked tensors are skipped:
+
+  - ``"selected_before"`` (Deep Unlearn's rule, the default with ``faithful=True``): a tensor
+    that was among the K trainable tensors of *any earlier epoch*, epochs before E_reset
+    included, whether or not it was noised then. The released code (``munl/unlearning/
+    kgltop7.py``, ``KGLTop7.unlearn``) grows ``already_select`` by every epoch's trainable keys
+    after noising and skips a picked key found in it, so noise gets rarer as epochs go by;
+  - ``"noised_before"`` (the default with ``faithful=False``): a tensor noised in an earlier
+    epoch, so every tensor is noised at most once but a tensor trained earlier can still be
+    noised (on a ResNet-18 this noises about twice as many tensors);
 - **fine phase** (e ≥ E − E_f): every tensor trains, no noise; a new SGD per epoch with
   ``fine_optimizer``'s settings, whose ``learning_rate`` is a scalar or a per-fine-epoch list
   (default [2e-4, 2e-4, 2e-4, 1e-3, 1e-3, 1e-4]).
@@ -25,13 +33,18 @@ Differences from Deep Unlearn (``faithful=False``, the default): their "norm ten
 tensors whose *name* contains "bn", which misses torchvision's downsample BatchNorm
 (``downsample.1.*``) and treats it as an ordinary tensor that may get noise. We
 select the parameters of normalisation modules (BatchNorm, LayerNorm, GroupNorm) by type;
-``faithful=True`` uses the name rule. Their per-epoch validation-accuracy logging is omitted.
+``faithful=True`` uses the name rule, and ``noise_skip`` defaults to their "selected before"
+rule (above). Their per-epoch validation-accuracy pass (``KGLTop7.unlearn``, inside Deep
+Unlearn's timed region) is run only with ``faithful=True`` and when val data is given; its
+seconds are reported as ``info["official_extra_seconds"]``
+(:mod:`unlearnkit.methods.toolkit.official_work`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import optuna.distributions as od
 import torch
@@ -39,11 +52,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
-from unlearnkit.methods.toolkit.batches import make_loader
+from unlearnkit.methods.toolkit.batches import make_loader, model_device
 from unlearnkit.methods.toolkit.grad_control import frozen_except
 from unlearnkit.methods.toolkit.layout import is_norm
 from unlearnkit.methods.toolkit.loops import run_epoch
 from unlearnkit.methods.toolkit.losses import ce_step_loss
+from unlearnkit.methods.toolkit.official_work import OfficialWork
 from unlearnkit.methods.toolkit.optim import SGDLoopConfig
 from unlearnkit.methods.toolkit.reinit import default_reset
 from unlearnkit.methods.toolkit.search_space import (
@@ -88,6 +102,17 @@ class RNIConfig(SGDLoopConfig):
     origin_noise: float = Field(0.04, ge=0, description="σ: std of the added noise")
     num_random_tensors: int = Field(9, ge=0, description="K: random non-norm tensors per epoch")
     faithful: bool = Field(False, description="norm tensors = names containing 'bn'")
+    noise_skip: Literal["selected_before", "noised_before"] | None = Field(
+        None,
+        description="skip noising a tensor trained (selected_before) or noised (noised_before) "
+        "in an earlier epoch; None: selected_before if faithful, else noised_before",
+    )
+
+    def skip_rule(self) -> Literal["selected_before", "noised_before"]:
+        """``noise_skip``, or its default for the mode."""
+        if self.noise_skip is not None:
+            return self.noise_skip
+        return "selected_before" if self.faithful else "noised_before"
 
     @model_validator(mode="after")
     def _enough_fine_lrs(self) -> RNIConfig:
@@ -123,29 +148,61 @@ def norm_param_names(model: nn.Module, faithful: bool) -> set[str]:
     return out
 
 
-def noise_plan(
-    norm: list[str], others: list[str], cfg: RNIConfig, generator: torch.Generator
-) -> list[EpochPlan]:
-    """The per-epoch plan of RNI, drawn from ``generator``."""
-    plans: list[EpochPlan] = []
-    noised_before: set[str] = set()
+def noised_per_epoch(
+    draws: list[tuple[tuple[str, ...], tuple[str, ...]] | None],
+    rule: Literal["selected_before", "noised_before"],
+) -> list[tuple[str, ...]]:
+    """The tensors noised in each epoch, given per noisy epoch the K ``chosen`` (trainable)
+    tensors and the ``picked`` ones (``()`` before E_reset), ``None`` for a fine epoch.
+
+    A picked tensor is noised unless it was chosen (``"selected_before"``) or noised
+    (``"noised_before"``) in an earlier epoch; the current epoch's choice counts only after it.
+    """
+    seen: set[str] = set()
+    out: list[tuple[str, ...]] = []
+    for draw in draws:
+        if draw is None:
+            out.append(())
+            continue
+        chosen, picked = draw
+        noised = tuple(n for n in picked if n not in seen)
+        seen |= set(chosen) if rule == "selected_before" else set(noised)
+        out.append(noised)
+    return out
+
+
+def draw_selection(
+    others: list[str], cfg: RNIConfig, generator: torch.Generator
+) -> list[tuple[tuple[str, ...], tuple[str, ...]] | None]:
+    """Per epoch: ``(chosen, picked)`` drawn from ``generator`` (K of ``others``, then ⌊ρ·K⌋ of
+    those from epoch E_reset on), ``None`` for a fine epoch."""
+    draws: list[tuple[tuple[str, ...], tuple[str, ...]] | None] = []
     n_pick = math.floor(cfg.noise_ratio * cfg.num_random_tensors)
     first_fine = cfg.num_epochs - cfg.fine_num_epochs
     for epoch in range(cfg.num_epochs):
         if epoch >= first_fine:
-            plans.append(EpochPlan(True, (), ()))
+            draws.append(None)
             continue
         order = torch.randperm(len(others), generator=generator)[: cfg.num_random_tensors]
-        chosen = [others[i] for i in order.tolist()]
-        noised: list[str] = []
+        chosen = tuple(others[i] for i in order.tolist())
+        picked: tuple[str, ...] = ()
         if epoch >= cfg.reset_num_epochs:
             pick = torch.randperm(len(chosen), generator=generator)[:n_pick]
-            for i in pick.tolist():
-                if chosen[i] not in noised_before:
-                    noised.append(chosen[i])
-                    noised_before.add(chosen[i])
-        plans.append(EpochPlan(False, tuple(norm + chosen), tuple(noised)))
-    return plans
+            picked = tuple(chosen[i] for i in pick.tolist())
+        draws.append((chosen, picked))
+    return draws
+
+
+def noise_plan(
+    norm: list[str], others: list[str], cfg: RNIConfig, generator: torch.Generator
+) -> list[EpochPlan]:
+    """The per-epoch plan of RNI, drawn from ``generator``; noise skipped by ``cfg.skip_rule()``."""
+    draws = draw_selection(others, cfg, generator)
+    noised = noised_per_epoch(draws, cfg.skip_rule())
+    return [
+        EpochPlan(True, (), ()) if d is None else EpochPlan(False, (*norm, *d[0]), nz)
+        for d, nz in zip(draws, noised, strict=True)
+    ]
 
 
 @METHODS.register("rni")
@@ -182,6 +239,8 @@ class RNI(MulticlassUnlearner):
         plans = noise_plan(norm, others, cfg, generator)
         loader = make_loader(data.retain, cfg.batch_size, shuffle=True, generator=generator)
         first_fine = max(cfg.num_epochs - cfg.fine_num_epochs, 0)
+        extra = OfficialWork(cfg.faithful, model_device(model))
+        val_eval = None if data.val is None else make_loader(data.val, cfg.batch_size, False)
         model.train()
         for epoch, plan in enumerate(plans):
             if plan.fine:
@@ -196,9 +255,11 @@ class RNI(MulticlassUnlearner):
                         p.add_(noise.to(p.device, p.dtype))
                 trainable = [params[n] for n in plan.trainable]
                 lr, mom, wd = cfg.learning_rate, cfg.momentum, cfg.weight_decay
-            if not trainable:
-                continue
-            opt = torch.optim.SGD(trainable, lr=lr, momentum=mom, weight_decay=wd)
-            with frozen_except(model, trainable):
-                run_epoch(model, loader, ce_step_loss, opt)
+            if trainable:
+                opt = torch.optim.SGD(trainable, lr=lr, momentum=mom, weight_decay=wd)
+                with frozen_except(model, trainable):
+                    run_epoch(model, loader, ce_step_loss, opt)
+            if val_eval is not None:
+                extra.evaluate(model, val_eval)
+        self.run_info.update(extra.info())
         return model

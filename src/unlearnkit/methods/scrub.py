@@ -24,9 +24,13 @@ Differences from Deep Unlearn:
   the *final* student in that case, as the released code does.
 - β and ``smoothing`` are not hyper-parameters here: in the released code they multiply terms
   that are identically 0.
-- Snapshots are kept in memory (CPU), not written to ``checkpoints/``; only the errors the
-  selection needs are evaluated (the released code also evaluates retain and val every epoch);
-  ``cudnn.benchmark`` is left alone.
+- Snapshots are kept in memory (CPU); only the errors the selection needs are evaluated. The
+  released code (``munl/unlearning/scrubv2.py``, ``SCRUBUnlearningV2.unlearn``) also evaluates
+  retain, val and forget-val before every epoch and retain and val after the loop, and writes
+  the student's state dict to ``checkpoints/`` after every epoch, all inside the timed region;
+  ``faithful=True`` does that work too (in a temporary directory, on unshuffled loaders so the
+  run's draws are unchanged) and reports its seconds as ``info["official_extra_seconds"]``
+  (:mod:`unlearnkit.methods.toolkit.official_work`). ``cudnn.benchmark`` is left alone.
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ from pydantic import Field
 from torch import nn
 
 from unlearnkit.methods.base import METHODS, MethodConfig, MulticlassUnlearner, UnlearnData
-from unlearnkit.methods.toolkit.batches import make_loader
+from unlearnkit.methods.toolkit.batches import make_loader, model_device
 from unlearnkit.methods.toolkit.loops import error_rate, frozen_copy, restore, run_epoch, snapshot
 from unlearnkit.methods.toolkit.losses import ce_loss, kl_distill
+from unlearnkit.methods.toolkit.official_work import OfficialWork
 from unlearnkit.methods.toolkit.optim import set_lr, step_decay_factor
 from unlearnkit.methods.toolkit.search_space import (
     DEFAULT_MAX_EPOCHS,
@@ -145,20 +150,35 @@ class SCRUB(MulticlassUnlearner):
             logits, div = kd(x)
             return cfg.gamma * ce_loss(logits, y) + cfg.alpha * div
 
+        extra = OfficialWork(cfg.faithful, model_device(model))
+        retain_eval = make_loader(data.retain, cfg.retain_batch_size, shuffle=False)
+        val_eval = make_loader(data.val, cfg.forget_batch_size, shuffle=False)
+
+        def official_evaluations(with_forget_val: bool) -> None:
+            extra.evaluate(model, retain_eval)
+            extra.evaluate(model, val_eval)
+            if with_forget_val:
+                extra.evaluate(model, forget_val)
+
         states = [snapshot(model)]
         forget_errors: list[float] = []
-        for e in range(1, cfg.sgda_num_epochs + 1):
-            set_lr(
-                opt,
-                cfg.sgda_learning_rate
-                * step_decay_factor(e, cfg.sgda_num_epochs, cfg.lr_decay_rate),
-            )
-            forget_errors.append(error_rate(model, forget))
-            model.train()
-            if e <= cfg.msteps:
-                run_epoch(model, forget, max_loss, opt)
-            run_epoch(model, retain, min_loss, opt)
-            states.append(snapshot(model))
+        with extra:
+            for e in range(1, cfg.sgda_num_epochs + 1):
+                set_lr(
+                    opt,
+                    cfg.sgda_learning_rate
+                    * step_decay_factor(e, cfg.sgda_num_epochs, cfg.lr_decay_rate),
+                )
+                forget_errors.append(error_rate(model, forget))
+                official_evaluations(with_forget_val=True)
+                model.train()
+                if e <= cfg.msteps:
+                    run_epoch(model, forget, max_loss, opt)
+                run_epoch(model, retain, min_loss, opt)
+                states.append(snapshot(model))
+                extra.checkpoint(f"scrub_step{e}.pt", model.state_dict())
+            official_evaluations(with_forget_val=False)
+        self.run_info.update(extra.info())
         forget_errors.append(error_rate(model, forget))
         fv_error = error_rate(model, forget_val) if len(fv_pos) else forget_errors[-1]
         best = select_index(forget_errors, fv_error)
