@@ -148,6 +148,10 @@ def save_model(
     check_finite(state)
     dtypes = {str(v.dtype).removeprefix("torch.") for v in state.values() if v.is_floating_point()}
     weights_path, manifest_path = artifact_paths(path)
+    # two files cannot be replaced at once: retire the old manifest first, so that a crash
+    # between the two renames leaves no artifact (weights without a manifest), never new
+    # weights under an old manifest; the manifest, written last, completes the artifact
+    manifest_path.unlink(missing_ok=True)
     digest = save_tensors(weights_path, state)
     manifest.update(
         {

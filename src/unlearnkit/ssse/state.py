@@ -54,9 +54,10 @@ from unlearnkit.errors import (
     UnknownIdsError,
 )
 from unlearnkit.io import model_fingerprint
+from unlearnkit.ssse.budget import forget_gradient_sums, input_numel, request_plan
 from unlearnkit.ssse.config import ErasureConfig
 from unlearnkit.ssse.eps import DEFAULT_GRID
-from unlearnkit.ssse.leave_out import leave_out, share_rows
+from unlearnkit.ssse.leave_out import leave_out, plan_leave_out, share_rows
 from unlearnkit.ssse.persistence import (
     check_stated_facts,
     layout_dict,
@@ -70,7 +71,7 @@ from unlearnkit.ssse.request import (
     ErasureRequest,
     check_auto_inputs,
 )
-from unlearnkit.ssse.rows import SampleData, dataset_rows, estimate_rows_bytes, sample_gradients
+from unlearnkit.ssse.rows import SampleData, dataset_rows, estimate_rows_bytes
 
 
 def _canonical(entry: Any) -> str:
@@ -253,29 +254,28 @@ class ErasureState:
 
     # ------------------------------------------------------------------ requests
     def request(self, model: nn.Module, forget: SampleData) -> ErasureRequest:
-        """Validate and compute the ε-independent direction Δ for erasing ``forget``."""
+        """Validate; the ε-independent direction Δ for ``forget`` in budget (:mod:`.budget`)."""
         t0 = time.perf_counter()
         self.check_model(model)
         if forget.task != self.config.task:
             raise ConfigError(f"forget data task {forget.task!r} ≠ state task {self.config.task!r}")
         pos = self.positions(forget.ids)
-        k = int(pos.numel())
+        k, cfg = int(pos.numel()), self.config
+        exact = cfg.mode == "exact"
+        plan = plan_leave_out(self, forget.ids) if exact else None
+        budget = request_plan(self, plan, k, input_numel(forget))  # before allocating
         model = copy.deepcopy(model).eval()
-        gm = sample_gradients(model, forget, self.config.task)
-        v = gm.G.double().sum(0)
         theta = flat_params(model, self.layout).double()
-        if self.config.regularized_step:
-            v = v + k * self.config.l2 * theta
+        v, sums = forget_gradient_sums(self, model, forget, plan, budget.chunk)
+        if cfg.regularized_step:
+            v = v + k * cfg.l2 * theta
         n_after = self.n_remaining - k
         inverse, sizes, members = self.inverse, self.group_sizes, self.group_members
         patch = self.row_patch
-        if self.config.mode == "exact":
-            # at θ_F (the first request after prepare) the per-sample gradients just computed
-            # are the empirical-Fisher rows that shrinking groups lose: no second gradient pass
-            theta_now = flat_params(model, self.layout).to(self.theta_fisher.device)
-            at_fisher = torch.equal(theta_now, self.theta_fisher)
-            reuse = gm if at_fisher and self.config.curvature == "empirical" else None
-            inverse, patch, sizes, members = leave_out(self, model, forget, n_after, reuse)
+        if exact:
+            inverse, patch, sizes, members = leave_out(
+                self, model, forget, n_after, plan, sums, budget.chunk
+            )
         delta = inverse.solve(v)
         if not bool(torch.isfinite(delta).all()):
             raise NumericalError("the SSSE direction F⁻¹v has NaN/Inf entries")
