@@ -3,7 +3,7 @@
 (``os.replace``, ``os.unlink``/``Path.unlink``, ``os.fsync``), for every N until the save
 completes. After each kill the artifact is either the old one (still loads and verifies),
 absent, or the new one complete; a rerun then gives weights equal bit for bit to an
-uninterrupted save.
+uninterrupted save, and leaves none of the killed writer's temporaries behind.
 """
 
 from __future__ import annotations
@@ -86,6 +86,29 @@ def test_save_model_killed_at_every_step(tmp_path: Path, step: str) -> None:
         assert got is None or same(got, old) or same(got, new), f"{step} #{n}"
         save_model(out, model_for(2))  # the rerun recovers
         assert same(state_of(out), new)
+        # and removes the temporaries the killed writer left (its pid no longer runs)
+        assert not list(out.parent.glob(".*.tmp")), sorted(out.parent.iterdir())
     else:
         pytest.fail("the save never completed")
     assert kills >= 1  # every step kind occurs in a save (2 replaces, 2 fsyncs, 1 unlink)
+
+
+def test_only_temporaries_of_writers_that_no_longer_run_are_removed(tmp_path: Path) -> None:
+    from unlearnkit.io import remove_stale_temporaries
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead_pid = int(dead.stdout)
+    target = tmp_path / "m.safetensors"
+    kept = tmp_path / f".m.safetensors.{live.pid}.abc.tmp"
+    stale = tmp_path / f".m.safetensors.{dead_pid}.abc.tmp"
+    other = tmp_path / f".n.safetensors.{dead_pid}.abc.tmp"  # another file's temporary
+    for p in (kept, stale, other):
+        p.write_bytes(b"partial")
+    try:
+        assert remove_stale_temporaries(target) == [stale]
+        assert kept.exists() and other.exists() and not stale.exists()
+    finally:
+        live.kill()
+        live.wait()

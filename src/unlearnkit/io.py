@@ -19,11 +19,50 @@ from safetensors.torch import load_file, save_file
 from unlearnkit.errors import StateMismatchError
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder, then rename."""
-    path = Path(path)
+def _temp_prefix(path: Path, pid: int | str) -> str:
+    return f".{path.name}.{pid}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporaries that a killed writer of ``path`` left beside it.
+
+    Temporaries are named ``.<name>.<pid>.<random>.tmp`` by the writer with that pid; a file
+    whose writer no longer runs (on this host) is stale. A live writer's file is never touched,
+    so two writers never race on each other's temporaries. Returns the files removed.
+    """
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _mkstemp_beside(path: Path) -> tuple[int, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path)
+    return tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path, os.getpid()), suffix=".tmp")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, then rename.
+
+    Temporaries left by a killed earlier writer of the same path are removed first
+    (:func:`remove_stale_temporaries`).
+    """
+    path = Path(path)
+    fd, tmp = _mkstemp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -75,10 +114,10 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> str:
-    """Atomically save tensors as safetensors; return the file's SHA-256."""
+    """Atomically save tensors as safetensors; return the file's SHA-256 (stale temporaries
+    of ``path`` are removed first, as in :func:`atomic_write_bytes`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _mkstemp_beside(path)
     os.close(fd)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
