@@ -103,3 +103,17 @@ def test_pruned_trials_fill_the_budget_and_are_never_selected():
     best = select_best([study.trials], 10)
     assert best is not None and best.params["x"] >= 0.5
     assert best.score == pytest.approx(math.sqrt(0.08))
+
+
+def test_all_pruned_falls_back_to_the_best_pruned_trial():
+    study = optuna.create_study(directions=["minimize"] * 4)
+    rule = PruneRule(original=(0.0, 0.0, 0.0, 0.0))  # dominates everything
+
+    def objective(p):
+        return (p["x"], 0.0, 0.0, 0.0), {}
+
+    run_study(study, SPACE, objective, 5, max_failed=0, prune=rule)
+    assert all(t.state == TrialState.PRUNED for t in study.trials)
+    best = select_best([study.trials], 5)
+    assert best is not None
+    assert best.score == min(t.params["x"] for t in study.trials)

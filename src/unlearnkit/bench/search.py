@@ -27,7 +27,7 @@ up to ``max_failed`` failures; any other error stops the study and fails the run
 Selection (:func:`select_best`): in each study the COMPLETE trials among the first ``trials``
 finished ones by number, score ‖o‖₂, the minimum per study (ties: lowest trial number), then
 the minimum over the studies (ties: first study); its parameters are used for every seed of the
-final runs.
+final runs. If every trial was pruned, the same rule runs over the pruned trials' stored values.
 """
 
 from __future__ import annotations
@@ -122,15 +122,23 @@ def first_complete(trials: Sequence[FrozenTrial], n: int) -> list[FrozenTrial]:
 
 
 def select_best(studies: Sequence[Sequence[FrozenTrial]], n: int) -> Selection | None:
-    """Min-L2 selection (module docstring); ``None`` if no study has a COMPLETE trial."""
+    """Min-L2 selection (module docstring). If no study has a COMPLETE trial, the same
+    selection over the PRUNED trials with finite stored ``values`` (so a method whose every
+    trial was hopeless still gets a configuration; the report's flag shows a do-nothing one);
+    ``None`` if there is none either."""
     best: Selection | None = None
-    for i, trials in enumerate(studies):
-        for t in first_complete(trials, n):
-            assert t.values is not None
-            s = score(t.values)
-            if best is None or s < best.score:
-                best = Selection(dict(t.params), tuple(t.values), s, i, t.number)
-    return best
+    for state in (TrialState.COMPLETE, TrialState.PRUNED):
+        for i, trials in enumerate(studies):
+            for t in first_finished(trials, n):
+                values = t.values if state == TrialState.COMPLETE else t.user_attrs.get("values")
+                if t.state != state or values is None:
+                    continue
+                s = score(values)
+                if math.isfinite(s) and (best is None or s < best.score):
+                    best = Selection(dict(t.params), tuple(values), s, i, t.number)
+        if best is not None:
+            return best
+    return None
 
 
 def fail_stale(study: optuna.Study) -> int:
