@@ -53,18 +53,20 @@ def test_smoke_killed_halfway_resumes_without_redoing_finished_runs(tmp_path: Pa
     for key, row in before.items():  # finished runs were not recomputed
         assert after[key]["attempts"] == row["attempts"] == 1
         assert after[key]["finished"] == row["finished"]
-    # every study holds exactly its budget of COMPLETE trials, even if the kill hit one
+    # every study holds exactly its budget of finished (COMPLETE or PRUNED) trials, even if
+    # the kill hit one
     storage = f"sqlite:///{out / 'optuna.db'}"
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
     for summary in optuna.get_all_study_summaries(storage):
         trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
-        assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+        assert sum(t.state in finished for t in trials) == 4
         assert not any(t.state == TrialState.RUNNING for t in trials)
 
     assert (out / "results.db").is_file() and (out / "report.html").is_file()
     pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
-    assert pngs == ["accuracy_time.png", "ranking.png"]
+    assert pngs == ["accuracy_time.png", "convergence_0.png", "ranking.png"]
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 3
 
     # `unlearnkit report DIR` rewrites the report from the store alone
     (out / "report.html").unlink()

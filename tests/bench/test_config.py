@@ -25,6 +25,10 @@ def test_cpu_preset_runs_every_row_on_two_datasets_and_two_models():
     assert {d.name for d in exp.datasets} == {"mnist1d", "mnist5k"}
     assert {m.name for m in exp.models} == {"mlp", "cnn"}
     assert exp.seeds == list(range(10))
+    # a search worth its name (issue 13): >= 50 trials, population >= 10, >= 2 studies
+    s = exp.search
+    assert s.trials >= 50 and s.population_size >= 10 and len(exp.search_seeds()) >= 2
+    assert s.trials >= 3 * s.population_size and s.prune  # several NSGA-III generations
 
 
 def test_cifar_preset_is_deep_unlearns_protocol():

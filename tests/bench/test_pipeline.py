@@ -74,17 +74,28 @@ def test_reference_rows_and_artifacts(bench_dir: Path):
 def test_report_is_self_contained(bench_dir: Path):
     html = (bench_dir / "report.html").read_text()
     md = (bench_dir / "report.md").read_text()
-    assert html.count("data:image/png;base64,") == 3  # ranking, accuracy-time, U-LiRA ROC
+    # ranking, accuracy-time, search convergence, U-LiRA ROC
+    assert html.count("data:image/png;base64,") == 4
     assert "src='plots" not in html and 'src="plots' not in html
-    for name in ("ranking", "accuracy_time", "ulira_roc_0"):
+    for name in ("ranking", "accuracy_time", "convergence_0", "ulira_roc_0"):
         assert f"](plots/{name}.png)" in md
         assert (bench_dir / "plots" / f"{name}.png").stat().st_size > 1000
         assert (bench_dir / "plots" / f"{name}.json").is_file()
     for table in ("Table 1. Ranking", "Table 2. Run-time", "Table 3. digits / mlp", "U-LiRA"):
         assert table in md and table in html
     ct_lines = [ln for ln in md.splitlines() if ln.startswith(("| ct |", "| — | ct |"))]
-    assert len(ct_lines) == 3  # ranking, RTE, per-setting table
+    assert len(ct_lines) == 4  # ranking, RTE, ranks per setting, per-setting table
     assert all("unsupported" in ln for ln in ct_lines)
+    assert "| ft | 1 | 1 | 1 | 1/1 |" in md  # the one method that ran ranks first
+    assert "indistinguishable from the Original" in md
+    # every table as CSV and LaTeX, in report order
+    tables = sorted(p.name for p in (bench_dir / "tables").iterdir())
+    n_tables = sum(ln.startswith("|---|") for ln in md.splitlines())
+    assert n_tables >= 8 and len(tables) == 2 * n_tables
+    assert tables[0] == "01-table-1-ranking-by-retdev-lower-is-better-then-indisc-higher.csv"
+    csv_text = (bench_dir / "tables" / tables[0]).read_text()
+    assert csv_text.splitlines()[0] == "rank,method,RetDev,Indisc,settings"
+    assert "\\begin{tabular}{lrrrr}" in (bench_dir / "tables" / tables[1]).read_text()
 
 
 def test_rerun_recomputes_nothing_and_a_changed_method_only_its_runs(bench_dir: Path):

@@ -116,7 +116,6 @@ class ModelConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-
         if v not in MODELS:
             raise ValueError(f"unknown model {v!r}; known: {', '.join(MODELS.names())}")
         return v
@@ -135,25 +134,27 @@ class MethodEntry(_Strict):
 
 
 class SearchConfig(_Strict):
-    """Deep Unlearn's search (docs/methods.md): one study per (setting, method, seed).
+    """Deep Unlearn's search (docs/methods.md, docs/harness.md): one study per (setting,
+    method, search seed), ``trials`` finished trials each, NSGA-III with ``population_size``
+    per generation (``trials / population_size`` generations), the sampler seeded from the
+    study's key, hopeless trials pruned (``prune``, :mod:`unlearnkit.bench.pruning`).
 
     Objectives (all minimised, on validation data against the retrain reference):
     ``(⅓|RA_U − RA_R|, ⅓|FA_U − FA_R|, ⅓|VA_U − VA_R|, 1 − Indisc(ValMIA_U))``. Selection: the
-    first ``trials`` COMPLETE trials of each study, minimum L2 norm of the objective vector in
-    each study, then the best over the studies; its parameters serve every seed.
+    minimum L2 norm of the objective vector over each study's COMPLETE trials, then the best
+    over the studies; its parameters serve every seed.
     """
 
-    trials: int = Field(100, ge=0, description="COMPLETE trials per study; 0: defaults only")
+    trials: int = Field(100, ge=0, description="finished trials per study; 0: defaults only")
     seeds: list[int] | None = Field(None, description="search seeds; default: first 3 seeds")
     sampler: Literal["nsga3", "random"] = "nsga3"
     population_size: int = Field(50, ge=2, description="NSGA-III population")
+    prune: bool = Field(True, description="prune non-finite, collapsed, dominated trials")
     storage: str | None = Field(None, description="Optuna storage URL; default sqlite in DIR")
     max_epochs: int | None = Field(
         None, ge=1, description="E* of the epoch distributions; default ceil(0.2 * epochs)"
     )
-    max_failed: int = Field(
-        10, ge=0, description="failed trials tolerated per study before it gives up"
-    )
+    max_failed: int = Field(10, ge=0, description="failed trials tolerated per study")
 
 
 class ULiraConfig(_Strict):
@@ -231,7 +232,6 @@ class Experiment(_Strict):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: list[MethodEntry]) -> list[MethodEntry]:
-
         seen: dict[str, MethodEntry] = {}
         for entry in v:
             if entry.name not in METHODS:
@@ -255,13 +255,11 @@ class Experiment(_Strict):
     @field_validator("training")
     @classmethod
     def _recipe(cls, v: dict[str, Any]) -> dict[str, Any]:
-
         return make_recipe({"name": "sgd", **v}).model_dump(mode="json")
 
     @field_validator("forget")
     @classmethod
     def _forget(cls, v: str | dict[str, Any]) -> str | dict[str, Any]:
-
         make_forget_spec(v)  # raises ConfigError on a bad spec
         return v
 

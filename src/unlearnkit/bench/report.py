@@ -6,12 +6,17 @@ own evaluation" §3.6):
 
 1. ranking by RetDev (ascending) then Indisc (descending), mean ± 95 % CI over seeds;
 2. run-time efficiency RTE = mean T_R / mean T_U per setting, and T_U in seconds;
-3. per setting: RA, FA, TA, RR, FR, TR, RetDev, Indisc, T-MIA, RTE;
-4. the chosen hyper-parameters per setting and method (search provenance and score);
-5. U-LiRA (where run): AUC, balanced accuracy and TPR at low FPR per row, log-log ROC plots;
-6. run status counts, failures, and the environments that produced the runs.
+3. the paper's statistics: ranks within each setting, mean rank per architecture and overall
+   (:mod:`unlearnkit.bench.ranks`), and the methods whose chosen configuration is
+   indistinguishable from the Original (:mod:`unlearnkit.bench.pruning`);
+4. per setting: RA, FA, TA, RR, FR, TR, RetDev, Indisc, T-MIA, RTE;
+5. the chosen hyper-parameters per setting and method (search provenance and score) and the
+   search convergence per setting and method (:mod:`unlearnkit.bench.convergence`);
+6. U-LiRA (where run): AUC, balanced accuracy and TPR at low FPR per row, log-log ROC plots;
+7. run status counts, failures, and the environments that produced the runs.
 
-Intervals use Student's t over seeds (:mod:`unlearnkit.bench.stats`).
+Intervals use Student's t over seeds, clipped to the metric's range
+(:mod:`unlearnkit.bench.stats`). Every table is also written as CSV and LaTeX.
 """
 
 from __future__ import annotations
@@ -25,23 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unlearnkit.bench.convergence import plot_convergence
 from unlearnkit.bench.plots import plot_accuracy_time, plot_ranking
+from unlearnkit.bench.ranks import flag_table, original_flags, rank_table
 from unlearnkit.bench.results import Results, collect
+from unlearnkit.bench.tables import Table, export_tables
 from unlearnkit.io import atomic_write_bytes
 from unlearnkit.metrics import plot_roc_loglog
 
+CONVERGENCE = "best ‖o‖₂ so far against finished trials, one line per search seed"
 PER_SETTING = ("RA", "FA", "TA", "RR", "FR", "TR", "RetDev", "Indisc", "test_mia")
 HEADER_NAMES = {"test_mia": "T-MIA", "val_mia": "V-MIA"}
-
-
-@dataclass
-class Table:
-    """A titled table rendered to Markdown and HTML alike."""
-
-    title: str
-    headers: list[str]
-    rows: list[list[str]]
-    note: str = ""
 
 
 @dataclass
@@ -275,10 +274,18 @@ def build_sections(res: Results, plots: Path) -> list[Section]:
             )
         )
     sections.append(eff)
+    flags = original_flags(res)
+    sections.append(
+        Section("Ranks per setting", tables=[rank_table(res, flags), flag_table(flags)])
+    )
     sections.append(
         Section("Per-setting results", tables=[setting_table(res, s) for s in res.settings()])
     )
-    sections.append(Section("Hyper-parameters", tables=[selection_table(res)]))
+    hp = Section("Hyper-parameters", tables=[selection_table(res)])
+    for i, setting in enumerate(dict.fromkeys(s for s, _ in res.curves)):
+        path = plot_convergence(res.curves, setting, plots / f"convergence_{i}.png")
+        hp.figures.append(Figure(f"Search convergence, {setting}", path, CONVERGENCE))
+    sections.append(hp)
     if res.ulira:
         ul = Section("U-LiRA", tables=ulira_tables(res))
         for i, (setting, info) in enumerate(res.ulira.items()):
@@ -375,13 +382,15 @@ def to_html(title: str, sections: list[Section]) -> str:
 
 
 def write_report(root: str | Path, level: float = 0.95) -> Path:
-    """Write ``report.md``, ``report.html`` and ``plots/*.png`` (+ ``.json``) in ``root``.
+    """Write ``report.md``, ``report.html``, ``plots/*.png`` (+ ``.json``) and every table as
+    ``tables/NN-<title>.csv`` and ``.tex`` (:mod:`unlearnkit.bench.tables`) in ``root``.
 
     Returns the HTML path.
     """
     root = Path(root)
     res = collect(root, level)
     sections = build_sections(res, root / "plots")
+    export_tables([t for sec in sections for t in sec.tables], root / "tables")
     title = f"unlearnkit benchmark: {res.exp.name}"
     atomic_write_bytes(root / "report.md", to_markdown(title, sections, root).encode())
     out = root / "report.html"

@@ -9,7 +9,8 @@ the same seed (docs/evaluation.md, "Deep Unlearn's own evaluation" §3.2–3.5):
   Val MIA;
 * ``seconds``: the method's timed region (unlearn), Retrain's training time, none for Original.
 
-Aggregates over seeds are mean ± t-interval (:mod:`unlearnkit.bench.stats`); RTE of a
+Aggregates over seeds are mean ± t-interval clipped to the metric's range
+(:mod:`unlearnkit.bench.stats`); RTE of a
 setting is ``mean(T_R) / mean(T_U)`` over seeds (:func:`unlearnkit.evaluation.rte`). The
 ranking averages each seed's value over the settings a row ran in, then takes mean ± CI over
 seeds; rows are sorted by RetDev (ascending), then Indisc (descending).
@@ -26,7 +27,8 @@ import numpy as np
 
 from unlearnkit.bench.config import REFERENCE_ROWS, Experiment
 from unlearnkit.bench.context import Context, make_context
-from unlearnkit.bench.stats import Estimate, mean_ci
+from unlearnkit.bench.convergence import load_curves
+from unlearnkit.bench.stats import RANGES, Estimate, mean_ci
 from unlearnkit.jobs.store import Store
 from unlearnkit.metrics import indiscernibility, rte
 from unlearnkit.metrics.retention import RETENTION_OF, retention_deviation, retentions
@@ -62,6 +64,7 @@ class Results:
     failures: list[tuple[str, str, str]]
     environments: list[dict[str, Any]]
     level: float = 0.95
+    curves: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
     def settings(self) -> list[str]:
         return list(dict.fromkeys(r.setting for r in self.records))
@@ -87,11 +90,11 @@ class Results:
 
     def estimate(self, setting: str, row: str, name: str) -> Estimate:
         vals = [r.values.get(name, math.nan) for r in self.select(setting, row)]
-        return mean_ci(vals, self.level)
+        return mean_ci(vals, self.level, RANGES.get(name, (-math.inf, math.inf)))
 
     def seconds(self, setting: str, row: str) -> Estimate:
         vals = [r.seconds for r in self.select(setting, row) if r.seconds is not None]
-        return mean_ci(vals, self.level)
+        return mean_ci(vals, self.level, RANGES["seconds"])
 
     def rte(self, setting: str, row: str) -> float:
         """mean(T_R) / mean(T_U) over seeds (NaN when undefined)."""
@@ -119,7 +122,7 @@ class Results:
                 for k in d:
                     d[k].append(r.values.get(k, math.nan))
             est = {
-                k: mean_ci([_nanmean(v[k]) for v in per_seed.values()], self.level)
+                k: mean_ci([_nanmean(v[k]) for v in per_seed.values()], self.level, RANGES[k])
                 for k in ("RetDev", "Indisc")
             }
             covered = len({r.setting for r in recs})
@@ -197,6 +200,7 @@ def collect(root: str | Path, level: float = 0.95) -> Results:
             failures,
             store.environments(),
             level,
+            load_curves(ctx),
         )
 
 

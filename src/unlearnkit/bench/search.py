@@ -3,8 +3,17 @@
 One Optuna study per (dataset, model, method, search seed), stored in any Optuna storage
 (default ``sqlite:///DIR/optuna.db``). Trials run one at a time through Optuna's ask/tell
 interface, with the method's declared search space (``Unlearner.search_space(E*)``) as fixed
-distributions, until the study holds ``trials`` COMPLETE trials; the same command resumes a
-study where it stopped (trials left RUNNING by a crash are marked FAIL first).
+distributions, until the study holds ``trials`` finished (COMPLETE or PRUNED) trials; the same
+command resumes a study where it stopped (trials left RUNNING by a crash are marked FAIL first).
+
+Sampler seed (:func:`sampler_seed`): derived from the study's key (dataset, model, method,
+search seed), so two studies never share a proposal stream merely because they share a search
+seed; the seed is a pure function of the key, so a study resumes with the same stream.
+
+Pruning (:mod:`unlearnkit.bench.pruning`): a trial whose model is hopeless (non-finite,
+collapsed, or weakly dominated by the Original on all four objectives) is told PRUNED, with its
+objective values kept as the user attribute ``values`` and the reason as ``pruned``; it counts
+towards the budget but is never selected.
 
 Objective of a trial (all four minimised; R = the retrained model of the same seed, on
 validation data only, never test):
@@ -15,15 +24,18 @@ validation data only, never test):
 :class:`~unlearnkit.errors.NumericalError` (diverged) is marked FAIL and the search goes on,
 up to ``max_failed`` failures; any other error stops the study and fails the run.
 
-Selection (:func:`select_best`): in each study the first ``trials`` COMPLETE trials by
-number, score ‖o‖₂, the minimum per study (ties: lowest trial number), then the minimum over
-the studies (ties: first study); its parameters are used for every seed of the final runs.
+Selection (:func:`select_best`): in each study the COMPLETE trials among the first ``trials``
+finished ones by number, score ‖o‖₂, the minimum per study (ties: lowest trial number), then
+the minimum over the studies (ties: first study); its parameters are used for every seed of the
+final runs. If every trial was pruned, the same rule runs over the pruned trials' stored values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +57,33 @@ SAMPLERS.register("nsga3")(
 SAMPLERS.register("random")(lambda cfg, seed: optuna.samplers.RandomSampler(seed=seed))
 
 DIRECTIONS = ["minimize"] * 4
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def sampler_seed(dataset: str, model: str, method: str, search_seed: int) -> int:
+    """The sampler seed of one study: the first 4 bytes (big-endian) of
+    SHA-256(``"unlearnkit-study|<dataset>|<model>|<method>|<search seed>"``), in [0, 2³²)."""
+    text = f"unlearnkit-study|{dataset}|{model}|{method}|{int(search_seed)}"
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big")
+
+
+def open_study(
+    name: str, storage: optuna.storages.BaseStorage, cfg: SearchConfig, seed: int
+) -> optuna.Study:
+    """Create or load the study ``name`` with ``cfg``'s sampler seeded with ``seed``
+    (:func:`sampler_seed`) and Deep Unlearn's four minimised objectives."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=SAMPLERS.get(cfg.sampler)(cfg, seed),
+        directions=DIRECTIONS,
+        load_if_exists=True,
+    )
+    study.set_metric_names(list(OBJECTIVE_NAMES))
+    return study
+
+
 OBJECTIVE_NAMES = ("o_ra", "o_fa", "o_va", "o_indisc")
 
 
@@ -71,22 +110,35 @@ class Selection:
     trial: int
 
 
-def first_complete(trials: Sequence[FrozenTrial], n: int) -> list[FrozenTrial]:
-    """The first ``n`` COMPLETE trials by trial number."""
-    done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.number)
+def first_finished(trials: Sequence[FrozenTrial], n: int) -> list[FrozenTrial]:
+    """The first ``n`` finished (COMPLETE or PRUNED) trials by trial number."""
+    done = sorted((t for t in trials if t.state in FINISHED), key=lambda t: t.number)
     return done[:n]
 
 
+def first_complete(trials: Sequence[FrozenTrial], n: int) -> list[FrozenTrial]:
+    """The COMPLETE trials among the first ``n`` finished ones, by trial number."""
+    return [t for t in first_finished(trials, n) if t.state == TrialState.COMPLETE]
+
+
 def select_best(studies: Sequence[Sequence[FrozenTrial]], n: int) -> Selection | None:
-    """Min-L2 selection (module docstring); ``None`` if no study has a COMPLETE trial."""
+    """Min-L2 selection (module docstring). If no study has a COMPLETE trial, the same
+    selection over the PRUNED trials with finite stored ``values`` (so a method whose every
+    trial was hopeless still gets a configuration; the report's flag shows a do-nothing one);
+    ``None`` if there is none either."""
     best: Selection | None = None
-    for i, trials in enumerate(studies):
-        for t in first_complete(trials, n):
-            assert t.values is not None
-            s = score(t.values)
-            if best is None or s < best.score:
-                best = Selection(dict(t.params), tuple(t.values), s, i, t.number)
-    return best
+    for state in (TrialState.COMPLETE, TrialState.PRUNED):
+        for i, trials in enumerate(studies):
+            for t in first_finished(trials, n):
+                values = t.values if state == TrialState.COMPLETE else t.user_attrs.get("values")
+                if t.state != state or values is None:
+                    continue
+                s = score(values)
+                if math.isfinite(s) and (best is None or s < best.score):
+                    best = Selection(dict(t.params), tuple(values), s, i, t.number)
+        if best is not None:
+            return best
+    return None
 
 
 def fail_stale(study: optuna.Study) -> int:
@@ -103,16 +155,19 @@ def run_study(
     objective: Callable[[dict[str, Any]], tuple[tuple[float, ...], dict[str, float]]],
     trials: int,
     max_failed: int,
+    prune: Callable[[Sequence[float], dict[str, float]], str | None] | None = None,
 ) -> dict[str, int]:
-    """Ask/tell until ``trials`` COMPLETE trials exist (see the module docstring).
+    """Ask/tell until ``trials`` finished trials exist (see the module docstring).
 
     ``objective(params) -> (values, extra)``; ``extra`` numbers are stored as user attributes.
-    Returns counts: complete, failed (this call), stale (marked FAIL), run (this call).
+    ``prune(values, extra)`` returns a reason to prune the trial, or ``None`` to keep it.
+    Returns counts: complete and pruned (in the study), failed (this call), stale (marked
+    FAIL), run (this call).
     """
     stale = fail_stale(study)
-    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     failed = ran = 0
-    while complete < trials:
+    while finished < trials:
         trial = study.ask(space)
         t0 = time.perf_counter()
         try:
@@ -134,7 +189,21 @@ def run_study(
         for k, v in extra.items():
             trial.set_user_attr(k, v)
         trial.set_user_attr("seconds", time.perf_counter() - t0)
-        study.tell(trial, list(values))
-        complete += 1
+        reason = prune(values, extra) if prune is not None else None
+        if reason is not None:
+            trial.set_user_attr("values", [float(v) for v in values])
+            trial.set_user_attr("pruned", reason)
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, list(values))
+        finished += 1
         ran += 1
-    return {"complete": complete, "failed": failed, "stale": stale, "ran": ran}
+    done = study.get_trials(deepcopy=False, states=FINISHED)
+    complete = sum(t.state == TrialState.COMPLETE for t in done)
+    return {
+        "complete": complete,
+        "pruned": len(done) - complete,
+        "failed": failed,
+        "stale": stale,
+        "ran": ran,
+    }

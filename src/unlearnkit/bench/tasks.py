@@ -28,7 +28,8 @@ from unlearnkit import api as uk
 from unlearnkit.artifacts import load_model, save_model
 from unlearnkit.bench.config import DatasetConfig, ModelConfig, SearchConfig
 from unlearnkit.bench.evaluate import evaluate_model, search_metrics
-from unlearnkit.bench.search import SAMPLERS, make_storage, run_study
+from unlearnkit.bench.pruning import PruneRule, constant_accuracy, objectives
+from unlearnkit.bench.search import make_storage, open_study, run_study, sampler_seed
 from unlearnkit.bench.splits import make_split, read_split, write_split
 from unlearnkit.bench.trials import trial_config
 from unlearnkit.errors import UnsupportedError
@@ -183,17 +184,18 @@ def search_stage(task: Task) -> Output:
         return values, {**m, "unlearn": res.seconds}
 
     scfg = SearchConfig.model_validate(p["search"])
-    storage = make_storage(p["storage"])
-    study = optuna.create_study(
-        study_name=p["study"],
-        storage=storage,
-        sampler=SAMPLERS.get(scfg.sampler)(scfg, int(p["seed"])),
-        directions=["minimize"] * 4,
-        load_if_exists=True,
-    )
-    study.set_metric_names(["o_ra", "o_fa", "o_va", "o_indisc"])
+    lab = task.labels
+    seed = sampler_seed(lab["dataset"], lab["model"], p["method"], int(p["seed"]))
+    study = open_study(p["study"], make_storage(p["storage"]), scfg, seed)
+    m_o = search_metrics(original.to(device), split, device=device)
+    o_o = objectives(m_o, ref)
+    study.set_user_attr("original_values", list(o_o))
+    study.set_user_attr("sampler_seed", seed)
+    multiclass = getattr(split.retain, "task", None) == "multiclass"
+    const = constant_accuracy(split.retain.targets_for_class().numpy()) if multiclass else None
+    rule = PruneRule(o_o, const) if scfg.prune else None
     t0 = time.perf_counter()
-    counts = run_study(study, space, objective, scfg.trials, scfg.max_failed)
+    counts = run_study(study, space, objective, scfg.trials, scfg.max_failed, prune=rule)
     return Output(
         params={"study": p["study"], "space": sorted(space), **counts},
         timings={"search": time.perf_counter() - t0},

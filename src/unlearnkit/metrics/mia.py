@@ -6,8 +6,10 @@ the reference is the retrained model's value on the same sets, not 0 or 0.5
 (docs/evaluation.md).
 
 * :func:`population_mia`: the loss-LR attack of the NeurIPS 2023 starting kit, SCRUB and
-  Deep Unlearn (spec "Deep Unlearn's own evaluation" §3.3). Against the validation set it
-  gives "Val MIA", against the test set "Test MIA". Ideal ≈ 0.5 (retrain's value).
+  Deep Unlearn (docs/evaluation.md, "Deep Unlearn's own evaluation" §3.3). Against the
+  validation set it gives "Val MIA", against the test set "Test MIA". Ideal ≈ 0.5 (retrain's
+  value). ``faithful=True`` (the default) draws the balanced sample exactly as the released
+  code does (:func:`population_mia_sample`).
 * :func:`indiscernibility` = 1 − |2·MIA − 1| (Deep Unlearn §3.4). Higher is better, 1 = chance.
 * :func:`svc_mia_efficacy`: Unlearn-Sparse / SalUn's SVC attack, MIA-efficacy = TN / |D_f|
   (spec §3.2). *Closer to retrain's value is better*; SalUn reads larger as more forgetting.
@@ -45,61 +47,120 @@ MIA_SIGNALS.register("correctness")(signals.correctness)
 MIA_SIGNALS.register("loss")(signals.cross_entropy)
 
 
+def population_mia_sample(
+    forget_losses: Any,
+    holdout_losses: Any,
+    *,
+    seed: int = DEEP_UNLEARN_SEED,
+    faithful: bool = True,
+    rng: np.random.RandomState | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The attack's balanced input ``(x (2m, 1), y (2m,))``, m = min(|F|, |H|).
+
+    ``faithful=True`` (default): Deep Unlearn's released code
+    (``munl/evaluation/membership_inference_attack.py``, ``evaluate_mia_on_pointwise_losses``
+    called as ``(holdout_losses, forget_losses)``): shuffle a copy of the **hold-out** losses,
+    then a copy of the forget losses, with one legacy ``RandomState(seed)`` stream (their
+    ``np.random.seed(123)``); keep the first m of each; x = [forget[:m], hold-out[:m]],
+    y = [0]*m + [1]*m (forget labelled 0, hold-out 1: their variable names are swapped, which
+    does not change an accuracy but does change the sample and the folds).
+
+    ``faithful=False``: the order of the earlier unlearnkit releases: forget shuffled first,
+    x = [hold-out[:m], forget[:m]], y = [0]*m + [1]*m (forget labelled 1). Same attack, other
+    draws: fold accuracies differ from the released code's by sampling noise (up to ~0.1 on
+    small sets).
+
+    ``rng`` continues an existing stream instead of starting one from ``seed`` (Deep
+    Unlearn's Test MIA follows its Val MIA on the same stream: :func:`val_test_mia`). The
+    inputs and NumPy's global RNG are left untouched.
+    """
+    f = as_float(forget_losses, "forget_losses", ndim=1).copy()
+    h = as_float(holdout_losses, "holdout_losses", ndim=1).copy()
+    m = min(f.size, h.size)
+    if m < 5:
+        raise DataError(f"population MIA needs at least 5 samples per side; got {m}")
+    r = np.random.RandomState(seed) if rng is None else rng
+    zeros, ones = np.zeros(m, dtype=np.int64), np.ones(m, dtype=np.int64)
+    if faithful:
+        r.shuffle(h)
+        r.shuffle(f)
+        return np.concatenate([f[:m], h[:m]])[:, None], np.concatenate([zeros, ones])
+    r.shuffle(f)
+    r.shuffle(h)
+    return np.concatenate([h[:m], f[:m]])[:, None], np.concatenate([zeros, ones])
+
+
 def population_mia_folds(
-    forget_losses: Any, holdout_losses: Any, *, n_splits: int = 10, seed: int = DEEP_UNLEARN_SEED
+    forget_losses: Any,
+    holdout_losses: Any,
+    *,
+    n_splits: int = 10,
+    seed: int = DEEP_UNLEARN_SEED,
+    faithful: bool = True,
+    rng: np.random.RandomState | None = None,
 ) -> np.ndarray:
     """Fold accuracies of the loss-LR population MIA (Deep Unlearn §3.3; NeurIPS'23 kit).
 
     Steps:
-      1. Copy and shuffle both per-sample loss arrays with a ``RandomState(seed)`` (the same
-         stream as Deep Unlearn's ``np.random.seed(123)``; forget first, then hold-out; the
-         global NumPy RNG is not touched).
-      2. Keep m = min(|F|, |H|) of each.
-      3. Features: the 2m scalar losses. Labels: 0 for the hold-out set, 1 for forget. The
-         hold-out samples come first, as in the starting kit.
-      4. ``LogisticRegression()`` with default settings, scored by accuracy over
-         ``StratifiedShuffleSplit(n_splits, random_state=seed)`` (default 10 % test split).
+      1. The balanced sample of :func:`population_mia_sample` (shuffles from a legacy
+         ``RandomState(seed)``; ``faithful`` picks the released code's order and labels).
+      2. ``LogisticRegression()`` with default settings on the scalar losses, scored by
+         accuracy over ``StratifiedShuffleSplit(n_splits, random_state=seed)`` (default 10 %
+         test split), as ``simple_mia`` of the released code.
 
     Args:
         forget_losses: per-sample CE losses of the model on D_f, shape (|F|,).
         holdout_losses: per-sample CE losses on the non-member set (D_v or D_t).
     """
-    f = as_float(forget_losses, "forget_losses", ndim=1)
-    h = as_float(holdout_losses, "holdout_losses", ndim=1)
-    m = min(f.size, h.size)
-    if m < 5:
-        raise DataError(f"population MIA needs at least 5 samples per side; got {m}")
     if n_splits < 1:
         raise DataError("n_splits must be positive")
-    rng = np.random.RandomState(seed)
-    rng.shuffle(f)
-    rng.shuffle(h)
-    x = np.concatenate([h[:m], f[:m]])[:, None]
-    y = np.concatenate([np.zeros(m, dtype=np.int64), np.ones(m, dtype=np.int64)])
+    x, y = population_mia_sample(
+        forget_losses, holdout_losses, seed=seed, faithful=faithful, rng=rng
+    )
     cv = StratifiedShuffleSplit(n_splits=n_splits, random_state=seed)
     return cross_val_score(LogisticRegression(), x, y, cv=cv, scoring="accuracy")
 
 
 def population_mia(
-    forget_losses: Any, holdout_losses: Any, *, n_splits: int = 10, seed: int = DEEP_UNLEARN_SEED
+    forget_losses: Any,
+    holdout_losses: Any,
+    *,
+    n_splits: int = 10,
+    seed: int = DEEP_UNLEARN_SEED,
+    faithful: bool = True,
 ) -> float:
-    """MIA = mean accuracy of :func:`population_mia_folds`. Ideal: retrain's value (≈ 0.5)."""
-    return float(
-        np.mean(population_mia_folds(forget_losses, holdout_losses, n_splits=n_splits, seed=seed))
+    """MIA = mean accuracy of :func:`population_mia_folds`. Ideal: retrain's value (≈ 0.5).
+
+    With the defaults this is Deep Unlearn's "Val MIA" exactly (its evaluation seeds the
+    stream just before the validation attack).
+    """
+    folds = population_mia_folds(
+        forget_losses, holdout_losses, n_splits=n_splits, seed=seed, faithful=faithful
     )
+    return float(np.mean(folds))
 
 
 def val_test_mia(
-    forget_losses: Any, val_losses: Any, test_losses: Any, *, seed: int = DEEP_UNLEARN_SEED
+    forget_losses: Any,
+    val_losses: Any,
+    test_losses: Any,
+    *,
+    seed: int = DEEP_UNLEARN_SEED,
+    faithful: bool = True,
 ) -> dict[str, float]:
     """Deep Unlearn's two columns: {"val_mia": MIA vs D_v, "test_mia": MIA vs D_t}.
 
-    Each attack starts its own RNG stream from ``seed``.
+    ``faithful=True``: as ``evaluate_model`` of the released code: one stream seeded once, the
+    validation attack first, the test attack continuing the same stream (so Test MIA depends
+    on |D_v| and |D_f|). ``faithful=False``: each attack starts its own stream from ``seed``.
+    The suite's ``test_mia`` metric is :func:`population_mia` on a fresh stream (it must not
+    depend on whether the validation attack ran); use this function to reproduce the
+    released Test MIA column draw for draw.
     """
-    return {
-        "val_mia": population_mia(forget_losses, val_losses, seed=seed),
-        "test_mia": population_mia(forget_losses, test_losses, seed=seed),
-    }
+    rng = np.random.RandomState(seed) if faithful else None
+    val = population_mia_folds(forget_losses, val_losses, seed=seed, faithful=faithful, rng=rng)
+    test = population_mia_folds(forget_losses, test_losses, seed=seed, faithful=faithful, rng=rng)
+    return {"val_mia": float(np.mean(val)), "test_mia": float(np.mean(test))}
 
 
 def indiscernibility(mia: float) -> float:
