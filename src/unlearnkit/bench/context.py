@@ -95,6 +95,7 @@ class Context:
             retrain=self.train_key(d, m, seed, "retrain"),
             sampler=s.sampler,
             population=s.population_size,
+            prune=s.prune,  # pruned trials are marked in the study: another rule, another study
             seed=seed,
             unlearn_seed=self.exp.unlearn_seed,
         )

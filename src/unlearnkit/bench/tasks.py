@@ -172,7 +172,9 @@ def search_stage(task: Task) -> Output:
     original = _load(task, p["original"])
     ref = _reference_accuracies(task, split, _load(task, p["retrain"]))
     method = METHODS.get(p["method"])()
-    space = method.search_space(int(p["max_epochs"]))
+    # the mode's space: keys with no effect in the configured mode are not sampled
+    faithful = bool(p["fixed"].get("faithful", False))
+    space = method.search_space_for(int(p["max_epochs"]), faithful)
     data = UnlearnData(split.retain, split.forget, split.val)
     method.check(original, data)  # unsupported combinations fail before any trial
 

@@ -64,7 +64,8 @@ def check_method_config(name: str, fixed: dict[str, Any], max_epochs: Sequence[i
     except ValidationError as err:
         raise ValueError(f"method {name!r}: config.{field_errors(err)}") from None
     for e_star in sorted(set(max_epochs)):
-        for point in corners(method.search_space(e_star)):
+        space = method.search_space_for(e_star, bool(fixed.get("faithful", False)))
+        for point in corners(space):
             try:
                 method.Config.model_validate(trial_config(fixed, point))
             except ValidationError as err:
