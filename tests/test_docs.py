@@ -162,3 +162,21 @@ def test_benchmark_guide_experiment_file_is_valid() -> None:
     (block,) = re.findall(r"^```yaml\n(.*?)^```", text, re.S | re.M)
     exp = parse_experiment(yaml.safe_load(block))
     assert [m.name for m in exp.methods] == ["ft", "ga", "ssse"] and exp.seeds == [0, 1, 2]
+
+
+def test_every_test_named_in_the_robustness_table_exists() -> None:
+    """docs/robustness.md names the test that checks each defect: each file exists and each
+    ``::name`` (or ``::prefix_*``) is a test function defined in it."""
+    text = (DOCS / "robustness.md").read_text()
+    refs = re.findall(r"`(tests/[\w/]+\.py)((?:::[\w*]+)?)`", text)
+    assert len(refs) >= 15
+    for path, name in refs:
+        source = (ROOT / path).read_text()
+        if name:
+            pattern = re.escape(name[2:]).replace(r"\*", r"\w*")
+            assert re.search(rf"^def {pattern}\(", source, re.M), f"{path}{name}"
+    # a bare ``::name`` continues the file named before it in the same cell
+    for name in re.findall(r"`::(\w+)`", text):
+        assert any(
+            re.search(rf"^def {name}\(", p.read_text(), re.M) for p in ROOT.glob("tests/**/*.py")
+        ), name
