@@ -18,6 +18,7 @@ from unlearnkit.reproduce.convex import run_convex
 from unlearnkit.reproduce.deep import run_deep
 from unlearnkit.ssse import ErasureConfig
 from unlearnkit.ssse.lock import state_lock
+from unlearnkit.ssse.persistence import interrupted_first_save
 
 
 @app.command("prepare")
@@ -56,7 +57,8 @@ def prepare_cmd(
     --overwrite to start over.
     """
     api.check_output(out, overwrite=True, inputs=[model], artifact=False)
-    api.check_state_output(out, overwrite=overwrite)
+    # a folder a killed prepare left (no manifest yet) holds no ledger: no --overwrite needed
+    api.check_state_output(out, overwrite=overwrite or interrupted_first_save(out))
     api.resolve_device(device)
     saved = api.load(model)
     given = {

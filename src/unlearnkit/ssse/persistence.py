@@ -177,6 +177,31 @@ def clean_stale(path: str | Path, manifest: dict[str, Any] | None) -> list[Path]
     return removed
 
 
+def interrupted_first_save(path: str | Path) -> bool:
+    """Whether the folder ``path`` is what a first save killed before its switch left: the
+    writer's lock, no ``manifest.json``, nothing but tensor files and temporaries, and no
+    process holding the lock (a save still running is not interrupted). It holds no state
+    (no ledger to lose), so a new save may take it without ``--overwrite``; the save removes
+    the leftovers (:func:`clean_stale`)."""
+    path = Path(path)
+    if path.is_symlink() or not (path / LOCK_NAME).is_file() or (path / MANIFEST).exists():
+        return False
+    for p in path.iterdir():
+        name = p.name
+        ours = (
+            name in (LOCK_NAME, *TENSOR_FILES)
+            or name.endswith(".tmp")
+            or (name.endswith(".safetensors") and name.split(".", 1)[0] in ("inverse", "state"))
+        )
+        if not ours:
+            return False
+    try:
+        with state_lock(path, timeout=0):
+            return not (path / MANIFEST).exists()
+    except (StateBusyError, StateMismatchError):
+        return False
+
+
 def recover(path: str | Path) -> None:
     """Finish or undo an interrupted save when no other process holds the folder's lock:
     the manifest on disk wins (it names complete files only); temporaries and unnamed files
