@@ -121,6 +121,8 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> str:
     os.close(fd)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        with open(tmp, "rb") as f:  # on disk before the rename names it (power loss)
+            os.fsync(f.fileno())
         digest = sha256_file(tmp)
         os.replace(tmp, path)
     except BaseException:
