@@ -112,29 +112,36 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"in": inp, "out": out, "ro": _readonly_dir(root)}
 
 
-Argv = Callable[[Path, Path, Path | None], list[Any]]
+Argv = Callable[[Path, Path, Path | None], list[str]]
 
 
-def _prep(*extra: Any) -> Argv:
-    return lambda i, o, ro: ["prepare", "--model", i / "m0", "--out", o / "st", *extra]
+def _cmd(*template: str) -> Argv:
+    """argv with ``{in}`` (the inputs folder), ``{out}`` (a fresh folder) and ``{ro}`` (a
+    read-only folder) filled in."""
+    return lambda i, o, ro: [t.format(**{"in": i, "out": o, "ro": ro}) for t in template]
 
 
-def _erase(*extra: Any) -> Argv:
-    return lambda i, o, ro: ["erase", "--model", i / "m0", "--state", i / "st",
-                             "--out", o / "m1", "--state-out", o / "st1", *extra]  # fmt: skip
+def _prep(*extra: str) -> Argv:
+    return _cmd("prepare", "--model", "{in}/m0", "--out", "{out}/st", *extra)
 
 
-def _train(*extra: Any) -> Argv:
-    return lambda i, o, ro: ["train", "--dataset", "digits", "--model", "logreg",
-                             "--out", o / "t", "--epochs", "1", *extra]  # fmt: skip
+def _erase(*extra: str) -> Argv:
+    return _cmd("erase", "--model", "{in}/m0", "--state", "{in}/st", "--out", "{out}/m1",
+                "--state-out", "{out}/st1", *extra)  # fmt: skip
 
 
-def _unlearn(*extra: Any) -> Argv:
-    return lambda i, o, ro: ["unlearn", "--method", "original", "--model", i / "m0",
-                             "--forget", "class:1", "--out", o / "u", *extra]  # fmt: skip
+def _train(*extra: str) -> Argv:
+    return _cmd("train", "--dataset", "digits", "--model", "logreg", "--out", "{out}/t",
+                "--epochs", "1", *extra)  # fmt: skip
+
+
+def _unlearn(*extra: str) -> Argv:
+    return _cmd("unlearn", "--method", "original", "--model", "{in}/m0", "--forget", "class:1",
+                "--out", "{out}/u", *extra)  # fmt: skip
 
 
 # id, argv, a fragment of the message, needs a read-only folder
+# fmt: off
 CASES: list[tuple[str, Argv, str, bool]] = [
     # numbers: ErasureConfig / the option's own check
     ("damping-0", _prep("--damping", "0"), "damping", False),
@@ -149,170 +156,67 @@ CASES: list[tuple[str, Argv, str, bool]] = [
     ("l2-inf", _prep("--l2", "inf"), "l2: Input should be a finite number", False),
     ("eps-0", _erase("--forget", "class:1", "--eps", "0"), "--eps must be > 0", False),
     ("eps-negative", _erase("--forget", "class:1", "--eps", "-1"), "--eps must be > 0", False),
-    (
-        "utility-budget-1.5",
-        _erase("--forget", "class:1", "--utility-budget", "1.5"),
-        "utility_budget must be in [0, 1]",
-        False,
-    ),  # fmt: skip
+    ("utility-budget-1.5", _erase("--forget", "class:1", "--utility-budget", "1.5"),
+     "utility_budget must be in [0, 1]", False),
     # ids
     ("ids-int64-max+1", _erase("--ids", BIG), "outside the int64 range", False),
     ("ids-int64-min-1", _erase("--ids", str(-(2**63) - 1)), "outside the int64 range", False),
     ("ids-400-digits", _erase("--ids", "9" * 400), "outside the int64 range", False),
     ("ids-not-numbers", _erase("--ids", "1,two"), "must be integers", False),
-    (
-        "ids-at-folder",
-        lambda i, o, ro: _erase("--ids", f"@{i / 'folder'}")(i, o, ro),
-        "not a regular file",
-        False,
-    ),  # fmt: skip
+    ("ids-at-folder", _erase("--ids", "@{in}/folder"), "not a regular file", False),
     ("ids-at-dev-zero", _erase("--ids", "@/dev/zero"), "not a regular file", False),
-    (
-        "ids-at-binary",
-        lambda i, o, ro: _erase("--ids", f"@{i / 'binary'}")(i, o, ro),
-        "not UTF-8",
-        False,
-    ),  # fmt: skip
-    (
-        "ids-at-huge",
-        lambda i, o, ro: _erase("--ids", f"@{i.parent / 'huge'}")(i, o, ro),
-        "larger than 256 MiB",
-        False,
-    ),  # fmt: skip
+    ("ids-at-binary", _erase("--ids", "@{in}/binary"), "not UTF-8", False),
+    ("ids-at-huge", _erase("--ids", "@{in}/../huge"), "larger than 256 MiB", False),
     ("ids-at-nothing", _erase("--ids", "@"), "file name is missing", False),
     ("forget-ids-int64", _erase("--forget", f"ids:{BIG}"), "outside the int64 range", False),
-    (
-        "unlearn-forget-dev-zero",
-        _unlearn("--forget", "ids:@/dev/zero"),
-        "not a regular file",
-        False,
-    ),  # fmt: skip
+    ("unlearn-forget-dev-zero", _unlearn("--forget", "ids:@/dev/zero"), "not a regular file",
+     False),
     # seeds
-    (
-        "forget-seed-negative",
-        _erase("--forget", "random:0.1", "--forget-seed", "-1"),
-        "--forget-seed",
-        False,
-    ),  # fmt: skip
-    (
-        "forget-seed-2**64",
-        _erase("--forget", "random:0.1", "--forget-seed", str(2**64)),
-        "--forget-seed",
-        False,
-    ),  # fmt: skip
+    ("forget-seed-negative", _erase("--forget", "random:0.1", "--forget-seed", "-1"),
+     "--forget-seed", False),
+    ("forget-seed-2**64", _erase("--forget", "random:0.1", "--forget-seed", str(2**64)),
+     "--forget-seed", False),
     ("train-seed-2**64", _train("--seed", str(2**64)), "--seed", False),
     ("train-split-seed-negative", _train("--split-seed", "-1"), "--split-seed", False),
     ("unlearn-seed-2**64", _unlearn("--seed", str(2**64)), "--seed", False),
-    (
-        "bench-workers-negative",
-        lambda i, o, ro: ["bench", "smoke", "--out", o / "b", "--workers", "-1"],
-        "--workers",
-        False,
-    ),  # fmt: skip
+    ("bench-workers-negative", _cmd("bench", "smoke", "--out", "{out}/b", "--workers", "-1"),
+     "--workers", False),
     # model artifacts
-    (
-        "manifest-missing-keys",
-        lambda i, o, ro: ["prepare", "--model", i / "nokeys" / "m0", "--out", o / "st"],
-        "architecture",
-        False,
-    ),
-    (
-        "manifest-wrong-types",
-        lambda i, o, ro: ["prepare", "--model", i / "wrongtypes" / "m0", "--out", o / "st"],
-        "malformed",
-        False,
-    ),
-    (
-        "manifest-not-json",
-        lambda i, o, ro: ["prepare", "--model", i / "notjson" / "m0", "--out", o / "st"],
-        "not valid JSON",
-        False,
-    ),
-    (
-        "manifest-empty",
-        lambda i, o, ro: ["prepare", "--model", i / "empty" / "m0", "--out", o / "st"],
-        "not valid JSON",
-        False,
-    ),
+    ("manifest-missing-keys", _cmd("prepare", "--model", "{in}/nokeys/m0", "--out", "{out}/st"),
+     "architecture", False),
+    ("manifest-wrong-types",
+     _cmd("prepare", "--model", "{in}/wrongtypes/m0", "--out", "{out}/st"), "malformed", False),
+    ("manifest-not-json", _cmd("prepare", "--model", "{in}/notjson/m0", "--out", "{out}/st"),
+     "not valid JSON", False),
+    ("manifest-empty", _cmd("prepare", "--model", "{in}/empty/m0", "--out", "{out}/st"),
+     "not valid JSON", False),
     # outputs the environment refuses
-    (
-        "prepare-out-under-a-file",
-        lambda i, o, ro: ["prepare", "--model", i / "m0", "--out", i / "afile" / "st"],
-        "Not a directory",
-        False,
-    ),  # fmt: skip
-    ("prepare-out-readonly", lambda i, o, ro: _prep()(i, ro, ro), "", True),
-    (
-        "erase-out-readonly",
-        lambda i, o, ro: [
-            "erase",
-            "--model",
-            i / "m0",
-            "--state",
-            i / "st",
-            "--out",
-            ro / "m1",
-            "--forget",
-            "class:1",
-            "--state-out",
-            o / "st1",
-        ],
-        "",
-        True,
-    ),
-    (
-        "erase-state-out-readonly",
-        lambda i, o, ro: [
-            "erase",
-            "--model",
-            i / "m0",
-            "--state",
-            i / "st",
-            "--out",
-            o / "m1",
-            "--forget",
-            "class:1",
-            "--state-out",
-            ro / "st1",
-        ],
-        "",
-        True,
-    ),
-    ("train-out-readonly", lambda i, o, ro: _train()(i, ro, ro), "", True),
-    ("unlearn-out-readonly", lambda i, o, ro: _unlearn()(i, ro, ro), "", True),
-    (
-        "reproduce-out-readonly",
-        lambda i, o, ro: ["reproduce", "ssse-convex", "--out", ro / "c"],
-        "",
-        True,
-    ),  # fmt: skip
+    ("prepare-out-under-a-file", _cmd("prepare", "--model", "{in}/m0", "--out", "{in}/afile/st"),
+     "Not a directory", False),
+    ("prepare-out-readonly", _cmd("prepare", "--model", "{in}/m0", "--out", "{ro}/st"), "", True),
+    ("erase-out-readonly", _cmd("erase", "--model", "{in}/m0", "--state", "{in}/st", "--out",
+                                "{ro}/m1", "--forget", "class:1", "--state-out", "{out}/st1"),
+     "", True),
+    ("erase-state-out-readonly", _cmd("erase", "--model", "{in}/m0", "--state", "{in}/st",
+                                      "--out", "{out}/m1", "--forget", "class:1",
+                                      "--state-out", "{ro}/st1"), "", True),
+    ("train-out-readonly", _cmd("train", "--dataset", "digits", "--model", "logreg", "--out",
+                                "{ro}/t"), "", True),
+    ("unlearn-out-readonly", _cmd("unlearn", "--method", "original", "--model", "{in}/m0",
+                                  "--forget", "class:1", "--out", "{ro}/u"), "", True),
+    ("reproduce-out-readonly", _cmd("reproduce", "ssse-convex", "--out", "{ro}/c"), "", True),
     # corrupted results.db
-    ("report-garbage-db", lambda i, o, ro: ["report", i / "db_garbage"], "results.db", False),
-    ("report-header-db", lambda i, o, ro: ["report", i / "db_header"], "results.db", False),
-    (
-        "bench-garbage-db",
-        lambda i, o, ro: [
-            "bench",
-            "smoke",
-            "--out",
-            i / "db_garbage",
-            "--workers",
-            "0",
-            "--no-report",
-        ],
-        "results.db",
-        False,
-    ),  # fmt: skip
+    ("report-garbage-db", _cmd("report", "{in}/db_garbage"), "results.db", False),
+    ("report-header-db", _cmd("report", "{in}/db_header"), "results.db", False),
+    ("bench-garbage-db", _cmd("bench", "smoke", "--out", "{in}/db_garbage", "--workers", "0",
+                              "--no-report"), "results.db", False),
     # the parser's own errors: one line too
     ("usage-not-a-number", _prep("--damping", "abc"), "Invalid value for '--damping'", False),
-    (
-        "usage-missing-option",
-        lambda i, o, ro: ["prepare", "--model", i / "m0"],
-        "Missing option '--out'",
-        False,
-    ),  # fmt: skip
+    ("usage-missing-option", _cmd("prepare", "--model", "{in}/m0"), "Missing option '--out'",
+     False),
     ("usage-unknown-option", _prep("--no-such-option"), "No such option", False),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(("argv", "message", "readonly"),
