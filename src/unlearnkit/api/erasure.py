@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from unlearnkit.api.inputs import as_dataset, ids_spec, resolve_device
+from unlearnkit.api.inputs import as_dataset, ids_spec, resolve_device, sample_ids
 from unlearnkit.api.models import params_device
 from unlearnkit.api.saved import Saved, derived_provenance
 from unlearnkit.api.training import fitted_split
@@ -139,6 +139,11 @@ def prepare(
     else:
         given = dict(config or {})
     cfg = ErasureConfig(**{"task": train.task, **given})
+    if cfg.group_size > len(train):
+        raise ConfigError(
+            f"group_size={cfg.group_size} is larger than the {len(train)} training samples; "
+            "use a group size of at most the number of samples"
+        )
     dev = resolve_device(device) if device is not None else params_device(net)
     work = net if dev == params_device(net) else copy.deepcopy(net).to(dev)
     return Prepared(ErasureState.prepare(work, train, cfg), train, hold)
@@ -161,7 +166,7 @@ def erase(
     data for ``eps="auto"``, a step over the utility budget).
     """
     net = model.model if isinstance(model, Saved) else model
-    ids_t = torch.as_tensor(ids, dtype=torch.int64).reshape(-1)
+    ids_t = sample_ids(ids)
     if ids_t.numel() == 0:
         raise ConfigError("no sample ids to erase")
     state = prepared.state

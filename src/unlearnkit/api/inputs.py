@@ -9,20 +9,26 @@ global RNG guard is :func:`unlearnkit.seeding.preserved_rng_state`.
   :class:`~unlearnkit.data.plan.DataPlan`;
 * :func:`split_of`: the user's own training data (Dataset, DataLoader, tensors, with ids)
   with forget ids and optional val / test data;
-* :func:`as_split`: either of the above, or a Split as is (another forget set when given).
+* :func:`as_split`: either of the above, or a Split as is (another forget set when given);
+* :func:`sample_ids`: sample ids as given by the user (list, array, tensor) as a 1-D int64
+  tensor, refusing non-integers and values outside int64 with a ConfigError (``torch`` would
+  truncate ``1.5`` to 1 and overflow on ``2**63``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
+import numpy as np
 import torch
 
 from unlearnkit.data.base import DatasetLike
-from unlearnkit.data.forget import ids_spec
+from unlearnkit.data.forget import ids_spec as _ids_spec
 from unlearnkit.data.plan import DataPlan, Split
 from unlearnkit.data.user import as_dataset
+from unlearnkit.errors import ConfigError
 from unlearnkit.seeding import preserved_rng_state as preserved_rng
 from unlearnkit.training import resolve_device
 
@@ -33,8 +39,56 @@ __all__ = [
     "plan",
     "preserved_rng",
     "resolve_device",
+    "sample_ids",
     "split_of",
 ]
+
+
+_INT64 = np.iinfo(np.int64)
+
+
+def sample_ids(ids: Any, what: str = "sample ids") -> torch.Tensor:
+    """``ids`` (an int, a sequence of ints, an integer array or tensor) as a 1-D int64 tensor.
+
+    Refused with :class:`ConfigError`: floats, booleans, strings and other non-integers (an
+    id is never rounded), values outside the int64 range of sample ids, ragged nestings.
+    """
+    if isinstance(ids, torch.Tensor):
+        if ids.dtype == torch.bool or ids.dtype.is_floating_point or ids.dtype.is_complex:
+            raise ConfigError(f"{what} must be integers, got a {ids.dtype} tensor")
+        if ids.dtype == torch.int64:
+            return ids.detach().reshape(-1).cpu()
+        ids = ids.detach().cpu().numpy()
+    try:
+        arr = np.asarray(ids)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ConfigError(f"{what} must be a flat sequence of integers ({e})") from None
+    if arr.size == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    if arr.dtype.kind == "O":
+        flat = arr.reshape(-1).tolist()
+        bad = next(
+            (v for v in flat if isinstance(v, bool) or not isinstance(v, Integral)),
+            None,
+        )
+        if bad is not None:
+            raise ConfigError(f"{what} must be integers, got {bad!r}")
+        values = [int(v) for v in flat]
+        out = next((v for v in values if not _INT64.min <= v <= _INT64.max), None)
+        if out is not None:
+            raise ConfigError(f"sample id {out} is outside the int64 range of sample ids")
+        return torch.tensor(values, dtype=torch.int64)
+    if arr.dtype.kind not in "iu":
+        raise ConfigError(f"{what} must be integers, got values of type {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > _INT64.max:
+        raise ConfigError(f"sample id {int(arr.max())} is outside the int64 range of sample ids")
+    return torch.from_numpy(arr.astype(np.int64).reshape(-1))
+
+
+def ids_spec(ids: Any) -> str:
+    """The forget spec naming exactly these sample ids (``ids:3,17``); ids are checked by
+    :func:`sample_ids` first."""
+    return _ids_spec(sample_ids(ids))
 
 
 def plan(

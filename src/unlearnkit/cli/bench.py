@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from unlearnkit.cli.app import app, console, err_console, friendly_errors, show
+from unlearnkit.cli.app import (
+    app,
+    console,
+    err_console,
+    friendly_errors,
+    show,
+    sqlite_error_message,
+)
+from unlearnkit.errors import DataError
+
+
+@contextmanager
+def _results_db(directory: Path) -> Iterator[None]:
+    """A SQLite error caused by the benchmark's database file (corrupted, not a database,
+    locked, read-only) as a DataError naming the file; other SQLite errors propagate."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        message = sqlite_error_message(e)
+        if message is None:
+            raise
+        raise DataError(f"{directory / 'results.db'}: {message}") from None
 
 
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
@@ -30,7 +54,7 @@ def bench(
         None, "--ray-address", help="join an existing Ray cluster (implies --executor ray)"
     ),
     workers: int | None = typer.Option(
-        None, "--workers", help="parallel workers (0: run inline); default from the file"
+        None, "--workers", min=0, help="parallel workers (0: run inline); default from the file"
     ),
     storage: str | None = typer.Option(
         None, "--storage", help="Optuna storage URL (default sqlite:///DIR/optuna.db)"
@@ -47,10 +71,11 @@ def bench(
     exp = load_experiment(preset_or_file)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
-        summary = run_benchmark(
-            exp, out, executor=executor, workers=workers, ray_address=ray_address,
-            storage=storage, report=report, console=err_console,
-        )  # fmt: skip
+        with _results_db(out):
+            summary = run_benchmark(
+                exp, out, executor=executor, workers=workers, ray_address=ray_address,
+                storage=storage, report=report, console=err_console,
+            )  # fmt: skip
     except KeyboardInterrupt:
         err_console.print(
             "interrupted: finished runs are stored; run the same command to resume",
@@ -81,6 +106,7 @@ def report_cmd(
     """Write DIR/report.md and a self-contained DIR/report.html from the stored results."""
     from unlearnkit.bench import write_report
 
-    path = write_report(directory)
+    with _results_db(directory):
+        path = write_report(directory)
     console.print(f"report: {path}")
     console.print(f"markdown: {path.with_suffix('.md')}")

@@ -8,6 +8,7 @@ import typer
 from rich.markdown import Markdown
 
 from unlearnkit.cli.app import Overwrite, app, console, friendly_errors
+from unlearnkit.cli.options import SEED_MAX, check_forget_spec
 from unlearnkit.demo import render_table, run_demo
 
 
@@ -19,7 +20,7 @@ def demo_cmd(
     model: str = typer.Option("cnn"),
     forget: str = typer.Option("random:0.1", help="forget spec"),
     epochs: int = typer.Option(8),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX),
     overwrite: Overwrite = False,
 ) -> None:
     """Train, prepare SSSE, erase a forget set (eps auto), retrain for reference; report."""
@@ -27,7 +28,7 @@ def demo_cmd(
         out,
         dataset=dataset,
         model=model,
-        forget=forget,
+        forget=check_forget_spec(forget),
         epochs=epochs,
         seed=seed,
         log=console.print,

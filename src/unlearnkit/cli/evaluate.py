@@ -21,7 +21,7 @@ from rich.table import Table
 
 from unlearnkit import api
 from unlearnkit.cli.app import Overwrite, app, console, friendly_errors, show
-from unlearnkit.cli.options import parse_assignments, parse_method_configs
+from unlearnkit.cli.options import SEED_MAX, parse_assignments, parse_method_configs
 from unlearnkit.errors import ConfigError
 
 __all__ = ["parse_assignments"]
@@ -183,8 +183,10 @@ def audit(
     ] = None,
     val_fraction: Annotated[float, typer.Option(help="validation fraction")] = 0.1,
     test_fraction: Annotated[float, typer.Option(help="test fraction")] = 0.2,
-    split_seed: Annotated[int, typer.Option(help="train/val/test split seed")] = 0,
-    seed: Annotated[int, typer.Option(help="seed of the shadow splits")] = 0,
+    split_seed: Annotated[
+        int, typer.Option(help="train/val/test split seed", min=0, max=SEED_MAX)
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="seed of the shadow splits", min=0, max=SEED_MAX)] = 0,
     workers: Annotated[int, typer.Option(help="training processes", min=1)] = 1,
     cache: Annotated[Path, typer.Option(help="pool cache (shared across audits)")] = Path(
         "~/.cache/unlearnkit/pools"

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from unlearnkit import api
 from unlearnkit.cli.app import Device, Overwrite, app, console, friendly_errors, show
-from unlearnkit.cli.options import parse_config
+from unlearnkit.cli.options import SEED_MAX, check_forget_spec, parse_config
 
 __all__ = ["parse_config"]
 
@@ -66,13 +66,18 @@ def unlearn(
     config: Annotated[
         str | None, typer.Option(help="hyper-parameters: inline JSON or a JSON file")
     ] = None,
-    seed: Annotated[int, typer.Option(help="seed of the unlearning run")] = 123,
-    forget_seed: Annotated[int, typer.Option(help="seed of random forget selectors")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="seed of the unlearning run", min=0, max=SEED_MAX)
+    ] = 123,
+    forget_seed: Annotated[
+        int, typer.Option(help="seed of random forget selectors", min=0, max=SEED_MAX)
+    ] = 0,
     device: Device = "auto",
     overwrite: Overwrite = False,
 ) -> None:
     """Unlearn a forget set from a saved model with one method; save and report accuracies."""
     user_cfg = parse_config(config)
+    check_forget_spec(forget)
     api.check_output(out, overwrite=overwrite, inputs=[model])
     api.resolve_device(device)
     source = api.load(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +26,81 @@ def parse_assignments(items: list[str] | None, what: str = "option") -> dict[str
     return out
 
 
-def parse_ids(text: str) -> list[int]:
-    """``"1,2,3"`` or ``"@file"`` (ids separated by commas/whitespace) → list of ints."""
-    if text.startswith("@"):
-        path = Path(text[1:])
-        if not path.exists():
-            raise ConfigError(f"ids file {path} does not exist")
-        text = path.read_text()
-    parts = [p for p in text.replace(",", " ").split() if p]
+#: the largest ids file read (bytes): ~25 million ids as text; a bigger file, a device
+#: (``/dev/zero``) or a pipe is refused rather than read into memory without end
+MAX_IDS_FILE_BYTES = 256 * 2**20
+
+#: sample ids are int64 (the id tensors of every dataset)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+#: seeds: numpy / scikit-learn take seeds in [0, 2**32 - 1]
+SEED_MAX = 2**32 - 1
+
+
+def read_ids_file(path: Path, what: str = "ids file") -> str:
+    """The text of a user's ids file: a regular file of at most :data:`MAX_IDS_FILE_BYTES`,
+    UTF-8; anything else (missing, a folder, a device, too big, binary) is a ConfigError."""
+    if not path.exists():
+        raise ConfigError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} is not a regular file (a folder, device or pipe)")
+    data = b""
     try:
-        return [int(p) for p in parts]
-    except ValueError:
-        raise ConfigError(f"sample ids must be integers, got {text[:80]!r}") from None
+        too_big = path.stat().st_size > MAX_IDS_FILE_BYTES
+        if not too_big:
+            with path.open("rb") as f:  # at most the cap, also if the file grows meanwhile
+                data = f.read(MAX_IDS_FILE_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    if too_big or len(data) > MAX_IDS_FILE_BYTES:
+        raise ConfigError(f"{what} {path} is larger than {MAX_IDS_FILE_BYTES // 2**20} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (ids separated by commas)") from None
+
+
+def parse_ids(text: str) -> list[int]:
+    """``"1,2,3"`` or ``"@file"`` (ids separated by commas/whitespace, ``#`` starts a comment)
+    → list of int64 ids; anything else raises ConfigError."""
+    if text.startswith("@"):
+        if not text[1:].strip():
+            raise ConfigError("--ids @FILE: the file name is missing")
+        text = read_ids_file(Path(text[1:]))
+    body = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    parts = [p for p in body.replace(",", " ").split() if p]
+    ids = []
+    for p in parts:
+        if not (p.lstrip("+-").isascii() and p.lstrip("+-").isdigit()):
+            raise ConfigError(f"sample ids must be integers, got {p[:40]!r}")
+        value = int(p)
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ConfigError(f"sample id {p[:40]} is outside the int64 range of sample ids")
+        ids.append(value)
+    return ids
+
+
+def check_forget_spec(spec: str) -> str:
+    """``spec`` unchanged after checking the ids of an ``ids:`` spec as :func:`parse_ids` does
+    (an ids file that is a folder or a device, too big, binary; ids outside int64)."""
+    kind, sep, rest = spec.strip().partition(":")
+    if sep and kind.strip() == "ids" and rest.strip():
+        parse_ids(rest.strip())
+    return spec
+
+
+def positive_float(value: float | None, option: str) -> float | None:
+    """``value`` if it is None or a finite number > 0, else ConfigError naming ``option``."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{option} must be a finite number > 0, got {value}")
+    return value
+
+
+def gib_to_bytes(gib: float | None, option: str = "--memory-budget") -> int | None:
+    """A memory budget in GiB (finite, > 0) as a whole number of bytes (at least 1)."""
+    if positive_float(gib, option) is None:
+        return None
+    return max(1, int(gib * 2**30))  # type: ignore[operator]
 
 
 def parse_config(text: str | None) -> dict[str, Any]:
@@ -81,13 +145,16 @@ def parse_method_configs(methods: list[str], items: list[str] | None) -> dict[st
 
 
 def parse_eps(text: str) -> float | str:
-    """``--eps``: ``auto`` or a finite number."""
+    """``--eps``: ``auto`` or a finite number > 0 (the SSSE step scale: 0 would record the
+    samples as erased without changing the model, a negative ε steps the other way)."""
     if text.strip().lower() == "auto":
         return "auto"
     try:
         value = float(text)
     except ValueError:
         raise ConfigError(f"--eps must be 'auto' or a number, got {text!r}") from None
-    if value != value or abs(value) == float("inf"):
+    if not math.isfinite(value):
         raise ConfigError(f"--eps must be finite, got {text!r}")
+    if value <= 0:
+        raise ConfigError(f"--eps must be > 0 (or 'auto'), got {text!r}")
     return value

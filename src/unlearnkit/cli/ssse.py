@@ -11,7 +11,14 @@ from rich.table import Table
 
 from unlearnkit import api
 from unlearnkit.cli.app import Device, Overwrite, app, console, friendly_errors, show
-from unlearnkit.cli.options import parse_eps, parse_ids
+from unlearnkit.cli.options import (
+    SEED_MAX,
+    check_forget_spec,
+    gib_to_bytes,
+    parse_eps,
+    parse_ids,
+    positive_float,
+)
 from unlearnkit.curvature.solvers import SOLVERS
 from unlearnkit.errors import ConfigError
 from unlearnkit.reproduce.convex import run_convex
@@ -56,6 +63,10 @@ def prepare_cmd(
     An existing state at --out is never replaced silently (its ledger would be lost): pass
     --overwrite to start over.
     """
+    budget = gib_to_bytes(memory_budget)
+    positive_float(damping, "--damping")
+    if block_size is not None and blocks not in (None, "chunks"):
+        raise ConfigError("--block-size applies to --blocks chunks only")
     api.check_output(out, overwrite=True, inputs=[model], artifact=False)
     # a folder a killed prepare left (no manifest yet) holds no ledger: no --overwrite needed
     api.check_state_output(out, overwrite=overwrite or interrupted_first_save(out))
@@ -66,13 +77,13 @@ def prepare_cmd(
         "damping": damping,
         "normalizer": normalizer,
         "blocks": blocks,
-        "block_options": {"size": block_size} if block_size else None,
+        "block_options": {"size": block_size} if block_size is not None else None,
         "group_size": group_size,
         "solver": solver,
         "mode": mode,
         "l2": l2,
         "regularized_step": True if l2 else None,
-        "memory_budget_bytes": int(memory_budget * 2**30) if memory_budget else None,
+        "memory_budget_bytes": budget,
     }
     # unset options keep ErasureConfig's defaults (the one set of SSSE defaults)
     cfg = ErasureConfig(**{k: v for k, v in given.items() if v is not None})
@@ -96,7 +107,7 @@ def erase_cmd(
     forget: str | None = typer.Option(
         None, help="or a forget spec over the training data, e.g. class:3"
     ),
-    forget_seed: int = typer.Option(0),
+    forget_seed: int = typer.Option(0, min=0, max=SEED_MAX),
     eps: str = typer.Option(
         "auto",
         help="step scale ε (SSSE eq. 4): a number, or auto (retrain-free loss matching, "
@@ -125,13 +136,18 @@ def erase_cmd(
     if (ids is None) == (forget is None):
         raise ConfigError("give exactly one of --ids and --forget")
     eps_value = parse_eps(eps)
+    wanted_ids = parse_ids(ids) if ids is not None else None
+    if forget is not None:
+        check_forget_spec(forget)
     api.check_output(out, overwrite=overwrite, inputs=[model, state])
     if state_out is not None and state_out.resolve() != state.resolve():
         api.check_state_output(state_out, overwrite=overwrite)
     saved = api.load(model)
     with state_lock(state):  # concurrent requests on one state run one after the other
         prepared = api.load_prepared(state, saved)
-        wanted = parse_ids(ids) if ids is not None else prepared.select(forget or "", forget_seed)
+        wanted = (
+            wanted_ids if wanted_ids is not None else prepared.select(forget or "", forget_seed)
+        )
         erased = prepared.erase(
             saved,
             wanted,
@@ -174,7 +190,7 @@ def reproduce_convex_cmd(
     ),
     fraction: list[float] = typer.Option([0.1, 0.25, 0.5, 1.0], help="removal fractions"),
     pool: int = typer.Option(2, help="average-pool the images by this factor (features)"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX),
     overwrite: Overwrite = False,
 ) -> None:
     """The paper's §3: linear multi-attribute classifier, γ_S and distance over ε (Figure 1)."""
@@ -213,7 +229,7 @@ def reproduce_deep_cmd(
     criterion: str = typer.Option(
         "worst_split", help="oracle best ε: worst_split (max |gap|/tolerance) | sum"
     ),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX),
     overwrite: Overwrite = False,
 ) -> None:
     """The paper's §4 at CPU scale: class and half-class removal, |ΔAcc| vs retrain (Figure 2)."""

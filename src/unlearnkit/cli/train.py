@@ -8,7 +8,7 @@ import typer
 
 from unlearnkit import api
 from unlearnkit.cli.app import Device, Overwrite, app, console, friendly_errors
-from unlearnkit.cli.options import parse_assignments
+from unlearnkit.cli.options import SEED_MAX, check_forget_spec, parse_assignments
 
 
 @app.command("train")
@@ -25,8 +25,10 @@ def train_cmd(
     lr: float = typer.Option(0.05, help="sgd: learning rate"),
     weight_decay: float = typer.Option(5e-4, help="sgd: weight decay"),
     l2: float = typer.Option(1e-3, help="lbfgs: ℓ2 coefficient"),
-    seed: int = typer.Option(0, help="seed of the initial weights and of training"),
-    split_seed: int = typer.Option(0, help="seed of the train/val/test split"),
+    seed: int = typer.Option(
+        0, help="seed of the initial weights and of training", min=0, max=SEED_MAX
+    ),
+    split_seed: int = typer.Option(0, help="seed of the train/val/test split", min=0, max=SEED_MAX),
     val_fraction: float = typer.Option(0.1),
     test_fraction: float = typer.Option(0.2),
     forget: list[str] = typer.Option(
@@ -34,7 +36,7 @@ def train_cmd(
         help="train on retain only (a retrain): forget spec, e.g. random:0.1; repeat it for a "
         "model that had several forget sets removed, in order",
     ),
-    forget_seed: int = typer.Option(0),
+    forget_seed: int = typer.Option(0, min=0, max=SEED_MAX),
     dataset_param: list[str] = typer.Option([], help="dataset parameter KEY=VALUE (repeatable)"),
     model_option: list[str] = typer.Option([], help="model option KEY=VALUE (repeatable)"),
     device: Device = "cpu",
@@ -49,7 +51,7 @@ def train_cmd(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         split_seed=split_seed,
-        forget=list(forget) or None,
+        forget=[check_forget_spec(f) for f in forget] or None,
         forget_seed=forget_seed,
     )
     rec = (

@@ -27,13 +27,19 @@ registers itself; nothing here lists them). Bad values raise
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from unlearnkit.curvature.blocks import BLOCK_STRATEGIES
 from unlearnkit.curvature.solvers import SOLVERS
 from unlearnkit.errors import ConfigError, UnlearnkitError
 from unlearnkit.tasks import get_task
+
+#: the largest group of samples averaged into one curvature row (far above any useful value;
+#: it keeps the grouping's index tensors from overflowing int64 or exhausting memory)
+MAX_GROUP_SIZE = 2**20
 
 
 class ErasureConfig(BaseModel):
@@ -59,7 +65,8 @@ class ErasureConfig(BaseModel):
       estimator and block structure, with the solver chosen per block by cost and memory.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # no NaN / ±inf in any float field (λ = inf, l2 = nan are refused, not propagated)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     task: str = Field("multiclass", description="a registered task (unlearnkit.tasks.TASKS)")
     curvature: Literal["empirical", "true", "ggn"] = Field(
@@ -76,6 +83,7 @@ class ErasureConfig(BaseModel):
     group_size: int = Field(
         10,
         ge=1,
+        le=MAX_GROUP_SIZE,
         description="rows are means over groups of g samples (default 10 for the empirical "
         "Fisher, 1 for other curvatures)",
     )
@@ -87,9 +95,11 @@ class ErasureConfig(BaseModel):
     )
     l2: float = Field(0.0, ge=0, description="ℓ2 coefficient of the training objective")
     regularized_step: bool = False
-    seed: int = 0
-    chunk_size: int | None = None
-    memory_budget_bytes: int | None = None
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the grouping and sampling")
+    chunk_size: int | None = Field(None, ge=1, description="samples per gradient chunk")
+    memory_budget_bytes: int | None = Field(
+        None, ge=1, description="memory budget in bytes (default: from the machine)"
+    )
 
     def __init__(self, /, **data: Any) -> None:
         """Validate ``data``; any invalid field raises ConfigError naming it."""
@@ -97,6 +107,14 @@ class ErasureConfig(BaseModel):
             super().__init__(**data)
         except ValidationError as e:
             raise config_error("erasure configuration", e) from None
+
+    @field_validator("block_options")
+    @classmethod
+    def _block_size(cls, v: dict[str, Any]) -> dict[str, Any]:
+        size = v.get("size", 1)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"block_options size must be an integer >= 1, got {size!r}")
+        return v
 
     @field_validator("solver")
     @classmethod
@@ -127,6 +145,7 @@ class ErasureConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> ErasureConfig:
         get_task(self.task)  # ConfigError naming the known tasks
+        check_block_options(self.blocks, self.block_options)
         if self.mode == "exact" and self.curvature == "true":
             raise ConfigError(
                 "mode='exact' needs curvature rows that can be recomputed for the erased samples "
@@ -143,6 +162,17 @@ class ErasureConfig(BaseModel):
         if self.normalizer is not None:
             return self.normalizer
         return "samples" if self.group_size == 1 else "rows"
+
+
+def check_block_options(blocks: str, options: dict[str, Any]) -> None:
+    """ConfigError unless ``options`` are the keyword arguments the block strategy ``blocks``
+    takes (:data:`~unlearnkit.curvature.blocks.BLOCK_STRATEGIES`): e.g. ``chunks`` needs
+    ``size``, ``full`` takes none."""
+    strategy = BLOCK_STRATEGIES.get(blocks)
+    try:
+        inspect.signature(strategy).bind(None, **options)
+    except TypeError as e:
+        raise ConfigError(f"blocks={blocks!r} with block_options {options!r}: {e}") from None
 
 
 def check_solver(name: str) -> str:
