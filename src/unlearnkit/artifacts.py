@@ -47,7 +47,13 @@ from unlearnkit.artifact_checks import (
 from unlearnkit.data.plan import DataPlan, Split, check_prefix, check_same_split
 from unlearnkit.data.records import data_block, plan_from_block, split_from_block
 from unlearnkit.errors import ConfigError, StateMismatchError, UnsupportedError
-from unlearnkit.io import atomic_write_json, load_tensors, model_fingerprint, save_tensors
+from unlearnkit.io import (
+    atomic_write_json,
+    load_tensors,
+    model_fingerprint,
+    read_text_file,
+    save_tensors,
+)
 from unlearnkit.manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -56,6 +62,9 @@ from unlearnkit.manifest import (
     upgrade_manifest,
 )
 from unlearnkit.models.registry import ModelSpec, build_from_spec, build_on_meta
+
+#: a model manifest is a few KiB; a larger file is refused before it is read
+MAX_MANIFEST_BYTES = 16 * 2**20
 
 DEFAULT_NAME = "model"
 _RESERVED = ("format", "format_version", "model", "weights", "versions", "created")
@@ -182,8 +191,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     _, manifest_path = artifact_paths(path)
     if not manifest_path.exists():
         raise StateMismatchError(f"no model manifest at {manifest_path}")
+    text = read_text_file(manifest_path, "model manifest", MAX_MANIFEST_BYTES, StateMismatchError)
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(text)
     except json.JSONDecodeError as e:
         raise StateMismatchError(f"{manifest_path} is not valid JSON: {e}") from None
     try:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from unlearnkit.errors import StateMismatchError
+from unlearnkit.errors import ConfigError, StateMismatchError
 
 
 def _temp_prefix(path: Path, pid: int | str) -> str:
@@ -72,6 +72,40 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+#: the largest user text file read whole (ids files, manifests): a bigger file, a device
+#: (``/dev/zero``) or a pipe is refused rather than read into memory without end
+MAX_TEXT_FILE_BYTES = 256 * 2**20
+
+
+def read_text_file(
+    path: str | Path,
+    what: str = "file",
+    limit: int = MAX_TEXT_FILE_BYTES,
+    error: type[Exception] = ConfigError,
+) -> str:
+    """The UTF-8 text of a user's file: a regular file of at most ``limit`` bytes. Anything
+    else (missing, a folder, a device, too big, binary) raises ``error`` naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise error(f"{what} {path} is not a regular file (a folder, device or pipe)")
+    data = b""
+    try:
+        too_big = path.stat().st_size > limit
+        if not too_big:
+            with path.open("rb") as f:  # at most the cap, also if the file grows meanwhile
+                data = f.read(limit + 1)
+    except OSError as e:
+        raise error(f"cannot read {what} {path}: {e.strerror or e}") from None
+    if too_big or len(data) > limit:
+        raise error(f"{what} {path} is larger than {limit / 2**20:g} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{what} {path} is not UTF-8 text") from None
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

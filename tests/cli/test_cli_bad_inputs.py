@@ -185,7 +185,7 @@ CASES: list[tuple[str, Argv, str, bool]] = [
     ("manifest-missing-keys", _cmd("prepare", "--model", "{in}/nokeys/m0", "--out", "{out}/st"),
      "architecture", False),
     ("manifest-wrong-types",
-     _cmd("prepare", "--model", "{in}/wrongtypes/m0", "--out", "{out}/st"), "malformed", False),
+     _cmd("prepare", "--model", "{in}/wrongtypes/m0", "--out", "{out}/st"), "must be a mapping", False),
     ("manifest-not-json", _cmd("prepare", "--model", "{in}/notjson/m0", "--out", "{out}/st"),
      "not valid JSON", False),
     ("manifest-empty", _cmd("prepare", "--model", "{in}/empty/m0", "--out", "{out}/st"),

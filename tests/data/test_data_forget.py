@@ -138,6 +138,16 @@ def test_ids_exact_and_unknown(toy, tmp_path):
         select_forget(toy, "ids:7,8")
 
 
+def test_id_files_that_are_not_small_regular_text_are_refused_unread(toy, tmp_path):
+    binary = tmp_path / "ids.bin"
+    binary.write_bytes(bytes(range(256)))
+    cases = {"/dev/zero": "not a regular file", str(tmp_path): "not a regular file",
+             str(tmp_path / "missing"): "does not exist", str(binary): "not UTF-8"}  # fmt: skip
+    for path, message in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            select_forget(toy, f"ids:@{path}")
+
+
 def test_selector_errors(toy, toyml):
     with pytest.raises(DataError, match="multi-label"):
         select_forget(toyml, "class:0")

@@ -27,6 +27,7 @@ from unlearnkit.data.plan import Split
 from unlearnkit.errors import OverwriteError
 from unlearnkit.io import atomic_write_json, model_fingerprint
 from unlearnkit.manifest import Provenance, ancestors_of
+from unlearnkit.ssse.persistence import interrupted_first_save
 
 STATE_FILES = ("inverse.safetensors", "state.safetensors")
 
@@ -71,12 +72,14 @@ def check_output(
 
 def check_state_output(out: str | Path, *, overwrite: bool = False) -> None:
     """Refuse to replace an existing erasure state (or any path) without ``overwrite``, and a
-    state folder inside another state folder."""
+    state folder inside another state folder. A folder that a killed first save left (no
+    manifest yet, only the save's own files, no live writer) holds no ledger: writing there
+    needs no ``overwrite`` (the save cleans it)."""
     p = Path(out)
     for parent in p.resolve().parents:
         if _is_state_dir(parent):
             raise OverwriteError(f"{out} lies inside the erasure state folder {parent}")
-    if p.exists() and not overwrite:
+    if p.exists() and not overwrite and not interrupted_first_save(p):
         what = "an erasure state (its ledger would be lost)" if _is_state_dir(p) else "a path"
         raise OverwriteError(f"{out} already exists: {what}; pass --overwrite to replace it")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit.errors import ConfigError
+from unlearnkit.io import MAX_TEXT_FILE_BYTES, read_text_file
 from unlearnkit.methods.toolkit.search_space import nest_params
 
 
@@ -28,7 +29,7 @@ def parse_assignments(items: list[str] | None, what: str = "option") -> dict[str
 
 #: the largest ids file read (bytes): ~25 million ids as text; a bigger file, a device
 #: (``/dev/zero``) or a pipe is refused rather than read into memory without end
-MAX_IDS_FILE_BYTES = 256 * 2**20
+MAX_IDS_FILE_BYTES = MAX_TEXT_FILE_BYTES
 
 #: sample ids are int64 (the id tensors of every dataset)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -40,24 +41,7 @@ SEED_MAX = 2**32 - 1
 def read_ids_file(path: Path, what: str = "ids file") -> str:
     """The text of a user's ids file: a regular file of at most :data:`MAX_IDS_FILE_BYTES`,
     UTF-8; anything else (missing, a folder, a device, too big, binary) is a ConfigError."""
-    if not path.exists():
-        raise ConfigError(f"{what} {path} does not exist")
-    if not path.is_file():
-        raise ConfigError(f"{what} {path} is not a regular file (a folder, device or pipe)")
-    data = b""
-    try:
-        too_big = path.stat().st_size > MAX_IDS_FILE_BYTES
-        if not too_big:
-            with path.open("rb") as f:  # at most the cap, also if the file grows meanwhile
-                data = f.read(MAX_IDS_FILE_BYTES + 1)
-    except OSError as e:
-        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from None
-    if too_big or len(data) > MAX_IDS_FILE_BYTES:
-        raise ConfigError(f"{what} {path} is larger than {MAX_IDS_FILE_BYTES // 2**20} MiB")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} {path} is not UTF-8 text (ids separated by commas)") from None
+    return read_text_file(path, what, MAX_IDS_FILE_BYTES)
 
 
 def parse_ids(text: str) -> list[int]:

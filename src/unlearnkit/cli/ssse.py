@@ -25,7 +25,6 @@ from unlearnkit.reproduce.convex import run_convex
 from unlearnkit.reproduce.deep import run_deep
 from unlearnkit.ssse import ErasureConfig
 from unlearnkit.ssse.lock import state_lock
-from unlearnkit.ssse.persistence import interrupted_first_save
 
 
 @app.command("prepare")
@@ -68,8 +67,7 @@ def prepare_cmd(
     if block_size is not None and blocks not in (None, "chunks"):
         raise ConfigError("--block-size applies to --blocks chunks only")
     api.check_output(out, overwrite=True, inputs=[model], artifact=False)
-    # a folder a killed prepare left (no manifest yet) holds no ledger: no --overwrite needed
-    api.check_state_output(out, overwrite=overwrite or interrupted_first_save(out))
+    api.check_state_output(out, overwrite=overwrite)
     api.resolve_device(device)
     saved = api.load(model)
     given = {

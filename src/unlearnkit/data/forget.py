@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from unlearnkit.data.base import DatasetLike
 from unlearnkit.errors import ConfigError, DataError
+from unlearnkit.io import read_text_file
 from unlearnkit.registry import Registry
 
 
@@ -218,11 +219,8 @@ class IdsForget(ForgetSpec):
     def _parse(cls, value: Any) -> Any:
         if isinstance(value, str):
             if value.startswith("@"):
-                path = Path(value[1:])
-                try:
-                    value = path.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as err:
-                    raise ValueError(f"cannot read id file {path}: {err}") from None
+                # bounded: a device (/dev/zero), a folder or a huge file is refused
+                value = read_text_file(Path(value[1:]), "id file", error=ValueError)
             value = _read_id_text(value)
         return value
 
