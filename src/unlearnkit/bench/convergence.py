@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from unlearnkit.bench.figures import pyplot, save_figure
 from unlearnkit.bench.search import FINISHED, make_storage, score
 
 
@@ -71,9 +72,8 @@ def plot_convergence(
     curves: dict[tuple[str, str], list[dict[str, Any]]], setting: str, path: Path
 ) -> Path:
     """One figure for ``setting``: a panel per method, best ‖o‖₂ against trials."""
-    from unlearnkit.bench.plots import _pyplot, _save
 
-    plt = _pyplot()
+    plt = pyplot()
     methods = [m for (s, m) in curves if s == setting]
     ncols = min(4, max(1, len(methods)))
     nrows = max(1, math.ceil(len(methods) / ncols))
@@ -99,4 +99,4 @@ def plot_convergence(
     for ax in list(axes.flat)[len(methods) :]:
         ax.set_visible(False)
     fig.suptitle(f"Search convergence, {setting} (dashed: the Original's ‖o‖₂)", fontsize=10)
-    return _save(fig, path, data)
+    return save_figure(fig, path, data)

@@ -9,32 +9,13 @@
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any
 
+from unlearnkit.bench.figures import pyplot as _pyplot
+from unlearnkit.bench.figures import save_figure as _save
 from unlearnkit.bench.results import Results
-from unlearnkit.io import atomic_write_bytes, atomic_write_json
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path, data: Any) -> Path:
-    plt = _pyplot()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    atomic_write_json(path.with_suffix(".json"), data)
-    return path
 
 
 def _num(x: float) -> float | None:
