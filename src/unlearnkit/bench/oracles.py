@@ -50,6 +50,9 @@ from unlearnkit.jobs.pools import (
 from unlearnkit.metrics.klom import margins
 from unlearnkit.training import predict_logits
 
+#: the split part each pool trains on
+ROLE_PARTS = {"retrain": "retain", "original": "train"}
+
 
 def oracles_key(ctx: Context, d: Any, m: Any) -> str:
     """Content key of one setting's pools: split, model, recipe, sizes, seeds, vetting."""
@@ -223,7 +226,8 @@ def oracles_inline(task: Task, ctx: Context) -> Output:
     parts = {name: split.part(name) for name in PARTS if len(split.part(name))}
     labels = {k: task.labels.get(k) for k in ("dataset", "model")}
     root = str(task.path("pools"))
-    ids = {"retrain": split.retain.ids.numpy(), "original": split.train.ids.numpy()}
+    # own copies: the split's tensors may view a mapped file that pickling outlives
+    ids = {r: np.array(split.part(p).ids.numpy(), copy=True) for r, p in ROLE_PARTS.items()}
     tensors: dict[str, torch.Tensor] = {}
     params: dict[str, Any] = {"threshold": bar, "parts": sorted(parts)}
     metrics: dict[str, float] = {}
