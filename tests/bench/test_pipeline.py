@@ -64,7 +64,8 @@ def test_reference_rows_and_artifacts(bench_dir: Path):
                 assert env["packages"]["torch"] and env["device"] == "cpu"
                 assert store.params(run.key)["inputs"]["device"] == "cpu"  # inputs recorded
             if run.status == "done" and run.stage == "train":
-                assert store.params(run.key)["inputs"]["train_seed"] == 123
+                # each seed trains with its own data-order seed: train_seed + seed
+                assert store.params(run.key)["inputs"]["train_seed"] == 123 + run.seed
     assert set(res.ulira) == {"digits / mlp"}
     m = res.ulira["digits / mlp"]["metrics"]
     assert {"original.auc", "retrain.auc", "ft.auc"} <= set(m)

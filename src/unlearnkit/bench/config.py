@@ -31,6 +31,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from unlearnkit.bench.oracle_config import (  # issue 13: oracle pools, reference vetting
+    OracleConfig,
+    ReferenceConfig,
+    check_oracles,
+    check_references,
+)
 from unlearnkit.bench.presets import PRESETS, preset_text
 from unlearnkit.bench.trials import check_method_config, field_errors
 from unlearnkit.data import DATASETS
@@ -204,6 +210,9 @@ class Experiment(_Strict):
     ulira: ULiraConfig | None = None
     device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:N' or 'auto'")
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    # -- oracle pools and reference vetting (issue 13; see bench/oracle_config.py) --
+    oracles: OracleConfig = Field(default_factory=lambda: OracleConfig())
+    references: ReferenceConfig = Field(default_factory=lambda: ReferenceConfig())
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -289,6 +298,8 @@ class Experiment(_Strict):
             unknown = [m for m in self.ulira.methods if m not in self.method_names()]
             if unknown:
                 raise ValueError(f"ulira.methods {unknown} are not among the experiment's methods")
+        check_oracles(self.oracles, self.model_seeds(), self.vary_forget)  # issue 13
+        check_references(self.references, self.training, self.model_seeds())  # issue 13
         return self
 
     # ----------------------------------------------------------------- derived settings
@@ -316,6 +327,11 @@ class Experiment(_Strict):
 
     def search_seeds(self) -> list[int]:
         return list(self.search.seeds) if self.search.seeds is not None else self.seeds[:3]
+
+    def train_seed_for(self, seed: int) -> int:
+        """The data-order seed of model seed ``seed``'s Original and Retrain: ``train_seed +
+        seed``, so every seed trains with its own seed (issue 13 block)."""
+        return self.train_seed + seed
 
     def forget_seed_for(self, seed: int) -> int:
         return self.forget_seed + seed if self.vary_forget else self.forget_seed

@@ -80,9 +80,20 @@ class Context:
             split=self.split_key(d, seed),
             init=self.init_key(d, m, seed),
             recipe=self.exp.recipe_for(d),
-            train_seed=self.exp.train_seed,
+            train_seed=self.exp.train_seed_for(seed),
             device=self.exp.device,
+            vetting=self.vetting(seed, role),
         )
+
+    def vetting(self, seed: int, role: str) -> dict[str, Any]:
+        """How the train run of ``seed``/``role`` checks and replaces a model that did not
+        train (:mod:`unlearnkit.bench.vetting`), with the injected fault that applies to it."""
+        r = self.exp.references
+        out: dict[str, Any] = {"min_gain": r.min_gain, "replacements": r.replacements}
+        for fault in r.inject:
+            if fault.seed == seed and fault.role == role:
+                out["inject"] = fault.training
+        return out
 
     def study_name(self, d: DatasetConfig, m: ModelConfig, method: str, seed: int) -> str:
         s = self.exp.search

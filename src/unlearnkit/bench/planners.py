@@ -64,7 +64,8 @@ def plan_train(ctx: Context) -> list[Task]:
                     "split": f"splits/{split}",
                     "init": f"models/{init}",
                     "recipe": ctx.exp.recipe_for(d),
-                    "train_seed": ctx.exp.train_seed,
+                    "train_seed": ctx.exp.train_seed_for(seed),
+                    "vetting": ctx.vetting(seed, role),
                 }
                 key = ctx.train_key(d, m, seed, role)
                 tasks.append(

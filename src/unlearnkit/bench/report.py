@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit.bench.convergence import plot_convergence
+from unlearnkit.bench.oracle_report import oracle_tables
 from unlearnkit.bench.plots import plot_accuracy_time, plot_ranking
 from unlearnkit.bench.ranks import flag_table, original_flags, rank_table
 from unlearnkit.bench.results import Results, collect
@@ -297,6 +298,9 @@ def build_sections(res: Results, plots: Path) -> list[Section]:
             )
             ul.figures.append(Figure(f"U-LiRA ROC, {setting}", path))
         sections.append(ul)
+    oracle = oracle_tables(res.root, exp)  # KLoM / pool U-LiRA, replaced references
+    if oracle:
+        sections.append(Section("Oracle audits and replaced references", tables=oracle))
     runs = Section("Runs", tables=[status_table(res), environment_table(res)])
     if res.failures:
         runs.tables.append(

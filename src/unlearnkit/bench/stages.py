@@ -5,7 +5,7 @@ stage          one run per                                     key covers
 =============  ==============================================  ====================================
 ``split``      dataset x forget seed                           dataset, split fractions/seed, forget
 ``init``       dataset x model x seed                          dataset, model + options, seed
-``train``      dataset x model x seed x {original, retrain}    split, init, recipe, train seed, device
+``train``      dataset x model x seed x {original, retrain}    split, init, recipe, train seed, vetting
 ``search``     dataset x model x method x search seed          O and R keys, space, budget, seeds
 ``select``     dataset x model x method (in the driver)        the search keys (or the defaults)
 ``unlearn``    dataset x model x method x seed                 O key, chosen config, seed, device
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import optuna
 
 from unlearnkit.bench.context import Context
+from unlearnkit.bench.oracles import oracles_inline, plan_klom, plan_oracles
 from unlearnkit.bench.planners import (
     plan_evaluate,
     plan_init,
@@ -147,6 +148,9 @@ def ulira_inline(task: Task, ctx: Context) -> Output:
     )
 
 
+INLINE.register("oracles")(oracles_inline)
+
+
 @dataclass(frozen=True)
 class Stage:
     """A pipeline stage: its planner, whether it runs in the driver (and then whether it
@@ -164,9 +168,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("split", plan_split),
     Stage("init", plan_init),
     Stage("train", plan_train),
+    Stage("oracles", plan_oracles, inline=True, schedules_jobs=True),
     Stage("search", plan_search, prepare=prepare_search),
     Stage("select", plan_select, inline=True),
     Stage("unlearn", plan_unlearn),
     Stage("evaluate", plan_evaluate),
+    Stage("klom", plan_klom),
     Stage("ulira", plan_ulira, inline=True, schedules_jobs=True),
 )

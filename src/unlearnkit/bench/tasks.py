@@ -32,7 +32,8 @@ from unlearnkit.bench.pruning import PruneRule, constant_accuracy, objectives
 from unlearnkit.bench.search import make_storage, open_study, run_study, sampler_seed
 from unlearnkit.bench.splits import make_split, read_split, write_split
 from unlearnkit.bench.trials import trial_config
-from unlearnkit.errors import UnsupportedError
+from unlearnkit.bench.vetting import attempt_seed, chance_accuracy, threshold, verdict
+from unlearnkit.errors import NumericalError, UnsupportedError
 from unlearnkit.jobs.environment import environment, resolve_device
 from unlearnkit.jobs.store import RunResult
 from unlearnkit.methods import METHODS, UnlearnData
@@ -138,19 +139,59 @@ def init_stage(task: Task) -> Output:
 
 @TASKS.register("train")
 def train_stage(task: Task) -> Output:
-    """Train Original (train split) or Retrain (retain split) from the initial weights."""
+    """Train Original (train split) or Retrain (retain split) from the initial weights.
+
+    A model that did not train (:mod:`unlearnkit.bench.vetting`: diverged, or test accuracy
+    not clearly above chance) is trained again with the next data-order seed, at most
+    ``vetting.replacements`` times, before anything uses it; ``params.replaced`` lists every
+    rejected attempt (seed, test accuracy, reason). All attempts failing fails the run.
+    """
 
     p = task.payload
+    vet = p.get("vetting", {"min_gain": 0.0, "replacements": 0})
     split = read_split(str(task.path(p["split"])))
     on = "train" if p["role"] == "original" else "retain"
     init = _load(task, p["init"])
-    result = uk.train(init, split, p["recipe"], int(p["train_seed"]), device=_device(task), on=on)
+    bar = threshold(chance_accuracy(split.test), float(vet["min_gain"]))
+    replaced: list[dict[str, Any]] = []
+    result = None
+    for attempt in range(int(vet["replacements"]) + 1):
+        seed = attempt_seed(int(p["train_seed"]), attempt)
+        recipe = {**p["recipe"], **(vet.get("inject") or {})} if attempt == 0 else p["recipe"]
+        try:
+            trial = uk.train(init, split, recipe, seed, device=_device(task), on=on)
+        except NumericalError:
+            acc, reason = None, verdict(None, bar, diverged=True)
+        else:
+            acc = trial.metrics.get("test")
+            reason = verdict(acc, bar)
+        if reason is None:
+            result = trial
+            break
+        replaced.append(
+            {"attempt": attempt, "train_seed": seed, "test_accuracy": acc, "reason": reason}
+        )
+    if result is None:
+        raise RuntimeError(
+            f"{p['role']} did not train in {len(replaced)} attempts: {replaced[-1]['reason']}; "
+            "change the recipe or raise references.replacements"
+        )
     rel = f"models/{task.key}"
     save_model(task.path(rel), result.model.cpu(), {"stage": p["role"], "key": task.key})
     n = len(split.train if on == "train" else split.retain)
     return Output(
-        params={"role": p["role"], "n": n},
-        metrics={"final_loss": float(result.record.get("final_loss", float("nan")))},
+        params={
+            "role": p["role"],
+            "n": n,
+            "train_seed": attempt_seed(int(p["train_seed"]), len(replaced)),
+            "replaced": replaced,
+            "threshold": bar,
+        },
+        metrics={
+            "final_loss": float(result.record.get("final_loss", float("nan"))),
+            "test_accuracy": float(result.metrics.get("test", float("nan"))),
+            "replacements": float(len(replaced)),
+        },
         timings={"train": result.seconds},
         artifact=rel,
     )
@@ -239,3 +280,7 @@ def evaluate_stage(task: Task) -> Output:
         device=_device(task),
     )
     return Output(metrics=metrics)
+
+
+# the KLoM stage lives in its own module; importing it registers it (also in workers)
+from unlearnkit.bench import oracle_audit  # noqa: E402, F401
