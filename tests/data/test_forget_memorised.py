@@ -111,3 +111,18 @@ def test_bad_specs_and_files(tmp_path):
         select_forget(ds, f"memorised:3:@{part}")
     with pytest.raises(DataError, match="selects 200 of 120"):
         select_forget(ds, f"memorised:200:@{part}")
+
+
+def test_dataset_entry_forget_overrides_the_experiments():
+    """A dataset entry's own ``forget`` (memorise preset) wins; without it, dumps (and so
+    content keys) are as before the field existed."""
+    from unlearnkit.bench.config import DatasetConfig
+    from unlearnkit.bench.splits import make_split
+
+    plain = DatasetConfig(name="digits")
+    assert "forget" not in plain.model_dump(mode="json")
+    own = DatasetConfig(name="digits", forget="class:3")
+    split = make_split(own, "random:0.1", 0)
+    assert set(split.forget.y.tolist()) == {3} and 3 not in set(split.retain.y.tolist())
+    assert len(make_split(plain, "random:0.1", 0).forget) == round(0.1 * len(split.train))
+    assert DatasetConfig.model_validate(own.model_dump(mode="json")) == own
