@@ -44,6 +44,7 @@ def test_registry_has_every_kind():
         "class",
         "class_fraction",
         "ids",
+        "memorised",
         "random",
     ]
 

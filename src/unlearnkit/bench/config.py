@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from unlearnkit.bench.oracle_config import (  # issue 13: oracle pools, reference vetting
     OracleConfig,
@@ -92,20 +100,43 @@ class DatasetConfig(_Strict):
             ) from None
         return self
 
+    # --- issue 13: a forget set per dataset entry (memorise preset) -------------------
+    forget: str | dict[str, Any] | None = Field(
+        None, description="this entry's forget spec, instead of the experiment's"
+    )
+
+    @field_validator("forget")
+    @classmethod
+    def _forget_spec(cls, v: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if v is not None:
+            make_forget_spec(v)  # raises ConfigError on a bad spec
+        return v
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_forget(self, handler: Any) -> dict[str, Any]:
+        # without an override the dump (and so every content key) is as before the field
+        out = handler(self)
+        if isinstance(out, dict) and out.get("forget", 0) is None:
+            out.pop("forget")
+        return out
+
+    # --- end issue 13 ---------------------------------------------------------------
+
     @property
     def tag(self) -> str:
         return self.label or self.name
 
     def plan(self, forget: str | dict[str, Any] | None = None, forget_seed: int = 0) -> DataPlan:
         """The :class:`~unlearnkit.data.plan.DataPlan` of this dataset's split, with ``forget``
-        drawn from its training split with ``forget_seed`` (fit on ``train``: the Original)."""
+        (this entry's own ``forget`` when set) drawn from its training split with
+        ``forget_seed`` (fit on ``train``: the Original)."""
         return DataPlan(
             self.name,
             self.params,
             val_fraction=self.val_fraction,
             test_fraction=self.test_fraction,
             split_seed=self.split_seed,
-            forget=forget,
+            forget=self.forget if self.forget is not None else forget,
             stratify=self.stratify,
             use_official=self.use_official,
             forget_seed=forget_seed,

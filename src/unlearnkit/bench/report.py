@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit.bench.convergence import plot_convergence
+from unlearnkit.bench.headline import headline_section
 from unlearnkit.bench.oracle_report import oracle_tables
 from unlearnkit.bench.plots import plot_accuracy_time, plot_ranking
 from unlearnkit.bench.ranks import flag_table, original_flags, rank_table
@@ -279,6 +280,7 @@ def build_sections(res: Results, plots: Path) -> list[Section]:
     sections.append(
         Section("Ranks per setting", tables=[rank_table(res, flags), flag_table(flags)])
     )
+    sections.append(headline_section(res))  # Deep Unlearn's claims, with verdicts
     sections.append(
         Section("Per-setting results", tables=[setting_table(res, s) for s in res.settings()])
     )

@@ -15,6 +15,9 @@ kind                   forget set                                 text form
 ``attribute_fraction`` ``round(fraction * n_a)`` of the samples   ``attribute_fraction:wide:0.25``
                        having attribute ``a`` (multi-label)
 ``ids``                exactly the ids given                      ``ids:1,2,3`` or ``ids:@file.txt``
+``memorised``          the most memorised samples (leave-out      ``memorised:0.1`` or
+                       score of a pool on random halves,          ``memorised:50:@scores.st``
+                       :mod:`unlearnkit.data.memorised`)
 =====================  =========================================  ================================
 
 Counts use Python's ``round`` (half to even) and must be at least 1. Random draws are
@@ -103,6 +106,7 @@ class ForgetSpec(BaseModel):
 
     kind: str
     positional: ClassVar[tuple[str, ...]] = ()
+    optional: ClassVar[int] = 0  # how many trailing positional fields may be left out
     usage: ClassVar[str] = ""
 
     def select(self, dataset: DatasetLike, seed: int = 0) -> ForgetSplit:
@@ -117,6 +121,8 @@ class ForgetSpec(BaseModel):
         parts = [self.kind]
         for name in self.positional:
             value = getattr(self, name)
+            if value is None:  # an optional trailing field left out
+                break
             parts.append(",".join(map(str, value)) if isinstance(value, tuple) else str(value))
         return ":".join(parts)
 
@@ -251,9 +257,10 @@ def parse_forget_spec(text: str) -> ForgetSpec:
         raise ConfigError(f"forget spec {text!r} has no ':'; expected e.g. 'random:0.1'")
     cls = FORGET_SELECTORS.get(kind)
     args = rest.split(":", maxsplit=len(cls.positional) - 1)
-    if len(args) != len(cls.positional) or any(not a for a in args):
+    least = len(cls.positional) - cls.optional
+    if not least <= len(args) <= len(cls.positional) or any(not a for a in args):
         raise ConfigError(f"forget spec {text!r}: expected {cls.usage}")
-    return make_forget_spec({"kind": kind, **dict(zip(cls.positional, args, strict=True))})
+    return make_forget_spec({"kind": kind, **dict(zip(cls.positional, args, strict=False))})
 
 
 def make_forget_spec(spec: ForgetSpec | str | dict[str, Any]) -> ForgetSpec:
@@ -344,3 +351,7 @@ def as_forget(forget: Any) -> Any:
     if isinstance(forget, list | tuple) and forget and all(isinstance(i, int) for i in forget):
         return ids_spec(list(forget))
     return forget
+
+
+# registers the ``memorised`` selector (its own module: it trains a pool, lazily)
+import unlearnkit.data.memorised  # noqa: E402, F401

@@ -5,6 +5,8 @@
 * ``cpu``: all 21 rows on MNIST-1D and mnist5k with an MLP and the small CNN, 10 seeds.
 * ``cifar10-resnet18``: Deep Unlearn's main setting (CIFAR-10, ResNet-18, 182 epochs,
   3 x 100-trial searches); needs the CIFAR-10 python batches and a GPU.
+* ``memorise``: memorising Originals (MNIST-1D, mnist5k; MLP and CNN with BatchNorm), each with
+  a random 10 %, a whole-class and a memorisation-stratified forget set, 5 seeds.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from importlib import resources
 
 from unlearnkit.errors import ConfigError
 
-PRESETS: tuple[str, ...] = ("smoke", "cpu", "cifar10-resnet18")
+PRESETS: tuple[str, ...] = ("smoke", "cpu", "cifar10-resnet18", "memorise")
 
 
 def preset_text(name: str) -> str:
