@@ -27,6 +27,11 @@ def _done(out: Path) -> dict[str, dict]:
     return {k: r for k, r in rows.items() if r["status"] == "done"}
 
 
+#: runs of the smoke preset: split 1, init 2, train 4 (Original and Retrain x 2 seeds), oracle
+#: pools 3, search 3, select 3, unlearn 6, evaluate 10, KLoM 5
+SMOKE_RUNS = 37
+
+
 def test_smoke_killed_halfway_resumes_without_redoing_finished_runs(tmp_path: Path):
     out = tmp_path / "smoke"
     cmd = [*CLI, "bench", "smoke", "--out", str(out)]
@@ -43,13 +48,13 @@ def test_smoke_killed_halfway_resumes_without_redoing_finished_runs(tmp_path: Pa
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, no clean-up
         proc.wait()
     before = _done(out)
-    assert 5 <= len(before) < 29  # smoke has 29 runs; the kill left work undone
+    assert 5 <= len(before) < SMOKE_RUNS  # the kill left work undone
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "reused" in rerun.stdout
     after = db_rows(out)
-    assert len(after) == 29 and all(r["status"] == "done" for r in after.values())
+    assert len(after) == SMOKE_RUNS and all(r["status"] == "done" for r in after.values())
     for key, row in before.items():  # finished runs were not recomputed
         assert after[key]["attempts"] == row["attempts"] == 1
         assert after[key]["finished"] == row["finished"]

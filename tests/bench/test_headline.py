@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearnkit.bench.config import load_experiment
+from unlearnkit.bench.experiment_file import load_experiment
 from unlearnkit.bench.headline import (
     headline_section,
     rank_difference,

@@ -14,7 +14,8 @@ executors (local, Ray) are the job system's (:mod:`unlearnkit.jobs`).
 See docs/harness.md.
 """
 
-from unlearnkit.bench.config import Experiment, load_experiment, parse_experiment
+from unlearnkit.bench.config import Experiment
+from unlearnkit.bench.experiment_file import load_experiment, parse_experiment
 from unlearnkit.bench.presets import PRESETS
 from unlearnkit.bench.report import write_report
 from unlearnkit.bench.runner import BenchSummary, run_benchmark

@@ -31,6 +31,7 @@ from typing import Any
 
 from unlearnkit.bench.config import REFERENCE_ROWS
 from unlearnkit.bench.ranks import setting_ranks
+from unlearnkit.bench.render import Section
 from unlearnkit.bench.results import Results
 from unlearnkit.bench.stats import Estimate, mean_ci
 from unlearnkit.bench.tables import Table
@@ -217,8 +218,7 @@ def headline_tables(res: Results) -> list[Table]:
 
 
 def headline_section(res: Results) -> Any:
-    """The report section (:class:`unlearnkit.bench.report.Section`)."""
-    from unlearnkit.bench.report import Section
+    """The report section (:class:`unlearnkit.bench.render.Section`)."""
 
     text = " ".join(f"{v.claim}: **{v.outcome}** ({v.reason})." for v in headline(res))
     return Section("The headline, stated", text, headline_tables(res))

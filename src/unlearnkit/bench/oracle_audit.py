@@ -42,7 +42,7 @@ from scipy import stats as sps
 from unlearnkit.artifacts import load_model
 from unlearnkit.bench.splits import read_split
 from unlearnkit.bench.stats import mean_ci
-from unlearnkit.bench.tasks import TASKS, Output, Task
+from unlearnkit.bench.task_registry import TASKS, Output, Task
 from unlearnkit.io import load_tensors
 from unlearnkit.metrics.klom import klom, margins
 from unlearnkit.metrics.roc import attack_metrics

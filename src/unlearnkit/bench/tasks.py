@@ -15,14 +15,12 @@ import socket
 import time
 import traceback
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
 
+import unlearnkit.bench.oracle_audit  # noqa: F401  (registers the KLoM stage, also in workers)
 import unlearnkit.methods  # noqa: F401  (registers the methods)
 from unlearnkit import api as uk
 from unlearnkit.artifacts import load_model, save_model
@@ -31,6 +29,7 @@ from unlearnkit.bench.evaluate import evaluate_model, search_metrics
 from unlearnkit.bench.pruning import PruneRule, constant_accuracy, objectives
 from unlearnkit.bench.search import make_storage, open_study, run_study, sampler_seed
 from unlearnkit.bench.splits import make_split, read_split, write_split
+from unlearnkit.bench.task_registry import TASKS, Output, Task
 from unlearnkit.bench.trials import trial_config
 from unlearnkit.bench.vetting import attempt_seed, chance_accuracy, threshold, verdict
 from unlearnkit.errors import NumericalError, UnsupportedError
@@ -39,36 +38,6 @@ from unlearnkit.jobs.store import RunResult
 from unlearnkit.methods import METHODS, UnlearnData
 from unlearnkit.metrics import deep_unlearn_objectives, indiscernibility
 from unlearnkit.models import build_model
-from unlearnkit.registry import Registry
-
-
-@dataclass(frozen=True)
-class Task:
-    """One run to execute: ``stage`` names the worker function in :data:`TASKS`."""
-
-    stage: str
-    key: str
-    labels: dict[str, Any]
-    payload: dict[str, Any]
-    root: str
-    deps: tuple[str, ...] = ()
-    threads: int = 1
-
-    def path(self, rel: str) -> Path:
-        return Path(self.root) / rel
-
-
-@dataclass
-class Output:
-    """What a stage function returns (the store fills in status, times and environment)."""
-
-    params: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    artifact: str | None = None
-
-
-TASKS: Registry[Callable[[Task], Output]] = Registry("benchmark stage")
 
 
 def execute(task: Task, shared: Any = None) -> RunResult:
@@ -280,7 +249,3 @@ def evaluate_stage(task: Task) -> Output:
         device=_device(task),
     )
     return Output(metrics=metrics)
-
-
-# the KLoM stage lives in its own module; importing it registers it (also in workers)
-from unlearnkit.bench import oracle_audit  # noqa: E402, F401

@@ -1,6 +1,12 @@
 """Datasets (a registry), splits, forget-set selectors and the data plan."""
 
-from unlearnkit.data import attributes, celeba, cifar, mnist  # noqa: F401  (register loaders)
+from unlearnkit.data import (  # noqa: F401  (register loaders and the memorised selector)
+    attributes,
+    celeba,
+    cifar,
+    memorised,
+    mnist,
+)
 from unlearnkit.data.base import ArrayDataset, Task
 from unlearnkit.data.forget import (
     FORGET_SELECTORS,

@@ -351,7 +351,3 @@ def as_forget(forget: Any) -> Any:
     if isinstance(forget, list | tuple) and forget and all(isinstance(i, int) for i in forget):
         return ids_spec(list(forget))
     return forget
-
-
-# registers the ``memorised`` selector (its own module: it trains a pool, lazily)
-import unlearnkit.data.memorised  # noqa: E402, F401
