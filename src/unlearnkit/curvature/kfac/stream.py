@@ -206,7 +206,7 @@ def _num_outputs(model: nn.Module, x1: Tensor) -> int:
         return int(model(x1.to(next(model.parameters()).device)).shape[-1])
 
 
-def _resolve_batch(
+def resolve_batch_size(
     model: nn.Module,
     data: Any,
     batch_size: int | None,
@@ -215,6 +215,8 @@ def _resolve_batch(
     samples: int,
     ekfac: bool,
 ) -> int:
+    """``batch_size`` when given, else :func:`choose_batch_size` for ``data``'s first input
+    and the label mode's columns."""
     if batch_size is not None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -250,7 +252,7 @@ def stream_sums(
     """K-FAC sums of every sample of ``data`` (any source of :func:`iter_batches`), read once
     in batches (``batch_size``, default: from ``memory_budget_bytes``). Equals
     :func:`~unlearnkit.curvature.kfac.factors.accumulate` on the same samples."""
-    bs = _resolve_batch(model, data, batch_size, memory_budget_bytes, mode, samples, False)
+    bs = resolve_batch_size(model, data, batch_size, memory_budget_bytes, mode, samples, False)
     total: KFACSums | None = None
     seen: list[Tensor] = []
     n = source_length(data)
@@ -292,7 +294,7 @@ def stream_scale_sums(
 ) -> ScaleSums:
     """EK-FAC scale sums of ``data`` in the eigenbases ``bases`` (the second pass), batched
     like :func:`stream_sums`; equals :func:`~unlearnkit.curvature.kfac.ekfac.scale_sums`."""
-    bs = _resolve_batch(model, data, batch_size, memory_budget_bytes, mode, samples, True)
+    bs = resolve_batch_size(model, data, batch_size, memory_budget_bytes, mode, samples, True)
     total: ScaleSums | None = None
     seen: list[Tensor] = []
     n = source_length(data)
@@ -392,6 +394,7 @@ __all__ = [
     "iter_batches",
     "leave_out_stream",
     "per_sample_bytes",
+    "resolve_batch_size",
     "stream_curvature",
     "stream_gradient",
     "stream_scale_sums",
