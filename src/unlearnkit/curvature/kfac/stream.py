@@ -11,8 +11,10 @@ collected, to check that they are unique.
 Each batch's sums are :func:`~unlearnkit.curvature.kfac.factors.accumulate` (resp.
 :func:`~unlearnkit.curvature.kfac.ekfac.scale_sums`) of that batch, added in arrival order, so
 :func:`stream_sums` with batches of b samples equals ``accumulate(..., batch_size=b)`` on the
-same data exactly (the running sum starts from the first batch's sums, ``0 + s₁ = s₁``), and
-other batch sizes equal it up to rounding.
+same data exactly for one label column per sample (``empirical``: the running sum starts from
+the first batch's sums, ``0 + s₁ = s₁``, and adds each batch's as accumulate does), and equals
+it up to rounding otherwise (other batch sizes; several columns, whose per-batch partial sums
+are added in another order).
 
 **Memory per sample** (:func:`per_sample_bytes`; an estimate, allocator slack not counted).
 One probe forward pass of one sample gives each factored layer's positions P (1 for a Linear
