@@ -336,7 +336,12 @@ def stream_curvature(
     sums = stream_sums(model, data, task, **kwargs)
     if not ekfac:
         return sums, None
-    bases = eigenbases(sums.factors())
+    # row-major copies (eigh returns column-major ones): a saved and reloaded state then
+    # multiplies by the very same memory layout, so its results are bit-identical
+    bases = {
+        k: LayerEigen(e.spec, e.UA.contiguous(), e.alpha, e.UG.contiguous(), e.gamma)
+        for k, e in eigenbases(sums.factors()).items()
+    }
     opts = {k: v for k, v in kwargs.items() if k not in ("mode", "seed", "samples")}
     common = dict(mode=sums.mode, seed=sums.seed, samples=sums.samples)
     return sums, stream_scale_sums(model, data, task, bases, **common, **opts)
