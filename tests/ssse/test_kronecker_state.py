@@ -14,7 +14,7 @@ from torch import nn
 from unlearnkit.curvature.kfac import KroneckerCurvature, accumulate, eigenbases, flatten_like
 from unlearnkit.curvature.layout import flat_params
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.errors import MemoryBudgetError, StateMismatchError
+from unlearnkit.errors import MemoryBudgetError, StateMismatchError, UtilityBudgetError
 from unlearnkit.ssse import (
     ErasureConfig,
     ErasureState,
@@ -206,3 +206,19 @@ def test_rows_ledger_records_its_structure(blobs, mlp):
     state = ErasureState.prepare(mlp, blobs, ErasureConfig(group_size=1, damping=LAM))
     _, s1 = state.erase(mlp, blobs.subset(blobs.ids[[1]]), eps=1.0)
     assert (s1.ledger[-1]["structure"], s1.ledger[-1]["scales_basis"]) == ("rows", None)
+
+
+def test_api_prepare_with_a_kronecker_structure(blobs, mlp):
+    import unlearnkit as uk
+
+    prepared = uk.prepare(mlp, blobs, config={"structure": "ekfac", "damping": LAM})
+    assert isinstance(prepared.state, KroneckerState)
+    ids = blobs.ids[[4, 5]].tolist()
+    # the shared utility budget: this untrained model loses retained accuracy at ε = 1
+    with pytest.raises(UtilityBudgetError, match="utility budget"):
+        prepared.erase(mlp, ids, eps=1.0)
+    assert not bool(prepared.state.erased.any()) and prepared.state.ledger == ()
+    erased = prepared.erase(mlp, ids, eps=1.0, allow_utility_loss=True)
+    assert erased.entry["structure"] == "ekfac" and erased.entry["scales_basis"] == "full-data"
+    assert erased.prepared.state.sums.n == len(blobs) - 2 and prepared.state.sums.n == len(blobs)
+    assert erased.prepared.remaining_ids.numel() == len(blobs) - 2
