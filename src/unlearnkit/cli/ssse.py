@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +94,11 @@ def prepare_cmd(
     # unset options keep ErasureConfig's defaults (the one set of SSSE defaults)
     cfg = ErasureConfig(**{k: v for k, v in given.items() if v is not None})
     n = len(saved.fit_on)
-    what = (
-        f"{cfg.structure} factors of {n} samples"
-        if cfg.structure != "rows"
-        else f"{cfg.curvature} rows of {n} samples, then F⁻¹"
-    )
-    with console.status(f"preparing: {what}"):
+    what = f"{cfg.curvature} rows of {n} samples, then F⁻¹"
+    # Kronecker structures show their own progress bar (on stderr, in a terminal): one live
+    # display at a time, so the spinner is for the rows only
+    busy = console.status(f"preparing: {what}") if cfg.structure == "rows" else nullcontext()
+    with busy:
         prepared = api.prepare(saved, config=cfg, device=device)
     prepared.save(out)
     console.print(prepared.state.describe())
