@@ -30,9 +30,10 @@ from unlearnkit.data.forget import make_forget_spec, select_forget
 from unlearnkit.data.plan import Split
 from unlearnkit.errors import ConfigError
 from unlearnkit.manifest import Provenance
-from unlearnkit.ssse import ErasureConfig, ErasureState
+from unlearnkit.ssse import ErasureConfig, load_state, prepare_state
 from unlearnkit.ssse.eps import guard_sample
 from unlearnkit.ssse.request import DEFAULT_UTILITY_BUDGET
+from unlearnkit.ssse.structure import AnyState
 from unlearnkit.training import evaluate_accuracy
 
 
@@ -40,7 +41,7 @@ from unlearnkit.training import evaluate_accuracy
 class Prepared:
     """An erasure state, the training data it was prepared on, and held-out data for ε."""
 
-    state: ErasureState
+    state: AnyState  # ErasureState (rows) or KroneckerState (kfac / ekfac)
     data: DatasetLike
     holdout: DatasetLike | None = None
 
@@ -75,7 +76,7 @@ class Erased:
     erased_accuracy: dict[str, float] = field(default_factory=dict)
 
     @property
-    def state(self) -> ErasureState:
+    def state(self) -> AnyState:
         return self.prepared.state
 
     @property
@@ -122,6 +123,8 @@ def prepare(
     test become the held-out data for ``eps="auto"``), the user's own training data (Dataset,
     DataLoader, tensors; streamed when large), or nothing for a saved model (its manifest's
     split). ``device``: where the state is computed (default: the model's device).
+    ``config={"structure": "kfac"}`` (or ``ekfac``, ``auto``) keeps Kronecker factor sums
+    instead of rows (:mod:`unlearnkit.ssse.structure`).
     """
     net = model.model if isinstance(model, Saved) else model
     if data is None:
@@ -146,7 +149,7 @@ def prepare(
         )
     dev = resolve_device(device) if device is not None else params_device(net)
     work = net if dev == params_device(net) else copy.deepcopy(net).to(dev)
-    return Prepared(ErasureState.prepare(work, train, cfg), train, hold)
+    return Prepared(prepare_state(work, train, cfg), train, hold)
 
 
 def erase(
@@ -194,6 +197,6 @@ def erase(
 def load_prepared(path: str | Path, model: Saved) -> Prepared:
     """The erasure state saved at ``path`` for the saved ``model`` (checked to apply to it),
     with the model's training data and held-out data (from its manifest)."""
-    state = ErasureState.load(path, model.model)
+    state = load_state(path, model.model)
     split = model.split  # the state's samples all lie in the split's train part
     return Prepared(state, split.train.subset(state.sample_ids), split.holdout)

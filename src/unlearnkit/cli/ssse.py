@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,16 @@ def prepare_cmd(
         None, help="ℓ2 coefficient of the training objective (regularised step)"
     ),
     memory_budget: float | None = typer.Option(None, help="memory budget in GiB"),
+    structure: str | None = typer.Option(
+        None,
+        help="rows (exact rows, default) | kfac | ekfac (Kronecker factors) | auto (by memory "
+        "and cost; the choice and why are printed)",
+    ),
     device: Device = "cpu",
     overwrite: Overwrite = False,
 ) -> None:
-    """Compute and invert the block-diagonal curvature of the model's training data (once).
+    """Compute and invert the block-diagonal curvature of the model's training data (once),
+    or with --structure kfac / ekfac keep its Kronecker factor sums.
 
     An existing state at --out is never replaced silently (its ledger would be lost): pass
     --overwrite to start over.
@@ -82,11 +89,16 @@ def prepare_cmd(
         "l2": l2,
         "regularized_step": True if l2 else None,
         "memory_budget_bytes": budget,
+        "structure": structure,
     }
     # unset options keep ErasureConfig's defaults (the one set of SSSE defaults)
     cfg = ErasureConfig(**{k: v for k, v in given.items() if v is not None})
     n = len(saved.fit_on)
-    with console.status(f"preparing: {curvature} rows of {n} samples, then F⁻¹"):
+    what = f"{cfg.curvature} rows of {n} samples, then F⁻¹"
+    # Kronecker structures show their own progress bar (on stderr, in a terminal): one live
+    # display at a time, so the spinner is for the rows only
+    busy = console.status(f"preparing: {what}") if cfg.structure == "rows" else nullcontext()
+    with busy:
         prepared = api.prepare(saved, config=cfg, device=device)
     prepared.save(out)
     console.print(prepared.state.describe())

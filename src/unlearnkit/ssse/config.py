@@ -15,6 +15,13 @@ Two modes:
   data) and renormalises, so the step uses the curvature of D∖S (eq. 1 with H_{-S}). Over a
   sequence of requests, each request starts from the state the previous one left.
 
+``structure`` says how F is stored: ``rows`` (default; today's exact rows and block
+inverse), ``kfac`` / ``ekfac`` (Kronecker factor sums of :mod:`unlearnkit.curvature.kfac`, the
+state of :mod:`unlearnkit.ssse.kronecker`; ``exact`` mode downdates the sums) or ``auto``
+(chosen by memory and cost at prepare, :mod:`unlearnkit.ssse.structure`; the manifest records
+the choice and why). ``auto`` is not the default: it may pick a Kronecker approximation of F,
+which changes the step, so the choice stays explicit.
+
 ``l2`` is the ℓ2 coefficient of the training objective L(θ) = (1/n)Σℓ_i + (l2/2)‖θ‖². With
 ``regularized_step=True`` the step uses the exact Newton direction of the retained objective,
 Σ_{i∈S}(∇ℓ_i + l2·θ) (derivation in docs/ssse.md): with the Gauss–Newton curvature of a convex
@@ -100,6 +107,11 @@ class ErasureConfig(BaseModel):
     memory_budget_bytes: int | None = Field(
         None, ge=1, description="memory budget in bytes (default: from the machine)"
     )
+    structure: Literal["rows", "kfac", "ekfac", "auto"] = Field(
+        "rows",
+        description="curvature structure: exact rows (default), K-FAC or EK-FAC Kronecker "
+        "factors, or auto (chosen by memory and cost)",
+    )
 
     def __init__(self, /, **data: Any) -> None:
         """Validate ``data``; any invalid field raises ConfigError naming it."""
@@ -146,16 +158,22 @@ class ErasureConfig(BaseModel):
     def _check(self) -> ErasureConfig:
         get_task(self.task)  # ConfigError naming the known tasks
         check_block_options(self.blocks, self.block_options)
-        if self.mode == "exact" and self.curvature == "true":
+        if self.mode == "exact" and self.curvature == "true" and not self.kronecker:
             raise ConfigError(
                 "mode='exact' needs curvature rows that can be recomputed for the erased samples "
-                "('empirical' or 'ggn'); the true Fisher's label draws cannot. Use mode='paper'."
+                "('empirical' or 'ggn'); the true Fisher's label draws cannot. Use mode='paper' "
+                "(or structure='kfac' / 'ekfac', whose label draws are keyed by sample id)."
             )
         if self.group_size > 1 and self.curvature != "empirical":
             raise ConfigError("group_size > 1 is defined for the empirical Fisher only")
         if self.regularized_step and self.l2 == 0:
             raise ConfigError("regularized_step=True needs the training objective's l2 > 0")
         return self
+
+    @property
+    def kronecker(self) -> bool:
+        """Whether the structure is Kronecker-factored (``kfac`` / ``ekfac``)."""
+        return self.structure in ("kfac", "ekfac")
 
     @property
     def normalizer_kind(self) -> str:

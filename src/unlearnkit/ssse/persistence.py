@@ -2,8 +2,9 @@
 
 A state folder holds ``manifest.json`` (config, layout, fingerprint, counts, ledger, the names
 and SHA-256 of the two tensor files, its own SHA-256, versions) and the tensor files it names,
-``inverse.<rev>.safetensors`` (F⁻¹, :meth:`BlockDiagonalInverse.state_dict`) and
-``state.<rev>.safetensors`` (ids, ledger mask, θ_F, row bookkeeping, exact-mode rows);
+``inverse.<rev>.safetensors`` (F⁻¹, :meth:`BlockDiagonalInverse.state_dict`; for a Kronecker
+state — ``config.structure`` kfac / ekfac — the factor sums, :mod:`unlearnkit.ssse.kronecker`)
+and ``state.<rev>.safetensors`` (ids, ledger mask, θ_F, row bookkeeping, exact-mode rows);
 ``inverse.safetensors`` and ``state.safetensors`` are symbolic links to the current ones.
 
 Saving (under the folder's lock, :mod:`unlearnkit.ssse.lock`): the new tensor files are written
@@ -25,7 +26,7 @@ import shutil
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -80,9 +81,24 @@ def read_manifest(path: str | Path) -> dict[str, Any] | None:
     return manifest
 
 
+class HasStateDict(Protocol):
+    """What goes into ``inverse.safetensors``: a :class:`BlockDiagonalInverse` (exact rows) or
+    the Kronecker sums (:class:`~unlearnkit.ssse.kronecker.KroneckerTensors`)."""
+
+    def state_dict(self) -> dict[str, Tensor]: ...
+
+
+def state_structure(manifest: dict[str, Any]) -> str:
+    """The curvature structure a manifest's config states (``rows`` for folders written before
+    structures existed)."""
+    config = manifest.get("config")
+    structure = config.get("structure", "rows") if isinstance(config, dict) else "rows"
+    return str(structure)
+
+
 def write_state_folder(
     path: str | Path,
-    inverse: BlockDiagonalInverse,
+    inverse: HasStateDict,
     tensors: dict[str, Tensor],
     manifest: dict[str, Any],
     check: Callable[[dict[str, Any] | None], None] | None = None,
@@ -229,8 +245,24 @@ def _remove_old_format_siblings(path: Path) -> None:
 def read_state_folder(
     path: str | Path,
 ) -> tuple[dict[str, Any], BlockDiagonalInverse, dict[str, Tensor]]:
-    """(manifest, inverse, state tensors) of a saved state; format, manifest digest and tensor
-    checksums verified (:class:`StateMismatchError` naming what failed otherwise)."""
+    """(manifest, inverse, state tensors) of a saved exact-rows state; format, manifest digest
+    and tensor checksums verified (:class:`StateMismatchError` naming what failed otherwise;
+    also for a Kronecker state, which :func:`unlearnkit.ssse.structure.load_state` reads)."""
+    manifest, inv_t, tensors = read_state_tensors(path)
+    structure = state_structure(manifest)
+    if structure != "rows":
+        raise StateMismatchError(
+            f"{Path(path)} holds a {structure!r} (Kronecker) erasure state, not exact rows; "
+            "load it with unlearnkit.ssse.load_state (the API and CLI do)"
+        )
+    return manifest, BlockDiagonalInverse.from_state_dict(inv_t), tensors
+
+
+def read_state_tensors(
+    path: str | Path,
+) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Tensor]]:
+    """(manifest, tensors of ``inverse.safetensors``, tensors of ``state.safetensors``) of any
+    saved state, verified as :func:`read_state_folder` says."""
     path = Path(path)
     _recover_old_format(path)
     mpath = path / MANIFEST
@@ -258,7 +290,7 @@ def read_state_folder(
         raise StateMismatchError(
             f"{mpath} lacks the tensor files' names or checksums: {e}"
         ) from None
-    return manifest, BlockDiagonalInverse.from_state_dict(inv_t), tensors
+    return manifest, inv_t, tensors
 
 
 def check_stated_facts(manifest: dict[str, Any], sample_ids: Tensor, erased: Tensor) -> None:

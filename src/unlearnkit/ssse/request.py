@@ -17,7 +17,10 @@ evaluates any ε with forward passes only. :meth:`ErasureRequest.commit` is safe
   the state unchanged, unless ``allow_utility_loss=True``. With a fixed ε and neither data set
   given, nothing can be measured and the ledger records ``"utility": null``.
 
-The ledger entry records ε, its rule, the searched grid (range and scores) and the accuracies.
+The ledger entry records ε, its rule, the searched grid (range and scores), the accuracies and
+the curvature's ``structure`` / ``scales_basis``. Both state kinds (exact rows,
+:mod:`unlearnkit.ssse.state`; Kronecker factors, :mod:`unlearnkit.ssse.kronecker`) build an
+:class:`ErasureRequest` and commit through it: one ε, utility-budget and ledger path.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from typing import Any, Literal
 import numpy as np
 from torch import Tensor, nn
 
-from unlearnkit.curvature.block_inverse import BlockDiagonalInverse
 from unlearnkit.curvature.layout import with_params
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError, UtilityBudgetError
@@ -93,12 +95,15 @@ class ErasureRequest:
     theta: Tensor
     delta: Tensor
     scale: float  # 1 / (n_t − k)
-    next_inverse: BlockDiagonalInverse
-    next_sizes: Tensor
-    next_members: Tensor
     next_erased: Tensor
     seconds: float
-    next_row_patch: tuple[Tensor, Tensor] | None = None
+    #: the curvature fields of the state after this request (``dataclasses.replace``d into
+    #: it on commit): the rows engine's inverse and group bookkeeping, the Kronecker engine's
+    #: sums; whatever stores F, ε, the utility budget and the ledger are this one path
+    next_fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: facts of the curvature recorded in the ledger entry: ``structure`` (rows / kfac /
+    #: ekfac) and ``scales_basis`` (EK-FAC: the eigenbasis its scales are in)
+    ledger_extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def ids(self) -> Tensor:
@@ -260,6 +265,7 @@ class ErasureRequest:
             "utility_budget": utility_budget,
             "allow_utility_loss": allow_utility_loss,
             "n_before": self.state.n_remaining,
+            **self.ledger_extra,
             "step_norm": float(step.norm()),
             "seconds": self.seconds + time.perf_counter() - t0,
             "model_before": self.state.fingerprint,
@@ -268,10 +274,7 @@ class ErasureRequest:
         }
         new_state = replace(
             self.state,
-            inverse=self.next_inverse,
-            row_patch=self.next_row_patch,
-            group_sizes=self.next_sizes,
-            group_members=self.next_members,
+            **self.next_fields,
             erased=self.next_erased,
             fingerprint=entry["model_after"],
             ledger=(*self.state.ledger, entry),

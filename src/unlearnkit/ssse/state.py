@@ -29,7 +29,6 @@ the model and the state are unchanged. The direction Δ does not depend on ε, s
 from __future__ import annotations
 
 import copy
-import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -45,15 +44,9 @@ from unlearnkit.curvature.blocks import make_blocks
 from unlearnkit.curvature.layout import ParamLayout, flat_params
 from unlearnkit.curvature.memory import default_memory_budget, format_bytes
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.errors import (
-    AlreadyErasedError,
-    ConfigError,
-    MemoryBudgetError,
-    NumericalError,
-    StateMismatchError,
-    UnknownIdsError,
-)
+from unlearnkit.errors import ConfigError, MemoryBudgetError, NumericalError
 from unlearnkit.io import model_fingerprint
+from unlearnkit.ssse.base import StateBase, choice_line
 from unlearnkit.ssse.budget import forget_gradient_sums, input_numel, request_plan
 from unlearnkit.ssse.config import ErasureConfig
 from unlearnkit.ssse.eps import DEFAULT_GRID
@@ -74,13 +67,8 @@ from unlearnkit.ssse.request import (
 from unlearnkit.ssse.rows import SampleData, dataset_rows, estimate_rows_bytes
 
 
-def _canonical(entry: Any) -> str:
-    """A ledger entry as canonical JSON (in memory and read back compare equal)."""
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
-
-
 @dataclass(frozen=True)
-class ErasureState:
+class ErasureState(StateBase):
     """Immutable erasure state; every update returns a new object."""
 
     config: ErasureConfig
@@ -118,6 +106,10 @@ class ErasureState:
         task, classes, ``len`` and ``subset`` whose inputs come from ``batches(batch_size)``
         (:class:`~unlearnkit.ssse.rows.SampleData`; read in batches, never concatenated)."""
         cfg = config if isinstance(config, ErasureConfig) else ErasureConfig(**(config or {}))
+        if cfg.structure != "rows":  # Kronecker factors, or the choice (unlearnkit.ssse.structure)
+            from unlearnkit.ssse.structure import prepare_state
+
+            return prepare_state(model, data, cfg)  # type: ignore[return-value]
         if cfg.task != data.task:
             raise ConfigError(f"config task {cfg.task!r} does not match dataset task {data.task!r}")
         t0 = time.perf_counter()
@@ -162,24 +154,13 @@ class ErasureState:
         )
 
     # ------------------------------------------------------------------ properties
-    @property
-    def n(self) -> int:
-        return int(self.sample_ids.numel())
-
-    @property
-    def n_remaining(self) -> int:
-        return int((~self.erased).sum())
-
-    @property
-    def erased_ids(self) -> Tensor:
-        return self.sample_ids[self.erased]
-
     def describe(self) -> str:
         c = self.config
         return (
             f"SSSE state: n={self.n} ({self.n_remaining} remaining, {len(self.ledger)} request(s)), "
             f"curvature={c.curvature}, mode={c.mode}, λ={c.damping:g}, N={self.inverse.normalizer:g}, "
-            f"group_size={c.group_size}\n{self.inverse.describe()}"
+            f"group_size={c.group_size}, structure=rows\n{self.inverse.describe()}"
+            + choice_line(self.notes)
         )
 
     def rows_at(self, ridx: Tensor) -> Tensor:
@@ -204,53 +185,6 @@ class ErasureState:
         pid, values = self.row_patch
         out[pid.to(out.device)] = values
         return out
-
-    # ------------------------------------------------------------------ validation
-    def check_model(self, model: nn.Module) -> None:
-        """The model must have this state's layout and be the model the state applies to."""
-        try:
-            layout = ParamLayout.from_model(model)
-        except Exception as e:  # noqa: BLE001 - reported as a mismatch
-            raise StateMismatchError(f"model does not match the erasure state: {e}") from None
-        if layout != self.layout:
-            raise StateMismatchError(
-                "model parameters do not match the erasure state (different architecture or "
-                f"parameter shapes: state has {len(self.layout.names)} tensors, d={self.layout.d}; "
-                f"model has {len(layout.names)}, d={layout.d})"
-            )
-        fp = model_fingerprint(model)
-        if fp != self.fingerprint:
-            raise StateMismatchError(
-                "this model is not the one the erasure state applies to (weights fingerprint "
-                f"{fp[:12]} ≠ {self.fingerprint[:12]}); load the model that the last erase "
-                "returned, or prepare a new state for this model"
-            )
-
-    def positions(self, ids: Tensor) -> Tensor:
-        """Positions of ``ids`` among the training ids; unknown, repeated or erased ids raise."""
-        ids = torch.as_tensor(ids, dtype=torch.int64).reshape(-1)
-        if ids.numel() == 0:
-            raise ConfigError("an erasure request needs at least one sample id")
-        if torch.unique(ids).numel() != ids.numel():
-            raise ConfigError("the erasure request repeats sample ids")
-        order = torch.argsort(self.sample_ids)
-        sorted_ids = self.sample_ids[order]
-        idx = torch.searchsorted(sorted_ids, ids).clamp(max=self.n - 1)
-        found = sorted_ids[idx] == ids
-        if not bool(found.all()):
-            raise UnknownIdsError(
-                f"{int((~found).sum())} id(s) are not training samples of this state: "
-                f"{ids[~found][:10].tolist()}"
-            )
-        pos = order[idx]
-        already = self.erased[pos]
-        if bool(already.any()):
-            raise AlreadyErasedError(
-                f"{int(already.sum())} id(s) were already erased: {ids[already][:10].tolist()}"
-            )
-        if int(ids.numel()) >= self.n_remaining:
-            raise ConfigError("cannot erase every remaining training sample")
-        return pos
 
     # ------------------------------------------------------------------ requests
     def request(self, model: nn.Module, forget: SampleData) -> ErasureRequest:
@@ -288,12 +222,15 @@ class ErasureState:
             theta=theta,
             delta=delta,
             scale=1.0 / n_after,
-            next_inverse=inverse,
-            next_sizes=sizes,
-            next_members=members,
             next_erased=erased,
             seconds=time.perf_counter() - t0,
-            next_row_patch=patch,
+            next_fields={
+                "inverse": inverse,
+                "row_patch": patch,
+                "group_sizes": sizes,
+                "group_members": members,
+            },
+            ledger_extra={"structure": "rows", "scales_basis": None},
         )
 
     def erase(
@@ -355,21 +292,9 @@ class ErasureState:
             "ledger": list(self.ledger),
             "prepare_seconds": self.prepare_seconds,
             "state_id": self.state_id,
+            "structure_choice": self.notes.get("structure_choice"),
         }
         return write_state_folder(path, self.inverse, tensors, manifest, self._check_replace)
-
-    def _check_replace(self, on_disk: dict[str, Any] | None) -> None:
-        """Refuse to replace a state of this lineage that this one does not descend from."""
-        if on_disk is None or on_disk.get("state_id", "") != self.state_id:
-            return
-        theirs = [_canonical(e) for e in on_disk.get("ledger") or []]
-        ours = [_canonical(e) for e in self.ledger]
-        if ours[: len(theirs)] != theirs:
-            raise StateMismatchError(
-                f"the erasure state on disk changed since this one was loaded (it records "
-                f"{len(theirs)} request(s) this state does not descend from; another process "
-                "erased from it?); nothing was written: load it again and repeat the request"
-            )
 
     @classmethod
     def load(cls, path: str | Path, model: nn.Module | None = None) -> ErasureState:
@@ -390,6 +315,7 @@ class ErasureState:
             ledger=tuple(manifest["ledger"]),
             prepare_seconds=float(manifest.get("prepare_seconds", 0.0)),
             state_id=str(manifest.get("state_id", "")),
+            notes={"structure_choice": manifest.get("structure_choice")},
         )
         check_stated_facts(manifest, state.sample_ids, state.erased)
         for name, tensor in (("theta_fisher", state.theta_fisher), ("rows", state.rows)):
