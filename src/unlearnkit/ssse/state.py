@@ -106,10 +106,11 @@ class ErasureState(StateBase):
         task, classes, ``len`` and ``subset`` whose inputs come from ``batches(batch_size)``
         (:class:`~unlearnkit.ssse.rows.SampleData`; read in batches, never concatenated)."""
         cfg = config if isinstance(config, ErasureConfig) else ErasureConfig(**(config or {}))
-        if cfg.structure != "rows":  # Kronecker factors, or the choice (unlearnkit.ssse.structure)
-            from unlearnkit.ssse.structure import prepare_state
-
-            return prepare_state(model, data, cfg)  # type: ignore[return-value]
+        if cfg.structure != "rows":
+            raise ConfigError(
+                f"ErasureState is the exact-rows engine; structure={cfg.structure!r} is prepared "
+                "by unlearnkit.ssse.prepare_state (or uk.prepare), which returns either kind"
+            )
         if cfg.task != data.task:
             raise ConfigError(f"config task {cfg.task!r} does not match dataset task {data.task!r}")
         t0 = time.perf_counter()

@@ -34,8 +34,8 @@ from torch import nn
 from unlearnkit.curvature.block_inverse import BlockDiagonalInverse
 from unlearnkit.curvature.blocks import make_blocks
 from unlearnkit.curvature.kfac.capture import plan_layers
+from unlearnkit.curvature.kfac.sources import first_input
 from unlearnkit.curvature.kfac.stream import (
-    first_input,
     label_columns,
     per_sample_bytes,
     sums_bytes,
