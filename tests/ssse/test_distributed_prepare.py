@@ -19,7 +19,7 @@ from torch import nn
 from unlearnkit.curvature.layout import flat_params
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError, DataError
-from unlearnkit.ssse import ErasureConfig, load_state, prepare_state
+from unlearnkit.ssse import ErasureConfig, choose_structure, load_state, prepare_state
 from unlearnkit.ssse.distributed import shard
 
 N = 9  # two processes: shards of 5 and 4 samples
@@ -93,6 +93,8 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
             out[name] = _summary(state, model, data)
             if name == "ekfac":  # rank 0 writes; rank 1 writes nothing
                 state.save(Path(out_dir) / f"state{rank}")
+        auto = ErasureConfig(task="multiclass", structure="auto", group_size=1)
+        out["auto"] = prepare_state(model, part, auto).notes["structure_choice"]
         overlap = data.subset(data.ids[:5] if rank == 0 else data.ids[4:])
         out["overlap"] = _refusal(lambda: prepare_state(model, overlap, _config("kfac")))
         grouped = {**CONFIGS["rows"], "group_size": 2}
@@ -150,6 +152,10 @@ def test_two_processes_prepare_the_single_process_state(tmp_path: Path) -> None:
     assert saved.sample_ids.tolist() == list(range(10, 10 + N))
     assert saved.notes.get("structure_choice") is None
     torch.testing.assert_close(saved.scale_sums.sums, ref["ekfac"]["scales"], **TOL)
+    # auto chooses for all 9 samples (not the shard's), the same on both processes
+    want = choose_structure(model, data, ErasureConfig(task="multiclass", group_size=1))
+    assert got[0]["auto"] == got[1]["auto"] == want
+    assert want["chosen"] == "rows"
     for g in got:
         assert g["overlap"].startswith("DataError: the shards overlap: 1 sample id(s)")
         assert "id 14 on rank(s) [0, 1]" in g["overlap"]

@@ -138,7 +138,7 @@ def shard(data: Any, rank: int | None = None, world: int | None = None) -> Any:
     if not 0 <= rank < world:
         raise ConfigError(f"rank must be in [0, {world}), got {rank}")
     ids = torch.as_tensor(data.ids, dtype=torch.int64).reshape(-1)
-    return data.subset(ids[rank::world])
+    return data.subset(ids[rank::world].contiguous())
 
 
 def check_rows(cfg: ErasureConfig) -> None:
