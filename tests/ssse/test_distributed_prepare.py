@@ -26,6 +26,8 @@ N = 9  # two processes: shards of 5 and 4 samples
 TOL = dict(rtol=1e-12, atol=1e-14)
 FORGET = [12, 15, 17]  # ids held by both shards (interleaved: ranks own 10,12,.. / 11,13,..)
 EPS = 0.5
+#: a fixed budget (the default follows the machine's free memory, which varies)
+AUTO: dict[str, Any] = {"task": "multiclass", "group_size": 1, "memory_budget_bytes": 2**30}
 CONFIGS: dict[str, dict[str, Any]] = {
     "kfac": {"structure": "kfac", "curvature": "true", "seed": 3},
     "ekfac": {"structure": "ekfac", "curvature": "empirical"},
@@ -93,7 +95,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
             out[name] = _summary(state, model, data)
             if name == "ekfac":  # rank 0 writes; rank 1 writes nothing
                 state.save(Path(out_dir) / f"state{rank}")
-        auto = ErasureConfig(task="multiclass", structure="auto", group_size=1)
+        auto = ErasureConfig(**AUTO, structure="auto")
         out["auto"] = prepare_state(model, part, auto).notes["structure_choice"]
         overlap = data.subset(data.ids[:5] if rank == 0 else data.ids[4:])
         out["overlap"] = _refusal(lambda: prepare_state(model, overlap, _config("kfac")))
@@ -153,7 +155,7 @@ def test_two_processes_prepare_the_single_process_state(tmp_path: Path) -> None:
     assert saved.notes.get("structure_choice") is None
     torch.testing.assert_close(saved.scale_sums.sums, ref["ekfac"]["scales"], **TOL)
     # auto chooses for all 9 samples (not the shard's), the same on both processes
-    want = choose_structure(model, data, ErasureConfig(task="multiclass", group_size=1))
+    want = choose_structure(model, data, ErasureConfig(**AUTO))
     assert got[0]["auto"] == got[1]["auto"] == want
     assert want["chosen"] == "rows"
     for g in got:
