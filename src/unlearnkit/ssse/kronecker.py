@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from unlearnkit.curvature.kfac import KFACSums, KroneckerCurvature, ScaleSums
+from unlearnkit.curvature.kfac.distributed import stream_curvature_shards
 from unlearnkit.curvature.kfac.stream import (
     leave_out_stream,
     resolve_batch_size,
@@ -52,6 +53,7 @@ from unlearnkit.errors import ConfigError, NumericalError, StateMismatchError
 from unlearnkit.io import model_fingerprint
 from unlearnkit.ssse.base import StateBase, choice_line
 from unlearnkit.ssse.config import ErasureConfig
+from unlearnkit.ssse.distributed import NOTE, plan_shards, slowest, writes_state
 from unlearnkit.ssse.eps import DEFAULT_GRID
 from unlearnkit.ssse.kronecker_io import KroneckerTensors, read_kronecker, sums_to
 from unlearnkit.ssse.persistence import (
@@ -101,8 +103,12 @@ class KroneckerState(StateBase):
         notes: dict[str, Any] | None = None,
         progress: bool | None = None,
     ) -> KroneckerState:
-        """Stream the Kronecker sums of ``data`` at the model's θ (two passes for EK-FAC)."""
+        """Stream the Kronecker sums of ``data`` at the model's θ (two passes for EK-FAC).
+
+        With ``torch.distributed`` initialised, ``data`` is this process's shard and the state
+        is that of all shards, the same on every process (:mod:`unlearnkit.ssse.distributed`)."""
         cfg = config if isinstance(config, ErasureConfig) else ErasureConfig(**(config or {}))
+        plan = plan_shards(model, data, cfg)  # None unless torch.distributed is initialised
         if not cfg.kronecker:
             raise ConfigError(
                 f"KroneckerState needs structure 'kfac' or 'ekfac', not {cfg.structure!r}"
@@ -120,7 +126,8 @@ class KroneckerState(StateBase):
             f"the {cfg.structure} factor sums (kept twice while streaming)",
             "Raise memory_budget_bytes.",
         )
-        sums, scales = stream_curvature(
+        stream = stream_curvature if plan is None else stream_curvature_shards
+        sums, scales = stream(
             model,
             data,
             cfg.task,
@@ -130,18 +137,22 @@ class KroneckerState(StateBase):
             memory_budget_bytes=budget,
             progress=progress,
         )
+        ids = torch.as_tensor(data.ids, dtype=torch.int64).reshape(-1).clone()
+        notes = dict(notes or {})
+        if plan is not None:
+            ids, notes[NOTE] = plan.ids, plan.note()
         return cls(
             config=cfg,
             layout=layout,
             sums=sums,
             scale_sums=scales,
-            sample_ids=torch.as_tensor(data.ids, dtype=torch.int64).reshape(-1).clone(),
-            erased=torch.zeros(len(data), dtype=torch.bool),
+            sample_ids=ids,
+            erased=torch.zeros(ids.numel(), dtype=torch.bool),
             theta_fisher=flat_params(model, layout).clone(),
             fingerprint=model_fingerprint(model),
-            prepare_seconds=time.perf_counter() - t0,
-            notes=dict(notes or {}),
-            state_id=uuid.uuid4().hex,
+            prepare_seconds=slowest(time.perf_counter() - t0),
+            notes=notes,
+            state_id=uuid.uuid4().hex if plan is None else plan.state_id,
         )
 
     # ------------------------------------------------------------------ properties
@@ -244,7 +255,11 @@ class KroneckerState(StateBase):
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
         """Write the state atomically (:mod:`unlearnkit.ssse.persistence`), compare-and-swap
-        on the ledger as :meth:`ErasureState.save <unlearnkit.ssse.state.ErasureState.save>`."""
+        on the ledger as :meth:`ErasureState.save <unlearnkit.ssse.state.ErasureState.save>`.
+        A data-parallel state is written by rank 0 only; other ranks write nothing
+        (:func:`~unlearnkit.ssse.distributed.writes_state`)."""
+        if not writes_state(self.notes):
+            return Path(path)
         kt = KroneckerTensors(self.sums, self.scale_sums)
         tensors = {
             "sample_ids": self.sample_ids,

@@ -49,6 +49,14 @@ from unlearnkit.io import model_fingerprint
 from unlearnkit.ssse.base import StateBase, choice_line
 from unlearnkit.ssse.budget import forget_gradient_sums, input_numel, request_plan
 from unlearnkit.ssse.config import ErasureConfig
+from unlearnkit.ssse.distributed import (
+    NOTE,
+    check_rows,
+    gather_rows,
+    plan_shards,
+    slowest,
+    writes_state,
+)
 from unlearnkit.ssse.eps import DEFAULT_GRID
 from unlearnkit.ssse.leave_out import leave_out, plan_leave_out, share_rows
 from unlearnkit.ssse.persistence import (
@@ -106,6 +114,9 @@ class ErasureState(StateBase):
         task, classes, ``len`` and ``subset`` whose inputs come from ``batches(batch_size)``
         (:class:`~unlearnkit.ssse.rows.SampleData`; read in batches, never concatenated)."""
         cfg = config if isinstance(config, ErasureConfig) else ErasureConfig(**(config or {}))
+        plan = plan_shards(model, data, cfg)  # data-parallel: :mod:`unlearnkit.ssse.distributed`
+        if plan is not None:
+            check_rows(cfg)
         if cfg.structure != "rows":
             raise ConfigError(
                 f"ErasureState is the exact-rows engine; structure={cfg.structure!r} is prepared "
@@ -118,17 +129,19 @@ class ErasureState(StateBase):
         layout = ParamLayout.from_model(model)
         blocks = make_blocks(cfg.blocks, model, **cfg.block_options)
         budget = cfg.memory_budget_bytes or default_memory_budget()
-        rows_bytes = estimate_rows_bytes(model, len(data), len(data.classes), cfg, layout.d)
+        n = len(data) if plan is None else plan.n
+        rows_bytes = estimate_rows_bytes(model, n, len(data.classes), cfg, layout.d)
         if rows_bytes > budget:
             raise MemoryBudgetError(
                 f"the curvature rows alone need about {format_bytes(rows_bytes)} "
-                f"(n={len(data)}, d={layout.d}, group_size={cfg.group_size}, curvature={cfg.curvature}) "
+                f"(n={n}, d={layout.d}, group_size={cfg.group_size}, curvature={cfg.curvature}) "
                 f"but the memory budget is {format_bytes(budget)}; group the gradients "
                 "(group_size=10 divides the rows by 10), use the empirical Fisher (one row per "
                 "sample), or raise memory_budget_bytes"
             )
         gm = dataset_rows(model, data, cfg)
-        normalizer = len(data) if cfg.normalizer_kind == "samples" else gm.n_groups
+        gm = gm if plan is None else gather_rows(plan, gm)
+        normalizer = n if cfg.normalizer_kind == "samples" else gm.n_groups
         inverse = BlockDiagonalInverse.build(
             gm.G,
             blocks,
@@ -143,15 +156,16 @@ class ErasureState(StateBase):
             layout=layout,
             inverse=share_rows(inverse, rows),
             sample_ids=gm.sample_ids.clone(),
-            erased=torch.zeros(len(data), dtype=torch.bool),
+            erased=torch.zeros(n, dtype=torch.bool),
             theta_fisher=flat_params(model, layout).clone(),
             row_group=gm.row_group.clone(),
             group_members=gm.group_members.clone(),
             group_sizes=gm.group_sizes.clone(),
             rows=rows,
             fingerprint=model_fingerprint(model),
-            prepare_seconds=time.perf_counter() - t0,
-            state_id=uuid.uuid4().hex,
+            prepare_seconds=slowest(time.perf_counter() - t0),
+            notes={} if plan is None else {NOTE: plan.note()},
+            state_id=uuid.uuid4().hex if plan is None else plan.state_id,
         )
 
     # ------------------------------------------------------------------ properties
@@ -270,7 +284,10 @@ class ErasureState(StateBase):
         Compare-and-swap: a state of the same lineage (``state_id``) already at ``path`` is
         replaced only when its ledger is a prefix of this one's, i.e. this state descends
         from it; otherwise (another process recorded a request since this state was loaded)
-        :class:`StateMismatchError` and nothing is written."""
+        :class:`StateMismatchError` and nothing is written. A data-parallel state is written
+        by rank 0 only (:func:`~unlearnkit.ssse.distributed.writes_state`)."""
+        if not writes_state(self.notes):
+            return Path(path)
         tensors = {
             "sample_ids": self.sample_ids,
             "erased": self.erased.to(torch.uint8),

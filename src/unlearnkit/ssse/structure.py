@@ -44,6 +44,7 @@ from unlearnkit.curvature.layout import ParamLayout
 from unlearnkit.curvature.memory import default_memory_budget, format_bytes
 from unlearnkit.errors import MemoryBudgetError
 from unlearnkit.ssse.config import ErasureConfig
+from unlearnkit.ssse.distributed import rank0_choice, total_samples
 from unlearnkit.ssse.kronecker import KroneckerState
 from unlearnkit.ssse.persistence import read_manifest, state_structure
 from unlearnkit.ssse.rows import SampleData, estimate_rows_bytes
@@ -57,12 +58,15 @@ CHEAP_FLOPS = 1e10
 AnyState = ErasureState | KroneckerState
 
 
-def choose_structure(model: nn.Module, data: SampleData, cfg: ErasureConfig) -> dict[str, Any]:
+def choose_structure(
+    model: nn.Module, data: SampleData, cfg: ErasureConfig, n: int | None = None
+) -> dict[str, Any]:
     """``{"requested", "chosen", "reason", "numbers"}`` for ``cfg.structure == "auto"`` (the
-    rule of the module docstring); MemoryBudgetError when neither fits."""
+    rule of the module docstring) for ``n`` samples (default ``len(data)``); MemoryBudgetError
+    when neither fits."""
     model = copy.deepcopy(model).eval()
     layout = ParamLayout.from_model(model)
-    n, d = len(data), layout.d
+    n, d = len(data) if n is None else int(n), layout.d
     budget = cfg.memory_budget_bytes or default_memory_budget()
     rows_cfg = ErasureConfig(**{**cfg.model_dump(), "structure": "rows"})
     rows_bytes = estimate_rows_bytes(model, n, len(data.classes), rows_cfg, d)
@@ -139,11 +143,15 @@ def prepare_state(
     config: ErasureConfig | dict[str, Any] | None = None,
 ) -> AnyState:
     """Prepare the erasure state of ``config.structure`` (``auto``: :func:`choose_structure`,
-    its choice recorded in the state's notes and manifest)."""
+    its choice recorded in the state's notes and manifest).
+
+    With ``torch.distributed`` initialised, ``data`` is this process's shard and every process
+    gets the state of all shards (:mod:`unlearnkit.ssse.distributed`); ``auto`` then chooses
+    for the total number of samples, rank 0's choice taken by all."""
     cfg = config if isinstance(config, ErasureConfig) else ErasureConfig(**(config or {}))
     notes: dict[str, Any] = {}
     if cfg.structure == "auto":
-        choice = choose_structure(model, data, cfg)
+        choice = rank0_choice(choose_structure(model, data, cfg, n=total_samples(data)))
         notes["structure_choice"] = choice
         cfg = ErasureConfig(**{**cfg.model_dump(), "structure": choice["chosen"]})
     if cfg.kronecker:

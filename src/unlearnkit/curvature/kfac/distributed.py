@@ -19,6 +19,7 @@ check is one ``all_gather_object`` of these facts before the reduction.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 from unlearnkit.curvature.kfac.direction import KroneckerCurvature
 from unlearnkit.curvature.kfac.ekfac import LayerEigen, ScaleSums, eigenbases, scale_sums
 from unlearnkit.curvature.kfac.factors import KFACSums, LayerSums, accumulate
+from unlearnkit.curvature.kfac.stream import stream_scale_sums, stream_sums
 from unlearnkit.errors import ConfigError
 from unlearnkit.tasks import Task
 
@@ -43,10 +45,20 @@ def _check_same(facts: tuple[object, ...]) -> None:
         raise ConfigError(f"processes disagree on the K-FAC statistics to reduce: {gathered}")
 
 
+def comm_device() -> torch.device:
+    """Where collectives run: the current CUDA device for NCCL, else the CPU (gloo)."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def _all_reduce(tensors: list[Tensor]) -> list[Tensor]:
-    """One ``all_reduce(SUM)`` of the concatenation; returns new tensors of the same shapes."""
-    flat = torch.cat([t.reshape(-1) for t in tensors])
+    """One ``all_reduce(SUM)`` of the concatenation (on :func:`comm_device`); returns new
+    tensors of the same shapes, on the device of the inputs."""
+    home = tensors[0].device
+    flat = torch.cat([t.reshape(-1).to(home) for t in tensors]).to(comm_device())
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat = flat.to(home)
     out, start = [], 0
     for t in tensors:
         out.append(flat[start : start + t.numel()].reshape(t.shape))
@@ -90,8 +102,10 @@ def broadcast_bases(bases: dict[str, LayerEigen], src: int = 0) -> dict[str, Lay
         return bases
     keys = list(bases)
     parts = [t for k in keys for t in (bases[k].UA, bases[k].alpha, bases[k].UG, bases[k].gamma)]
-    flat = torch.cat([t.reshape(-1) for t in parts]).contiguous()
+    home = parts[0].device
+    flat = torch.cat([t.reshape(-1) for t in parts]).to(comm_device())
     dist.broadcast(flat, src=src)
+    flat = flat.to(home)
     out, start = {}, 0
     for k in keys:
         fields = []
@@ -128,3 +142,31 @@ def shard_curvature(
         return sums, None, KroneckerCurvature.build(factors, bases=bases)
     s = all_reduce_scale_sums(scale_sums(model, x, y, task, bases, **opts))
     return sums, s, KroneckerCurvature.build(factors, s.scales(), bases=bases)
+
+
+def stream_curvature_shards(
+    model: nn.Module,
+    data: Any,
+    task: str | Task,
+    *,
+    ekfac: bool = False,
+    **kwargs: Any,
+) -> tuple[KFACSums, ScaleSums | None]:
+    """:func:`~unlearnkit.curvature.kfac.stream.stream_curvature` of this process's shard
+    ``data`` (any stream source), returning the sums of **all** shards: the shard's sums,
+    one all-reduce; for EK-FAC the eigenbases of the reduced factors (rank 0's, broadcast, in
+    row-major copies as a single process keeps them), the shard's scale sums in them and one
+    more all-reduce. ``kwargs`` as :func:`~unlearnkit.curvature.kfac.stream.stream_sums`;
+    without a process group it is ``stream_curvature``."""
+    sums = all_reduce_sums(stream_sums(model, data, task, **kwargs))
+    if not ekfac:
+        return sums, None
+    own = {
+        k: LayerEigen(e.spec, e.UA.contiguous(), e.alpha, e.UG.contiguous(), e.gamma)
+        for k, e in eigenbases(sums.factors()).items()
+    }
+    bases = broadcast_bases(own)
+    opts = {k: v for k, v in kwargs.items() if k not in ("mode", "seed", "samples")}
+    common: dict[str, Any] = dict(mode=sums.mode, seed=sums.seed, samples=sums.samples)
+    scales = stream_scale_sums(model, data, task, bases, **common, **opts)
+    return sums, all_reduce_scale_sums(scales)
