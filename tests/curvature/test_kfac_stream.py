@@ -89,6 +89,23 @@ def test_dataloader_stream_equals_accumulate(mode: str, loader_bs: int, ref_bs: 
     _close(got, want, exact=loader_bs == ref_bs and mode == "empirical")
 
 
+def test_a_dataloader_with_a_sampler_streams_what_the_sampler_picks() -> None:
+    """A loader over a subset (a sampler, as a DistributedSampler's shard is) or with
+    drop_last: the sums of exactly the samples it yields."""
+    model = _model()
+    x, y, _ = _data()
+    pick = [5, 1, 7, 2, 9, 0]
+    ids = torch.arange(len(x))
+    loader = DataLoader(TensorDataset(x, y, ids), batch_size=4, sampler=pick)
+    got = stream_sums(model, loader, "multiclass", progress=False)
+    want = accumulate(model, x[pick], y[pick], "multiclass", ids=ids[pick])
+    _close(got, want, exact=False)
+    dropped = DataLoader(TensorDataset(x, y, ids), batch_size=4, drop_last=True)
+    n = (len(x) // 4) * 4
+    got = stream_sums(model, dropped, "multiclass", progress=False)
+    _close(got, accumulate(model, x[:n], y[:n], "multiclass", ids=ids[:n]), exact=False)
+
+
 def test_streamed_dataset_and_ekfac_scales_equal_in_memory() -> None:
     model = _model()
     x, y, ids = _data()

@@ -61,10 +61,17 @@ def source_length(data: Any) -> int | None:
     """Number of samples of ``data`` when it can be told without reading it."""
     if hasattr(data, "batches") or hasattr(data, "x"):
         return len(data)
-    inner = getattr(data, "dataset", None)
     try:
+        # a DataLoader yields what its sampler picks (a subset, a DistributedSampler's shard),
+        # less the last partial batch with drop_last
+        if getattr(data, "drop_last", False) and getattr(data, "batch_size", None):
+            return len(data) * int(data.batch_size)
+        sampler = getattr(data, "sampler", None)
+        if sampler is not None:
+            return len(sampler)
+        inner = getattr(data, "dataset", None)
         return len(inner) if inner is not None else None
-    except TypeError:
+    except TypeError:  # an iterable-style dataset or sampler without a length
         return None
 
 
