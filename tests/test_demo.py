@@ -75,3 +75,30 @@ def test_cli_refuses_bad_poison_before_writing(tmp_path):
     r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), "--poison", "7:1"])
     assert r.exit_code == 2 and "error:" in r.output and "SOURCE:TARGET:FRACTION" in r.output
     assert not (tmp_path / "d").exists()
+
+
+def test_recovered_share_and_verdict_by_hand():
+    from unlearnkit.demo_report import recovered, verdict
+
+    def row(acc, dist=0.5):
+        return {"poisoned_class_acc": acc, "dist_to_retrain": dist}
+
+    res = {
+        "rows": {
+            "Original": row(0.5, 1.0),
+            "SSSE": row(0.55, 0.99),
+            "Retrain": row(0.9, 0.0),
+            "SSSE oracle ε": row(0.8),
+        },
+        "eps": 1e-4,
+        "oracle_eps": 0.03,
+        "poison_source": "7",
+    }
+    assert recovered(res) == pytest.approx(0.05 / 0.4)  # (0.55 - 0.5) / (0.9 - 0.5)
+    assert recovered(res, "SSSE oracle ε") == pytest.approx(0.75)
+    text = verdict(res)
+    assert "closes 12 %" in text and "closes 75 %" in text and "barely moves" in text
+    res["rows"]["SSSE"]["poisoned_class_acc"] = 0.8
+    assert "barely moves" not in verdict(res)
+    res["rows"]["Retrain"]["poisoned_class_acc"] = 0.5  # no gap: no share
+    assert recovered(res) is None and "distance 0.990" in verdict(res)

@@ -10,7 +10,7 @@ from rich.markdown import Markdown
 from unlearnkit.cli.app import Overwrite, app, console, friendly_errors
 from unlearnkit.cli.options import SEED_MAX, check_forget_spec
 from unlearnkit.demo import DEFAULT_POISON, run_demo
-from unlearnkit.demo_report import render_table
+from unlearnkit.demo_report import render_table, verdict
 
 
 @app.command("demo")
@@ -53,4 +53,5 @@ def demo_cmd(
         f"{res['prepare_seconds']:.1f} s once; erase {res['erase_seconds']:.2f} s; retrain "
         f"{res['rows']['Retrain']['seconds']:.1f} s."
     )
+    console.print(verdict(res))
     console.print(f"report: {out / 'report.md'}  pictures: {out / 'changes.png'}")
