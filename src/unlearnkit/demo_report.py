@@ -34,17 +34,20 @@ def _cell(value: float | None, digits: int) -> str:
 
 
 def render_table(results: dict[str, Any]) -> str:
-    """The side-by-side Markdown table (the oracle row names its ε)."""
+    """The side-by-side Markdown table (the oracle row names its ε; columns no row has, such
+    as the poisoned class's accuracy of a clean-data run, are left out)."""
     src = results.get("poison_source") or "–"
-    heads = [h.format(src=src) for _, h, _ in COLUMNS]
-    lines = ["| model | " + " | ".join(heads) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
+    rows = results["rows"].values()
+    columns = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in rows)]
+    heads = [h.format(src=src) for _, h, _ in columns]
+    lines = ["| model | " + " | ".join(heads) + " |", "|" + "---|" * (len(columns) + 1)]
     for name, r in results["rows"].items():
         label = name
         if name == "SSSE":
             label = f"SSSE auto ε={results['eps']:.2g}"
         elif name == "SSSE oracle ε":
             label = f"SSSE ε={results['oracle_eps']:.2g} (oracle)"
-        cells = [_cell(r.get(k), d) for k, _, d in COLUMNS]
+        cells = [_cell(r.get(k), d) for k, _, d in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append(
         "\naccuracies on the test set (all, and the poisoned class) and on the erased samples "
