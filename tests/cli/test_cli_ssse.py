@@ -146,11 +146,30 @@ def test_demo_runs_end_to_end_on_digits(tmp_path: Path):
     )
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "results.json").read_text())
-    assert set(res["rows"]) == {"Original", "SSSE", "Retrain"}
-    assert res["rows"]["Retrain"]["dist_to_retrain"] == 0.0
-    assert res["rows"]["Original"]["dist_to_retrain"] == pytest.approx(1.0)
-    assert (tmp_path / "eps_curve.png").stat().st_size > 1000
-    assert "| SSSE |" in (tmp_path / "report.md").read_text()
+    rows = res["rows"]
+    assert set(rows) == {"Original", "SSSE", "Retrain", "SSSE oracle ε"}
+    assert rows["Retrain"]["dist_to_retrain"] == 0.0
+    assert rows["Original"]["dist_to_retrain"] == pytest.approx(1.0)
+    for png in ("eps_curve.png", "changes.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| SSSE auto ε=" in (tmp_path / "report.md").read_text()
+    assert "Original" in r.output and "Retrain" in r.output and "oracle" in r.output
+    # the default scenario: 40 % of the training 7s labelled 1, the request names them all
+    assert res["poison"] == {"spec": "class_fraction:7:0.4", "to": 1, "seed": 0}
+    assert set(res["erased_recorded_labels"]) == {1} and set(res["erased_true_labels"]) == {7}
+    # retraining without them recovers class 7 (digits + logreg, 3 epochs: 0.64 -> 0.89)
+    assert rows["Retrain"]["poisoned_class_acc"] > rows["Original"]["poisoned_class_acc"] + 0.1
+    assert rows["Retrain"]["erased_acc_true"] > rows["Original"]["erased_acc_true"] + 0.1
+    assert rows["Retrain"]["erased_as_target"] < rows["Original"]["erased_as_target"]
+    # the per-class number is the brute-force accuracy of the saved Retrain on the test 7s
+    split = manifest_split(json.loads((tmp_path / "retrain.json").read_text()))
+    sevens = split.test.y == 7
+    pred = uk.load(tmp_path / "retrain").model(split.test.x[sevens]).argmax(1)
+    assert rows["Retrain"]["poisoned_class_acc"] == pytest.approx(float((pred == 7).float().mean()))
+    # the oracle row is the grid's ε closest to the Retrain
+    curve = res["eps_curve"]
+    assert rows["SSSE oracle ε"]["dist_to_retrain"] == min(curve["dist_to_retrain"])
+    assert res["oracle_eps"] in curve["eps"]
     # the safe default: eps auto, within the utility budget on retained and held-out data
     assert res["eps_rule"] == "loss_matching"  # eps="auto": the retrain-free rule
     for k in ("retain", "holdout"):

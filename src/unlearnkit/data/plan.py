@@ -7,6 +7,7 @@ dataset and derives a :class:`Split`:
 
 1. ``train, val, test`` = :func:`~unlearnkit.data.splits.train_val_test_split` of the dataset
    (sizes and draws documented there; they depend only on the set of ids, never on row order);
+   ``relabel`` steps (:mod:`unlearnkit.data.relabel`, seeded) then corrupt training labels;
 2. forget step k (a forget spec, :mod:`unlearnkit.data.forget`, with its own seed) selects
    ``F_k`` from the samples still retained, ``R_{k-1}`` (``R_0 = train``); ``R_k = R_{k-1} \\ F_k``;
 3. ``forget = F_1 ∪ … ∪ F_m`` and ``retain = R_m`` (so ``forget ∪ retain = train``, disjoint);
@@ -37,6 +38,7 @@ from typing import Any, Literal
 from unlearnkit.data.base import ArrayDataset, DatasetLike
 from unlearnkit.data.forget import ForgetSpec, ForgetStep, as_forget, forget_steps, steps_of
 from unlearnkit.data.registry import load_source
+from unlearnkit.data.relabel import apply_relabel, relabel_in, relabel_steps
 from unlearnkit.data.splits import train_val_test_split
 from unlearnkit.errors import ConfigError, StateMismatchError
 
@@ -50,6 +52,8 @@ class DataPlan:
 
     ``forget`` accepts a spec (``"class:3"``, a dict, a ForgetSpec; drawn with ``forget_seed``),
     a :class:`ForgetStep` or a sequence of them; it is stored as a tuple of steps.
+    ``relabel``: label corruption of the training part (:class:`~unlearnkit.data.relabel.Relabel`
+    steps), recorded so every model and rerun sees the same labels.
     ``fit_on`` defaults to ``"train"`` (an original: the forget steps only say what is to be
     forgotten); :meth:`retrained` and :meth:`forgetting` give the plan of a model fit to
     ``retain``. Bad values raise :class:`~unlearnkit.errors.ConfigError`.
@@ -65,6 +69,7 @@ class DataPlan:
     fit_on: FitOn = "train"
     stratify: bool = True
     use_official: bool = True
+    relabel: Any = ()
 
     def __post_init__(self, forget_seed: int) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -83,6 +88,7 @@ class DataPlan:
             raise ConfigError("val_fraction + test_fraction must be below 1 to leave a train set")
         object.__setattr__(self, "split_seed", int(self.split_seed))
         object.__setattr__(self, "forget", steps_of(self.forget, forget_seed))
+        object.__setattr__(self, "relabel", relabel_steps(self.relabel))
         if self.fit_on not in ("train", "retain"):
             raise ConfigError(f"fit_on must be 'train' or 'retain', got {self.fit_on!r}")
         if self.fit_on == "retain" and not self.forget:
@@ -115,7 +121,7 @@ class DataPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict that :meth:`from_dict` reads back."""
-        return {
+        out = {
             "dataset": self.dataset,
             "params": dict(self.params),
             "val_fraction": self.val_fraction,
@@ -126,6 +132,9 @@ class DataPlan:
             "forget": [s.to_dict() for s in self.forget],
             "fit_on": self.fit_on,
         }
+        if self.relabel:  # only when set: the keys of plans without corruption are unchanged
+            out["relabel"] = [r.to_dict() for r in self.relabel]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DataPlan:
@@ -157,9 +166,10 @@ class DataPlan:
     def describe(self) -> str:
         """One line for messages: ``digits(size=500) split 0.1/0.2 seed 3, forget class:3@0``."""
         params = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        poison = "".join(f", relabel {r.spec}@{r.seed}->{r.to}" for r in self.relabel)
         return (
             f"{self.dataset}({params}) split {self.val_fraction}/{self.test_fraction} "
-            f"seed {self.split_seed}, forget {_steps_text(self.forget)}, fit on {self.fit_on}"
+            f"seed {self.split_seed}{poison}, forget {_steps_text(self.forget)}, fit on {self.fit_on}"
         )
 
     # ----------------------------------------------------------------- materialise
@@ -175,13 +185,16 @@ class DataPlan:
             stratify=self.stratify,
             use_official=self.use_official,
         )
-        forget = forget_steps(parts.train, self.forget)
+        train, _ = apply_relabel(parts.train, self.relabel)
+        if self.relabel:
+            full = relabel_in(full, train)
+        forget = forget_steps(train, self.forget)
         return Split(
-            train=parts.train,
+            train=train,
             val=parts.val,
             test=parts.test,
-            retain=forget.retain(parts.train),
-            forget=forget.forget(parts.train),
+            retain=forget.retain(train),
+            forget=forget.forget(train),
             plan=self,
             full=full,
             official=parts.official,
@@ -312,6 +325,7 @@ _BASE_FIELDS = (
     ("split_seed", "split seed"),
     ("stratify", "stratification"),
     ("use_official", "use of the official split"),
+    ("relabel", "label corruption"),
 )
 
 
