@@ -168,3 +168,18 @@ def test_ledger_records_the_rules_diagnostics(problem):
     assert "argmin" in diag["criterion"] and diag["direction"] == "minimise"
     with pytest.raises(ConfigError, match="auto_rule"):
         req.commit("auto", holdout=holdout, retain_sample=retain, auto_rule="nope")
+
+
+def test_reproduction_judges_a_rule_choice_against_the_targets():
+    """rule_outcome: gaps |acc − ref| at the rule's ε and the per-split tolerances (hand values)."""
+    from unlearnkit.reproduce.search import TOLERANCE, rule_outcome
+    from unlearnkit.ssse.eps import EpsChoice
+
+    acc = {0.5: {"retain": 0.95, "forget": 0.04, "test": 0.90}}
+    ref = {"retain": 0.97, "forget": 0.0, "test": 0.93}
+    out = rule_outcome(
+        acc.__getitem__, ref, TOLERANCE["class"], EpsChoice("r", 0.5, [0.5], [1.0], False)
+    )
+    assert out["gap"] == pytest.approx({"retain": 0.02, "forget": 0.04, "test": 0.03})
+    assert out["targets_met"] == {"retain": True, "forget": True, "test": False}
+    assert not out["all_targets_met"] and out["eps"] == 0.5
