@@ -26,7 +26,8 @@ Variants (each one erasure state, prepared once and reused for every S):
 Also reports the retrain-free ε rules (:mod:`unlearnkit.ssse.eps`) against the oracle ε (max
 γ_S): ``loss_matching`` with the test samples having attribute a as held-out data, and
 ``retained_loss`` (line search on J_R = retained loss + (l2/2)‖θ‖² over 1000 retained samples,
-guarded by the loss of the test samples without a; γ_S and distance at its refined ε).
+guarded by the loss of the test samples without a; γ_S and distance at its refined ε), and
+``retained_loss_all``, the same on every retained sample (what a larger sample buys).
 """
 
 from __future__ import annotations
@@ -165,15 +166,24 @@ def run_convex(
                     ]
                     free = loss_matching_rule(req, forget, holdout, eps_grid, guard)
                     i_free = list(eps_grid).index(free.eps)
-                    rl = retained_loss_rule(req, guard, without, eps_grid, l2=l2)
-                    rl_dist = normalized_parameter_distance(
-                        req.theta_for(rl.eps)[None].numpy(),
-                        flat_params(retr, state.layout).double().numpy(),
-                        flat_params(theta_o, state.layout).double().numpy(),
-                    )
-                    rl_gamma = similarity_ratio(
-                        predict_logits(req.apply(rl.eps), forget).numpy(), s_o, s_r, labels
-                    )
+                    rules = {}
+                    for rname, sample in (("retained_loss", guard), ("retained_loss_all", retain)):
+                        rl = retained_loss_rule(req, sample, without, eps_grid, l2=l2)
+                        rl_dist = normalized_parameter_distance(
+                            req.theta_for(rl.eps)[None].numpy(),
+                            flat_params(retr, state.layout).double().numpy(),
+                            flat_params(theta_o, state.layout).double().numpy(),
+                        )
+                        rl_gamma = similarity_ratio(
+                            predict_logits(req.apply(rl.eps), forget).numpy(), s_o, s_r, labels
+                        )
+                        rules.update(
+                            {
+                                f"eps_{rname}": rl.eps,
+                                f"gamma_{rname}": float(rl_gamma),
+                                f"distance_{rname}": float(np.asarray(rl_dist).ravel()[0]),
+                            }
+                        )
                     records.append(
                         {
                             "variant": v,
@@ -185,9 +195,7 @@ def run_convex(
                             "eps_loss_matching": free.eps,
                             "gamma_loss_matching": float(gam[i_free]),
                             "distance_loss_matching": float(dist[i_free]),
-                            "eps_retained_loss": rl.eps,
-                            "gamma_retained_loss": float(rl_gamma),
-                            "distance_retained_loss": float(np.asarray(rl_dist).ravel()[0]),
+                            **rules,
                             "erase_seconds": erase_seconds,
                         }
                     )
@@ -309,7 +317,7 @@ def _rule_summary(rs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per retrain-free rule: mean γ_S and distance at its ε, median ε, and the records where
     it is near the oracle (γ_S ≥ max_ε γ_S − 0.05) and moves towards θ*_{−S} (distance < 1)."""
     out: dict[str, Any] = {}
-    for rule in ("loss_matching", "retained_loss"):
+    for rule in ("loss_matching", "retained_loss", "retained_loss_all"):
         if f"gamma_{rule}" not in rs[0]:
             continue
         near = sum(r[f"gamma_{rule}"] >= max(r["gamma"]) - 0.05 for r in rs)

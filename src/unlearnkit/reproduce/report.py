@@ -37,7 +37,7 @@ def _convex_rules(res: dict[str, Any]) -> list[str]:
     near the oracle γ_S (within 0.05 of max_ε γ_S) and with distance < 1."""
     rules = [
         r
-        for r in ("loss_matching", "retained_loss")
+        for r in ("loss_matching", "retained_loss", "retained_loss_all")
         if any(
             f"{r}_near_oracle_gamma" in s for per in res["summary"].values() for s in per.values()
         )
