@@ -23,8 +23,11 @@ Variants (each one erasure state, prepared once and reused for every S):
 * ``exact``: the Gauss–Newton of D∖S (an exact downdate of D's), N = n − k, and the
   regularised step Σ_S(∇ℓ_i + λθ): at ε = 1 this is one Newton step on L_{−S} from θ*.
 
-Also reports the retrain-free ε rule (``loss_matching``, :mod:`unlearnkit.ssse.eps`) with the
-test samples having attribute a as held-out data, against the oracle ε (max γ_S).
+Also reports the retrain-free ε rules (:mod:`unlearnkit.ssse.eps`) against the oracle ε (max
+γ_S): ``loss_matching`` with the test samples having attribute a as held-out data, and
+``retained_loss`` (line search on J_R = retained loss + (l2/2)‖θ‖² over 1000 retained samples,
+guarded by the loss of the test samples without a; γ_S and distance at its refined ε), and
+``retained_loss_all``, the same on every retained sample (what a larger sample buys).
 """
 
 from __future__ import annotations
@@ -51,7 +54,12 @@ from unlearnkit.metrics.similarity import similarity_ratio
 from unlearnkit.models import build_model
 from unlearnkit.reproduce.report import convex_markdown
 from unlearnkit.ssse.config import ErasureConfig
-from unlearnkit.ssse.eps import guard_sample, loss_matching_rule, matched_holdout
+from unlearnkit.ssse.eps import (
+    guard_sample,
+    loss_matching_rule,
+    matched_holdout,
+    retained_loss_rule,
+)
 from unlearnkit.ssse.state import ErasureState
 from unlearnkit.training import LBFGSRecipe, predict_logits, train
 
@@ -138,6 +146,8 @@ def run_convex(
                 s_r = predict_logits(retr, forget).numpy()
                 labels = forget.y.numpy()
                 holdout = matched_holdout(forget, test_set, attribute=a)
+                without = test_set.subset(test_set.ids[test_set.y[:, a] == 0])
+                guard = guard_sample(retain, seed=seed)
                 for v, state in states.items():
                     t0 = time.perf_counter()
                     req = state.request(theta_o, forget)
@@ -154,10 +164,26 @@ def run_convex(
                         )
                         for e in eps_grid
                     ]
-                    free = loss_matching_rule(
-                        req, forget, holdout, eps_grid, guard_sample(retain, seed=seed)
-                    )
+                    free = loss_matching_rule(req, forget, holdout, eps_grid, guard)
                     i_free = list(eps_grid).index(free.eps)
+                    rules = {}
+                    for rname, sample in (("retained_loss", guard), ("retained_loss_all", retain)):
+                        rl = retained_loss_rule(req, sample, without, eps_grid, l2=l2)
+                        rl_dist = normalized_parameter_distance(
+                            req.theta_for(rl.eps)[None].numpy(),
+                            flat_params(retr, state.layout).double().numpy(),
+                            flat_params(theta_o, state.layout).double().numpy(),
+                        )
+                        rl_gamma = similarity_ratio(
+                            predict_logits(req.apply(rl.eps), forget).numpy(), s_o, s_r, labels
+                        )
+                        rules.update(
+                            {
+                                f"eps_{rname}": rl.eps,
+                                f"gamma_{rname}": float(rl_gamma),
+                                f"distance_{rname}": float(np.asarray(rl_dist).ravel()[0]),
+                            }
+                        )
                     records.append(
                         {
                             "variant": v,
@@ -169,6 +195,7 @@ def run_convex(
                             "eps_loss_matching": free.eps,
                             "gamma_loss_matching": float(gam[i_free]),
                             "distance_loss_matching": float(dist[i_free]),
+                            **rules,
                             "erase_seconds": erase_seconds,
                         }
                     )
@@ -280,9 +307,31 @@ def summarise(
                     np.mean([r["distance_loss_matching"] for r in rs])
                 ),
                 "loss_matching_eps_median": float(np.median([r["eps_loss_matching"] for r in rs])),
+                **_rule_summary(rs),
                 "n_attributes": len(rs),
             }
     return summary
+
+
+def _rule_summary(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per retrain-free rule: mean γ_S and distance at its ε, median ε, and the records where
+    it is near the oracle (γ_S ≥ max_ε γ_S − 0.05) and moves towards θ*_{−S} (distance < 1)."""
+    out: dict[str, Any] = {}
+    for rule in ("loss_matching", "retained_loss", "retained_loss_all"):
+        if f"gamma_{rule}" not in rs[0]:
+            continue
+        near = sum(r[f"gamma_{rule}"] >= max(r["gamma"]) - 0.05 for r in rs)
+        closer = sum(r[f"distance_{rule}"] < 1.0 for r in rs)
+        out.update(
+            {
+                f"{rule}_gamma_mean": float(np.mean([r[f"gamma_{rule}"] for r in rs])),
+                f"{rule}_distance_mean": float(np.mean([r[f"distance_{rule}"] for r in rs])),
+                f"{rule}_eps_median": float(np.median([r[f"eps_{rule}"] for r in rs])),
+                f"{rule}_near_oracle_gamma": f"{near}/{len(rs)}",
+                f"{rule}_distance_below_1": f"{closer}/{len(rs)}",
+            }
+        )
+    return out
 
 
 def plot_figure1(results: dict[str, Any], out: Path) -> None:

@@ -38,7 +38,9 @@ coarse grid only.
 
 **Retrain-free ε** (held-out: the validation samples of class c; utility guard: 1000 retained
 samples, ≤ 1 point drop): ``class_forgetting`` for whole-class removal and ``loss_matching``
-for half-class removal. The rule is refined the same way around its *own* coarse choice (never
+for half-class removal; every scenario also compares (``rules``) ``loss_matching`` and
+``retained_loss`` (line search on the loss of the 1000 retained samples, guarded by the loss of
+the validation samples of the other classes; its own golden-section refinement). The rule is refined the same way around its *own* coarse choice (never
 around the oracle's), so it still never sees the retrained model; its gaps are reported at
 its choice.
 """
@@ -62,13 +64,16 @@ from unlearnkit.io import atomic_write_bytes, atomic_write_json
 from unlearnkit.models import build_model
 from unlearnkit.reproduce.report import deep_markdown
 from unlearnkit.reproduce.search import (
+    COMPARED_RULES,
     CRITERIA,
     FREE_RULES,
+    SELF_REFINING,
     SPLITS,
     TOLERANCE,
     check_grid,
     free_search,
     oracle_search,
+    rule_outcome,
 )
 from unlearnkit.ssse.config import ErasureConfig
 from unlearnkit.ssse.eps import (
@@ -176,6 +181,7 @@ def run_deep(
                     base = {k: evaluate_accuracy(orig, d) for k, d in data.items()}
                     holdout = matched_holdout(forget, sp.val)
                     guard = guard_sample(retain, seed=seed)
+                    other = sp.val.subset(sp.val.ids[sp.val.y != c])
                     for v, state in states.items():
                         t0 = time.perf_counter()
                         req = state.request(orig, forget)
@@ -189,6 +195,17 @@ def run_deep(
                         rule = FREE_RULES[kind](req, forget, holdout, guard)
                         free = free_search(rule, eps_grid, refine)
                         free_acc = accuracy(free.eps)
+                        rules = {free.rule: rule_outcome(accuracy, ref, TOLERANCE[kind], free)}
+                        for rname, build in COMPARED_RULES.items():
+                            if rname in rules:
+                                continue
+                            rfn = build(req, forget, holdout, guard, other)
+                            ch = (
+                                rfn(list(eps_grid))
+                                if rname in SELF_REFINING
+                                else free_search(rfn, eps_grid, refine)
+                            )
+                            rules[rname] = rule_outcome(accuracy, ref, TOLERANCE[kind], ch)
                         scen.append(
                             {
                                 "variant": v,
@@ -205,6 +222,7 @@ def run_deep(
                                 "free_scores": free.scores,
                                 "accuracy_at_free": free_acc,
                                 "gap_at_free": {k: abs(free_acc[k] - ref[k]) for k in SPLITS},
+                                "rules": rules,
                                 "erase_seconds": erase_seconds,
                                 "search_seconds": search_seconds,
                                 "retrain_seconds": retrain_seconds,
@@ -247,6 +265,10 @@ def summarise(scen: list[dict[str, Any]]) -> dict[str, Any]:
                     np.mean([r["accuracy_at_best"]["forget"] for r in rs])
                 ),
                 "targets_met": f"{sum(r['all_targets_met'] for r in rs)}/{len(rs)}",
+                "rules_targets_met": {
+                    name: f"{sum(r['rules'][name]['all_targets_met'] for r in rs)}/{len(rs)}"
+                    for name in rs[0].get("rules", {})
+                },
                 "mean_gap_at_free": {
                     k: float(np.mean([r["gap_at_free"][k] for r in rs])) for k in SPLITS
                 },

@@ -27,8 +27,43 @@ def convex_markdown(res: dict[str, Any]) -> str:
                 f"{s['distance_at_best_eps']:.3f} | {s['min_distance_mean']:.3f} ({s['eps_min_distance']:g}) | "
                 f"{s['loss_matching_gamma_mean']:.3f} | {s['loss_matching_distance_mean']:.3f} |"
             )
+    lines += _convex_rules(res)
     lines += ["", "![γ_S](fig1_gamma.png)", "", "![distance](fig1_distance.png)", ""]
     return "\n".join(lines)
+
+
+def _convex_rules(res: dict[str, Any]) -> list[str]:
+    """Retrain-free rules per variant and fraction: mean γ_S, mean distance, median ε, records
+    near the oracle γ_S (within 0.05 of max_ε γ_S) and with distance < 1."""
+    rules = [
+        r
+        for r in ("loss_matching", "retained_loss", "retained_loss_all")
+        if any(
+            f"{r}_near_oracle_gamma" in s for per in res["summary"].values() for s in per.values()
+        )
+    ]
+    if not rules:
+        return []
+    lines = [
+        "",
+        "Retrain-free rules: mean γ_S / mean distance / median ε / γ_S within 0.05 of the "
+        "record's max / distance < 1:",
+        "",
+        "| variant | removed | oracle max mean γ_S | " + " | ".join(f"`{r}`" for r in rules) + " |",
+        "|---|---|---|" + "---|" * len(rules),
+    ]
+    for v, per in res["summary"].items():
+        for f, s in per.items():
+            cells = [
+                f"{s[f'{r}_gamma_mean']:.3f} / {s[f'{r}_distance_mean']:.3f} / "
+                f"{s[f'{r}_eps_median']:.3g} / {s[f'{r}_near_oracle_gamma']} / "
+                f"{s[f'{r}_distance_below_1']}"
+                for r in rules
+            ]
+            lines.append(
+                f"| {v} | {float(f):.0%} | {s['best_gamma_mean']:.3f} | " + " | ".join(cells) + " |"
+            )
+    return lines
 
 
 def _gaps(g: dict[str, float]) -> str:
@@ -101,5 +136,42 @@ def deep_markdown(res: dict[str, Any]) -> str:
                 f"{sm['eps']:.4g}, {_gaps(sm['gap'])} | "
                 f"{s['free_rule']}: {s['free_eps']:.4g}, {_gaps(s['gap_at_free'])} |"
             )
+        lines += _rules_table(d["scenarios"])
         lines += ["", f"![Figure 2, {name}](fig2_{name}.png)", ""]
     return "\n".join(lines)
+
+
+def _rules_table(scen: list[dict[str, Any]]) -> list[str]:
+    """Per scenario: the oracle and every compared retrain-free rule: ε, gaps, target met."""
+    names = sorted({n for s in scen for n in s.get("rules", {})})
+    if not names:
+        return []
+    lines = [
+        "",
+        "Retrain-free rules (ε, |gap| retain / forget / test, all targets met):",
+        "",
+        "| variant | scenario | class | oracle | " + " | ".join(f"`{n}`" for n in names) + " |",
+        "|---|---|---|---|" + "---|" * len(names),
+    ]
+    for s in scen:
+        cells = [f"{s['best_eps']:.4g}, {_gaps(s['gap_at_best'])}, {_yes(s['all_targets_met'])}"]
+        for n in names:
+            r = s["rules"].get(n)
+            cells.append(
+                "–"
+                if r is None
+                else f"{r['eps']:.4g}, {_gaps(r['gap'])}, {_yes(r['all_targets_met'])}"
+            )
+        lines.append(f"| {s['variant']} | {s['kind']} | {s['class']} | " + " | ".join(cells) + " |")
+    met = {n: sum(s["rules"][n]["all_targets_met"] for s in scen if n in s["rules"]) for n in names}
+    lines += [
+        "",
+        f"Targets met: oracle {sum(s['all_targets_met'] for s in scen)}/{len(scen)}, "
+        + ", ".join(f"`{n}` {met[n]}/{sum(n in s['rules'] for s in scen)}" for n in names)
+        + ".",
+    ]
+    return lines
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "no"

@@ -12,7 +12,12 @@ import numpy as np
 
 from unlearnkit.errors import ConfigError
 from unlearnkit.registry import Registry
-from unlearnkit.ssse.eps import EpsChoice, class_forgetting_rule, loss_matching_rule
+from unlearnkit.ssse.eps import (
+    EpsChoice,
+    class_forgetting_rule,
+    loss_matching_rule,
+    retained_loss_rule,
+)
 
 SPLITS = ("retain", "forget", "test")
 #: The issue's targets as tolerances on g_k (fractions of accuracy), per removal kind.
@@ -179,3 +184,40 @@ FREE_RULES: dict[str, Callable[..., Callable[[Sequence[float]], EpsChoice]]] = {
         lambda g: loss_matching_rule(req, forget, holdout, g, guard)
     ),
 }
+
+
+#: Retrain-free rules compared in every scenario (issue 15): name → builder
+#: (request, forget, matched held-out, retained guard sample, held-out of the other classes)
+#: → rule over a grid. ``retained_loss`` refines itself (golden section), the others are
+#: refined by :func:`free_search`.
+COMPARED_RULES: dict[str, Callable[..., Callable[[Sequence[float]], EpsChoice]]] = {
+    "loss_matching": lambda req, forget, holdout, guard, other: (
+        lambda g: loss_matching_rule(req, forget, holdout, g, guard)
+    ),
+    "retained_loss": lambda req, forget, holdout, guard, other: (
+        lambda g: retained_loss_rule(req, guard, other, g)
+    ),
+}
+SELF_REFINING = frozenset({"retained_loss"})
+
+
+def rule_outcome(
+    accuracy: Callable[[float], dict[str, float]],
+    ref: dict[str, float],
+    tol: dict[str, float],
+    choice: EpsChoice,
+) -> dict[str, Any]:
+    """A retrain-free choice judged against the retrained model: ε (and coarse ε), the
+    accuracies and gaps there, and the targets met (every split within its tolerance)."""
+    acc = accuracy(choice.eps)
+    gap = {k: abs(acc[k] - ref[k]) for k in SPLITS}
+    met = {k: gap[k] <= tol[k] + _SLACK for k in SPLITS}
+    return {
+        "eps": choice.eps,
+        "coarse_eps": choice.extra.get("coarse_eps", choice.eps),
+        "accuracy": acc,
+        "gap": gap,
+        "targets_met": met,
+        "all_targets_met": all(met.values()),
+        "evaluations": len(choice.grid),
+    }

@@ -16,10 +16,19 @@ Rules (registry :data:`EPS_RULES`):
   two-sample Kolmogorov–Smirnov statistic between the losses of θ̂_ε on S and on the
   held-out set (scipy.stats.ks_2samp). This is exactly the signal a population membership
   attack uses (docs/evaluation.md), so minimising it targets an attack at chance.
+* ``retained_loss`` (**no retrained model**): retraining minimises the retained objective
+  J_R(θ) = (1/|R|)Σ_{i∈R} ℓ_i(θ) + (l2/2)‖θ‖², and Δ is a preconditioned descent direction on
+  it (at θ*, ∇L_D ≈ 0 gives ∇L_R ≈ −(k/(n−k))·∇L_S, so Δ ∝ −F⁻¹∇L_R). ε* = argmin_ε J_R(θ̂_ε)
+  on a seeded retained sample — an exact line search along eq. 4's direction, which recovers
+  ε = 1 when F is the Hessian and the loss quadratic and absorbs a wrong Fisher scale
+  otherwise — among the ε whose held-out loss is ≤ (1 + max_holdout_rise)·(held-out loss at
+  ε = 0). Coarse log grid, then golden-section search in log₁₀ ε inside the bracket around
+  the coarse best; forward passes only.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -168,6 +177,111 @@ def class_forgetting_rule(
         for e, eligible in zip(grid, ok, strict=True)
     ]
     return _pick("class_forgetting", grid, scores, maximise=False, retain_accuracy=accs)
+
+
+#: 1/φ, the golden-section ratio.
+_INVPHI = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+def _golden(f: Callable[[float], float], a: float, b: float, tol: float) -> None:
+    """Golden-section search for a minimum of ``f`` on [a, b] until b − a ≤ ``tol``; the
+    caller keeps every evaluation (a unimodal f has its minimiser within ``tol`` of the best
+    evaluated point)."""
+    c, d = b - _INVPHI * (b - a), a + _INVPHI * (b - a)
+    fc, fd = f(c), f(d)
+    while b - a > tol:
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - _INVPHI * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + _INVPHI * (b - a)
+            fd = f(d)
+
+
+@EPS_RULES.register("retained_loss")
+def retained_loss_rule(
+    request: ErasureRequest,
+    retain: ArrayDataset,
+    holdout: ArrayDataset | None = None,
+    grid: Sequence[float] = DEFAULT_GRID,
+    max_holdout_rise: float = 0.05,
+    tol: float = 0.01,
+    l2: float = 0.0,
+) -> EpsChoice:
+    """ε* = argmin_ε J_R(θ̂_ε), J_R = mean loss on ``retain`` + (l2/2)‖θ̂_ε‖² (minimised; the
+    objective retraining minimises), over ε ∈ [min grid, max grid] with
+    L_H(θ̂_ε) ≤ (1 + ``max_holdout_rise``)·L_H(θ̂_0) on ``holdout`` (held-out samples *not* of
+    the erased kind: their loss must not rise; no guard when None).
+
+    The coarse log ``grid`` brackets the minimiser; golden-section search in u = log₁₀ ε on
+    (grid[i−1], grid[i+1]) around the coarse best i stops when the bracket is ≤ ``tol``
+    decades, so the returned ε is within ``tol`` decades of the line minimiser when J_R is
+    unimodal there. Refused (guard) points score NaN. ``extra`` holds the diagnostics."""
+    arr = np.asarray(grid, dtype=float)
+    if arr.size < 2 or not np.all(arr > 0) or not np.all(np.diff(arr) > 0):
+        raise ConfigError(f"retained_loss needs a positive increasing grid, got {list(grid)}")
+    if len(retain) == 0:
+        raise ConfigError("retained_loss needs a non-empty retained sample")
+    if not (tol > 0 and max_holdout_rise >= 0 and l2 >= 0):
+        raise ConfigError(
+            f"retained_loss needs tol > 0, max_holdout_rise ≥ 0, l2 ≥ 0; got {tol}, "
+            f"{max_holdout_rise}, {l2}"
+        )
+    seen: dict[float, tuple[float, float]] = {}
+
+    def measure(e: float) -> tuple[float, float]:
+        if e not in seen:
+            m = request.apply(e)
+            r = float(_losses(m, retain).mean())
+            if l2 > 0:
+                r += 0.5 * l2 * float(sum((p.detach().double() ** 2).sum() for p in m.parameters()))
+            h = float(_losses(m, holdout).mean()) if holdout is not None else float("nan")
+            seen[e] = (r, h)
+        return seen[e]
+
+    r0, h0 = measure(0.0)
+    limit = h0 * (1.0 + max_holdout_rise) if holdout is not None else float("inf")
+
+    def score(e: float) -> float:
+        r, h = measure(e)
+        return r if not h > limit else float("inf")
+
+    coarse = [score(float(e)) for e in arr]
+    if not np.isfinite(coarse).any():
+        raise ConfigError(
+            f"retained_loss: every ε in [{arr[0]:g}, {arr[-1]:g}] raises the held-out loss by more "
+            f"than {max_holdout_rise:.0%} over ε = 0 ({h0:.4g})"
+        )
+    i = int(np.argmin(coarse))
+    lo, hi = math.log10(arr[max(i - 1, 0)]), math.log10(arr[min(i + 1, arr.size - 1)])
+    _golden(lambda u: score(float(f"{10.0**u:.7g}")), lo, hi, tol)
+    eps = sorted(e for e in seen if e > 0)
+    scores = [score(e) for e in eps]
+    r_best, h_best = seen[eps[int(np.argmin(scores))]]  # _pick's choice (ties: smallest ε)
+    guarded = holdout is not None
+    return _pick(
+        "retained_loss",
+        eps,
+        [s if np.isfinite(s) else float("nan") for s in scores],
+        maximise=False,
+        criterion="argmin_eps J_R(theta+eps*Delta) = mean retained loss + l2/2 |theta|^2, "
+        "s.t. held-out loss <= (1 + max_holdout_rise) * held-out loss at eps=0",
+        direction="minimise",
+        search_range=[float(arr[0]), float(arr[-1])],
+        coarse_eps=float(arr[i]),
+        bracket=[10.0**lo, 10.0**hi],
+        tol_log10=tol,
+        evaluations=len(seen),
+        refused=int(sum(not np.isfinite(s) for s in scores)),
+        retain_loss={"eps0": r0, "chosen": r_best},
+        holdout_loss={"eps0": h0, "chosen": h_best, "limit": limit} if guarded else None,
+        max_holdout_rise=max_holdout_rise,
+        n_retain=len(retain),
+        n_holdout=len(holdout) if guarded else 0,
+        l2=l2,
+    )
 
 
 def guard_sample(retain: ArrayDataset, size: int = 1000, seed: int = 0) -> ArrayDataset:

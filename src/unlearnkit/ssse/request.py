@@ -17,7 +17,11 @@ evaluates any ε with forward passes only. :meth:`ErasureRequest.commit` is safe
   the state unchanged, unless ``allow_utility_loss=True``. With a fixed ε and neither data set
   given, nothing can be measured and the ledger records ``"utility": null``.
 
-The ledger entry records ε, its rule, the searched grid (range and scores), the accuracies and
+``auto_rule="retained_loss"`` (opt-in) chooses ε by a line search on the retained loss instead
+(:func:`unlearnkit.ssse.eps.retained_loss_rule`).
+
+The ledger entry records ε, its rule, the searched grid (range and scores) and the rule's
+``diagnostics`` (its ``extra``: criterion, bracket, losses, …), the accuracies and
 the curvature's ``structure`` / ``scales_basis``. Both state kinds (exact rows,
 :mod:`unlearnkit.ssse.state`; Kronecker factors, :mod:`unlearnkit.ssse.kronecker`) build an
 :class:`ErasureRequest` and commit through it: one ε, utility-budget and ledger path.
@@ -45,6 +49,7 @@ from unlearnkit.ssse.eps import (
     guard_sample,
     loss_matching_rule,
     matched_holdout,
+    retained_loss_rule,
 )
 from unlearnkit.tasks import get_task
 from unlearnkit.training import evaluate_accuracy
@@ -55,6 +60,8 @@ DEFAULT_UTILITY_BUDGET = 0.02
 GUARD_SIZE = 1000
 
 Eps = float | Literal["auto"]
+#: Retrain-free rules ``eps="auto"`` can use (``auto_rule``; the default is ``loss_matching``).
+AUTO_RULES = ("loss_matching", "retained_loss")
 
 
 def _other_kind(forget: ArrayDataset, holdout: ArrayDataset) -> ArrayDataset | None:
@@ -130,14 +137,35 @@ class ErasureRequest:
         utility_budget: float = DEFAULT_UTILITY_BUDGET,
         allow_utility_loss: bool = False,
         grid: Sequence[float] = DEFAULT_GRID,
+        auto_rule: str = "loss_matching",
     ) -> EpsChoice:
         """ε and how it was chosen: ``rule="fixed"`` for a number, else the guarded
-        ``loss_matching`` rule (module docstring). Raises ConfigError when "auto" lacks data."""
+        ``auto_rule`` (module docstring; ``retained_loss``: the retained-loss line search of
+        :func:`~unlearnkit.ssse.eps.retained_loss_rule`, guarded by the loss on the held-out
+        samples not of the erased kind). Raises ConfigError when "auto" lacks data."""
+        if auto_rule not in AUTO_RULES:
+            raise ConfigError(f"auto_rule must be one of {AUTO_RULES}, got {auto_rule!r}")
         if eps != "auto":
             self.theta_for(eps)  # type: ignore[arg-type]  # validates
             return EpsChoice("fixed", float(eps), [float(eps)], [float("nan")], False)
         check_auto_inputs(eps, holdout, retain_sample)
         assert holdout is not None and retain_sample is not None
+        if auto_rule == "retained_loss":
+            guard = guard_sample(retain_sample, GUARD_SIZE)
+            other = _other_kind(self.forget, holdout)
+            l2 = float(getattr(getattr(self.state, "config", None), "l2", 0.0) or 0.0)
+            try:
+                return retained_loss_rule(
+                    self, guard, other if other is not None else holdout, grid, l2=l2
+                )
+            except ConfigError:
+                if not allow_utility_loss:
+                    raise UtilityBudgetError(
+                        f"every ε in [{min(grid):g}, {max(grid):g}] raises the held-out loss "
+                        "beyond the retained_loss guard; nothing was changed. Pass a fixed ε or "
+                        "allow_utility_loss=True."
+                    ) from None
+                return retained_loss_rule(self, guard, None, grid, l2=l2)
         held = matched_holdout(self.forget, holdout)
         if len(held) == 0:
             raise ConfigError(
@@ -193,6 +221,7 @@ class ErasureRequest:
         utility_budget: float = DEFAULT_UTILITY_BUDGET,
         allow_utility_loss: bool = False,
         grid: Sequence[float] = DEFAULT_GRID,
+        auto_rule: str = "loss_matching",
     ) -> tuple[nn.Module, Any]:  # (new model, new ErasureState)
         """Choose ε (default "auto"), apply it, check the utility budget, and return the new
         model with the state after this request. On any error nothing is changed."""
@@ -206,6 +235,7 @@ class ErasureRequest:
             utility_budget=utility_budget,
             allow_utility_loss=allow_utility_loss,
             grid=grid,
+            auto_rule=auto_rule,
         )
         # "auto" takes the rule's best ε that also fits the budget on every checked set (the
         # rule's own guard sees the retained sample only): its eligible grid points in score order
@@ -260,6 +290,7 @@ class ErasureRequest:
                 "scores": [s if np.isfinite(s) else None for s in choice.scores],
                 "eligible": len(finite),
                 "rule_best_eps": choice.extra.get("rule_best_eps"),
+                "diagnostics": {k: v for k, v in choice.extra.items() if k != "rule_best_eps"},
             },
             "utility": utility,
             "utility_budget": utility_budget,
