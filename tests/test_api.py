@@ -125,7 +125,7 @@ def test_prepare_erase_removes_exactly_the_ids(split: uk.Split, original: uk.Tra
     with pytest.raises(UnknownIdsError):
         erased.prepared.erase(erased.model, [10**9])
     auto = uk.erase(original.model, prepared, ids)
-    assert auto.eps_rule == "loss_matching" and auto.entry["eps_search"] is not None
+    assert auto.eps_rule == "retained_loss" and auto.entry["eps_search"] is not None
     drop = auto.accuracy["retain"]["before"] - auto.accuracy["retain"]["after"]
     assert drop <= uk.DEFAULT_UTILITY_BUDGET
 

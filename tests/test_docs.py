@@ -146,7 +146,7 @@ def test_guide_erase_your_own_model_runs(tmp_path: Path, monkeypatch: pytest.Mon
     namespace: dict[str, object] = {"__name__": "guide"}
     exec(compile(script, "erase-your-own-model.md", "exec"), namespace)
     erased = namespace["erased"]
-    assert erased.eps_rule == "loss_matching"  # the retrain-free default  # type: ignore[attr-defined]
+    assert erased.eps_rule == "retained_loss"  # the retrain-free default  # type: ignore[attr-defined]
     for part in ("retain", "holdout"):  # the utility budget held
         acc = erased.accuracy[part]  # type: ignore[attr-defined]
         assert acc["before"] - acc["after"] <= namespace["uk"].DEFAULT_UTILITY_BUDGET  # type: ignore[attr-defined]

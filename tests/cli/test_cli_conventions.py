@@ -108,12 +108,12 @@ def test_erase_defaults_to_auto_eps_and_reports_utility(work: Path) -> None:
     r = invoke("erase", "--model", work / "m0", "--state", work / "st", "--out", work / "e1",
                "--forget", "random:0.02", "--state-out", work / "st1")  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert "auto: loss_matching" in r.output
+    assert "auto: retained_loss" in r.output
     for name in ("retained", "held-out", "erased"):
         assert f"accuracy on the {name} samples:" in r.output
     manifest = json.loads((work / "e1.json").read_text())
     assert manifest["provenance"]["kind"] == "erase" and manifest["provenance"]["method"] == "ssse"
-    assert manifest["erasure"]["eps_rule"] == "loss_matching"
+    assert manifest["erasure"]["eps_rule"] == "retained_loss"
     assert manifest["data"]["plan"]["dataset"] == "digits"
     r = invoke("erase", "--model", work / "m0", "--state", work / "st", "--out", work / "e2",
                "--forget", "random:0.02", "--state-out", work / "st1")  # fmt: skip

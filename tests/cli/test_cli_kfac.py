@@ -54,7 +54,7 @@ def test_prepare_kfac_then_erase_twice(tmp_path: Path):
         ",".join(map(str, ids[:3])),
     )
     assert r.exit_code == 0, r.output
-    assert f"{n - 3} remain" in r.output and "auto: loss_matching" in r.output
+    assert f"{n - 3} remain" in r.output and "auto: retained_loss" in r.output
     r = invoke(
         "erase",
         "--model",

@@ -171,7 +171,7 @@ def test_demo_runs_end_to_end_on_digits(tmp_path: Path):
     assert rows["SSSE oracle ε"]["dist_to_retrain"] == min(curve["dist_to_retrain"])
     assert res["oracle_eps"] in curve["eps"]
     # the safe default: eps auto, within the utility budget on retained and held-out data
-    assert res["eps_rule"] == "loss_matching"  # eps="auto": the retrain-free rule
+    assert res["eps_rule"] == "retained_loss"  # eps="auto": the retrain-free rule
     for k in ("retain", "holdout"):
         acc = res["utility"][k]
         assert acc["before"] - acc["after"] <= res["utility_budget"]

@@ -13,7 +13,7 @@ from scipy.optimize import minimize_scalar
 from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.errors import ConfigError
+from unlearnkit.errors import ConfigError, UtilityBudgetError
 from unlearnkit.ssse import ErasureConfig, ErasureState
 from unlearnkit.ssse.eps import EPS_RULES, retained_loss_rule
 
@@ -133,7 +133,7 @@ def test_guard_refuses_eps_that_raise_the_held_out_loss(problem):
     assert abs(math.log10(guarded.eps) - ub.x) <= TOL
     assert guarded.extra["refused"] >= 1
     assert guarded.extra["holdout_loss"]["limit"] == pytest.approx(limit, rel=1e-10)
-    with pytest.raises(ConfigError, match="raises the held-out loss"):
+    with pytest.raises(UtilityBudgetError, match="raises the held-out loss"):
         retained_loss_rule(req, retain, forget, GRID, 0.0, tol=TOL, l2=L2)
 
 

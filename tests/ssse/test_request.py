@@ -13,7 +13,13 @@ from unlearnkit.curvature.layout import flat_params
 from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError, UtilityBudgetError
 from unlearnkit.ssse import ErasureConfig, ErasureState
-from unlearnkit.ssse.eps import guard_sample, loss_matching_rule, matched_holdout
+from unlearnkit.ssse.eps import (
+    guard_sample,
+    loss_matching_rule,
+    matched_holdout,
+    retained_loss_rule,
+)
+from unlearnkit.ssse.request import _other_kind
 from unlearnkit.training import evaluate_accuracy
 
 CFG = ErasureConfig(blocks="per_layer", solver="dense", damping=1e-2, group_size=1)
@@ -42,12 +48,28 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_auto_is_the_default_and_is_the_guarded_loss_matching_choice(trained, split, tmp_path):
+def test_auto_is_the_default_and_is_the_guarded_retained_loss_choice(trained, split):
     train, holdout = split
     state = ErasureState.prepare(trained, train, CFG)
     forget = train.subset(train.ids[[0, 4, 8]])
     retain = train.subset(train.ids[~torch.isin(train.ids, forget.ids)])
     new, st = state.erase(trained, forget, holdout=holdout, retain_sample=retain, grid=GRID)
+    req = state.request(trained, forget)
+    want = retained_loss_rule(req, guard_sample(retain, 1000), _other_kind(forget, holdout), GRID)
+    entry = st.ledger[-1]
+    assert entry["eps_rule"] == "retained_loss" and entry["eps"] == pytest.approx(want.eps)
+    assert torch.equal(flat_params(new, st.layout), flat_params(req.apply(entry["eps"]), st.layout))
+
+
+def test_auto_rule_loss_matching_is_the_guarded_ks_choice(trained, split, tmp_path):
+    train, holdout = split
+    state = ErasureState.prepare(trained, train, CFG)
+    forget = train.subset(train.ids[[0, 4, 8]])
+    retain = train.subset(train.ids[~torch.isin(train.ids, forget.ids)])
+    new, st = state.erase(
+        trained, forget, holdout=holdout, retain_sample=retain, grid=GRID,
+        auto_rule="loss_matching",
+    )  # fmt: skip
 
     req = state.request(trained, forget)
     want = loss_matching_rule(
@@ -87,6 +109,7 @@ def test_auto_without_held_out_or_retained_data_is_a_clear_error(trained, split)
             forget,
             holdout=holdout.subset(holdout.ids[holdout.y != forget.y[0]]),
             retain_sample=train,
+            auto_rule="loss_matching",  # (retained_loss guards with the other classes instead)
         )
     assert state.ledger == () and not bool(state.erased.any())
 
@@ -133,8 +156,12 @@ def test_auto_refuses_when_no_grid_point_keeps_the_budget(trained, split):
     forget = train.subset(train.ids[[3, 6]])
     retain = train.subset(train.ids[~torch.isin(train.ids, forget.ids)])
     bad = _damaging_eps(state.request(trained, forget), retain, 0.02)
-    with pytest.raises(UtilityBudgetError, match="no ε in the grid"):
-        state.erase(trained, forget, holdout=holdout, retain_sample=retain, grid=[bad])
+    # refused by the rule's own guard or by the utility budget after it: nothing changes
+    for rule in ("retained_loss", "loss_matching"):
+        with pytest.raises(UtilityBudgetError, match="(?i)nothing was changed"):
+            state.erase(
+                trained, forget, holdout=holdout, retain_sample=retain, grid=[bad], auto_rule=rule
+            )
     new, st = state.erase(
         trained, forget, holdout=holdout, retain_sample=retain, grid=[bad], allow_utility_loss=True
     )

@@ -43,8 +43,8 @@ class SSSEConfig(MethodConfig):
     eps: float | Literal["auto"] = Field(
         "auto", description="step scale ε (SSSE eq. 4), or 'auto' (a guarded retrain-free rule)"
     )
-    eps_rule: Literal["loss_matching", "class_forgetting"] = Field(
-        "loss_matching", description="the rule eps='auto' uses"
+    eps_rule: Literal["retained_loss", "loss_matching", "class_forgetting"] = Field(
+        "retained_loss", description="the rule eps='auto' uses"
     )
     max_retain_drop: float = Field(0.01, ge=0, le=1, description="utility guard of the ε rules")
     curvature: Literal["empirical", "true", "ggn"] = _ENGINE.curvature
@@ -110,13 +110,14 @@ class SSSE(Unlearner):
         t1 = time.perf_counter()
         request = state.request(model, data.forget)
         eps = config.eps
-        if eps == "auto" and config.eps_rule == "loss_matching":
+        if eps == "auto" and config.eps_rule != "class_forgetting":
             # the engine's own "auto": the guarded rule, within the utility budget
             out, after = request.commit(
                 "auto",
                 holdout=data.val,
                 retain_sample=data.retain,
                 utility_budget=config.max_retain_drop,
+                auto_rule=config.eps_rule,
             )
             eps = after.ledger[-1]["eps"]
         else:

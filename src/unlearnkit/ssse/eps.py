@@ -39,7 +39,7 @@ from scipy.stats import ks_2samp
 from torch import nn
 
 from unlearnkit.data.base import ArrayDataset
-from unlearnkit.errors import ConfigError
+from unlearnkit.errors import ConfigError, UtilityBudgetError
 from unlearnkit.metrics.similarity import similarity_ratio
 from unlearnkit.registry import Registry
 from unlearnkit.tasks import get_task, per_sample_loss
@@ -220,7 +220,7 @@ def retained_loss_rule(
     decades, so the returned ε is within ``tol`` decades of the line minimiser when J_R is
     unimodal there. Refused (guard) points score NaN. ``extra`` holds the diagnostics."""
     arr = np.asarray(grid, dtype=float)
-    if arr.size < 2 or not np.all(arr > 0) or not np.all(np.diff(arr) > 0):
+    if arr.size < 1 or not np.all(arr > 0) or not np.all(np.diff(arr) > 0):
         raise ConfigError(f"retained_loss needs a positive increasing grid, got {list(grid)}")
     if len(retain) == 0:
         raise ConfigError("retained_loss needs a non-empty retained sample")
@@ -250,13 +250,14 @@ def retained_loss_rule(
 
     coarse = [score(float(e)) for e in arr]
     if not np.isfinite(coarse).any():
-        raise ConfigError(
+        raise UtilityBudgetError(
             f"retained_loss: every ε in [{arr[0]:g}, {arr[-1]:g}] raises the held-out loss by more "
             f"than {max_holdout_rise:.0%} over ε = 0 ({h0:.4g})"
         )
     i = int(np.argmin(coarse))
     lo, hi = math.log10(arr[max(i - 1, 0)]), math.log10(arr[min(i + 1, arr.size - 1)])
-    _golden(lambda u: score(float(f"{10.0**u:.7g}")), lo, hi, tol)
+    if hi > lo:  # a one-point grid is only evaluated
+        _golden(lambda u: score(float(f"{10.0**u:.7g}")), lo, hi, tol)
     eps = sorted(e for e in seen if e > 0)
     scores = [score(e) for e in eps]
     r_best, h_best = seen[eps[int(np.argmin(scores))]]  # _pick's choice (ties: smallest ε)

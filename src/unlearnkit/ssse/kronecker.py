@@ -64,7 +64,13 @@ from unlearnkit.ssse.persistence import (
     state_structure,
     write_state_folder,
 )
-from unlearnkit.ssse.request import DEFAULT_UTILITY_BUDGET, Eps, ErasureRequest, check_auto_inputs
+from unlearnkit.ssse.request import (
+    DEFAULT_AUTO_RULE,
+    DEFAULT_UTILITY_BUDGET,
+    Eps,
+    ErasureRequest,
+    check_auto_inputs,
+)
 from unlearnkit.ssse.rows import SampleData
 
 
@@ -239,6 +245,7 @@ class KroneckerState(StateBase):
         utility_budget: float = DEFAULT_UTILITY_BUDGET,
         allow_utility_loss: bool = False,
         grid: Sequence[float] = DEFAULT_GRID,
+        auto_rule: str = DEFAULT_AUTO_RULE,
     ) -> tuple[nn.Module, KroneckerState]:
         """Erase ``forget``: (new model, new state), as
         :meth:`~unlearnkit.ssse.state.ErasureState.erase` (same ε rule and utility budget)."""
@@ -250,6 +257,7 @@ class KroneckerState(StateBase):
             utility_budget=utility_budget,
             allow_utility_loss=allow_utility_loss,
             grid=grid,
+            auto_rule=auto_rule,
         )
 
     # ------------------------------------------------------------------ persistence

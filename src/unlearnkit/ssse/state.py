@@ -67,6 +67,7 @@ from unlearnkit.ssse.persistence import (
     write_state_folder,
 )
 from unlearnkit.ssse.request import (
+    DEFAULT_AUTO_RULE,
     DEFAULT_UTILITY_BUDGET,
     Eps,
     ErasureRequest,
@@ -259,6 +260,7 @@ class ErasureState(StateBase):
         utility_budget: float = DEFAULT_UTILITY_BUDGET,
         allow_utility_loss: bool = False,
         grid: Sequence[float] = DEFAULT_GRID,
+        auto_rule: str = DEFAULT_AUTO_RULE,
     ) -> tuple[nn.Module, ErasureState]:
         """Erase ``forget``: returns (new model, new state); inputs unchanged.
 
@@ -275,6 +277,7 @@ class ErasureState(StateBase):
             utility_budget=utility_budget,
             allow_utility_loss=allow_utility_loss,
             grid=grid,
+            auto_rule=auto_rule,
         )
 
     # ------------------------------------------------------------------ persistence
