@@ -11,12 +11,14 @@ A state class using :class:`StateBase` has the fields ``layout`` (:class:`ParamL
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from unlearnkit.curvature.layout import ParamLayout
+from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import (
     AlreadyErasedError,
     ConfigError,
@@ -24,6 +26,15 @@ from unlearnkit.errors import (
     UnknownIdsError,
 )
 from unlearnkit.io import model_fingerprint
+from unlearnkit.ssse.eps import DEFAULT_GRID
+from unlearnkit.ssse.request import (
+    DEFAULT_AUTO_RULE,
+    DEFAULT_UTILITY_BUDGET,
+    Eps,
+    ErasureRequest,
+    check_auto_inputs,
+)
+from unlearnkit.ssse.rows import SampleData
 
 
 def canonical(entry: Any) -> str:
@@ -44,6 +55,40 @@ class StateBase:
     @property
     def n(self) -> int:
         return int(self.sample_ids.numel())
+
+    def request(self, model: nn.Module, forget: SampleData) -> ErasureRequest:
+        raise NotImplementedError  # each state kind builds its own direction
+
+    def erase(
+        self,
+        model: nn.Module,
+        forget: SampleData,
+        eps: Eps = "auto",
+        *,
+        holdout: ArrayDataset | None = None,
+        retain_sample: ArrayDataset | None = None,
+        utility_budget: float = DEFAULT_UTILITY_BUDGET,
+        allow_utility_loss: bool = False,
+        grid: Sequence[float] = DEFAULT_GRID,
+        auto_rule: str = DEFAULT_AUTO_RULE,
+    ) -> tuple[nn.Module, Any]:
+        """Erase ``forget``: returns (new model, new state of the same kind); inputs unchanged.
+
+        ``eps="auto"`` (default) needs ``holdout`` and ``retain_sample``; the step is refused
+        (:class:`~unlearnkit.errors.UtilityBudgetError`) when it costs more accuracy than
+        ``utility_budget`` unless ``allow_utility_loss`` (see
+        :meth:`~unlearnkit.ssse.request.ErasureRequest.commit`).
+        """
+        check_auto_inputs(eps, holdout, retain_sample)  # before the (costly) direction
+        return self.request(model, forget).commit(
+            eps,
+            holdout=holdout,
+            retain_sample=retain_sample,
+            utility_budget=utility_budget,
+            allow_utility_loss=allow_utility_loss,
+            grid=grid,
+            auto_rule=auto_rule,
+        )
 
     @property
     def n_remaining(self) -> int:

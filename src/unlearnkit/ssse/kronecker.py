@@ -29,7 +29,6 @@ from __future__ import annotations
 import copy
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,13 +47,11 @@ from unlearnkit.curvature.kfac.stream import (
 )
 from unlearnkit.curvature.layout import ParamLayout, flat_params, with_params
 from unlearnkit.curvature.memory import check_budget, default_memory_budget
-from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError, NumericalError, StateMismatchError
 from unlearnkit.io import model_fingerprint
 from unlearnkit.ssse.base import StateBase, choice_line
 from unlearnkit.ssse.config import ErasureConfig
 from unlearnkit.ssse.distributed import NOTE, plan_shards, slowest, writes_state
-from unlearnkit.ssse.eps import DEFAULT_GRID
 from unlearnkit.ssse.kronecker_io import KroneckerTensors, read_kronecker, sums_to
 from unlearnkit.ssse.persistence import (
     check_stated_facts,
@@ -65,11 +62,7 @@ from unlearnkit.ssse.persistence import (
     write_state_folder,
 )
 from unlearnkit.ssse.request import (
-    DEFAULT_AUTO_RULE,
-    DEFAULT_UTILITY_BUDGET,
-    Eps,
     ErasureRequest,
-    check_auto_inputs,
 )
 from unlearnkit.ssse.rows import SampleData
 
@@ -232,32 +225,6 @@ class KroneckerState(StateBase):
             seconds=time.perf_counter() - t0,
             next_fields={"sums": sums, "scale_sums": scales},
             ledger_extra={"structure": cfg.structure, "scales_basis": self.scales_basis},
-        )
-
-    def erase(
-        self,
-        model: nn.Module,
-        forget: SampleData,
-        eps: Eps = "auto",
-        *,
-        holdout: ArrayDataset | None = None,
-        retain_sample: ArrayDataset | None = None,
-        utility_budget: float = DEFAULT_UTILITY_BUDGET,
-        allow_utility_loss: bool = False,
-        grid: Sequence[float] = DEFAULT_GRID,
-        auto_rule: str = DEFAULT_AUTO_RULE,
-    ) -> tuple[nn.Module, KroneckerState]:
-        """Erase ``forget``: (new model, new state), as
-        :meth:`~unlearnkit.ssse.state.ErasureState.erase` (same ε rule and utility budget)."""
-        check_auto_inputs(eps, holdout, retain_sample)
-        return self.request(model, forget).commit(
-            eps,
-            holdout=holdout,
-            retain_sample=retain_sample,
-            utility_budget=utility_budget,
-            allow_utility_loss=allow_utility_loss,
-            grid=grid,
-            auto_rule=auto_rule,
         )
 
     # ------------------------------------------------------------------ persistence

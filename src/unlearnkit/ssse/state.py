@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,6 @@ from unlearnkit.curvature.block_inverse import BlockDiagonalInverse
 from unlearnkit.curvature.blocks import make_blocks
 from unlearnkit.curvature.layout import ParamLayout, flat_params
 from unlearnkit.curvature.memory import default_memory_budget, format_bytes
-from unlearnkit.data.base import ArrayDataset
 from unlearnkit.errors import ConfigError, MemoryBudgetError, NumericalError
 from unlearnkit.io import model_fingerprint
 from unlearnkit.ssse.base import StateBase, choice_line
@@ -57,7 +55,6 @@ from unlearnkit.ssse.distributed import (
     slowest,
     writes_state,
 )
-from unlearnkit.ssse.eps import DEFAULT_GRID
 from unlearnkit.ssse.leave_out import leave_out, plan_leave_out, share_rows
 from unlearnkit.ssse.persistence import (
     check_stated_facts,
@@ -67,11 +64,7 @@ from unlearnkit.ssse.persistence import (
     write_state_folder,
 )
 from unlearnkit.ssse.request import (
-    DEFAULT_AUTO_RULE,
-    DEFAULT_UTILITY_BUDGET,
-    Eps,
     ErasureRequest,
-    check_auto_inputs,
 )
 from unlearnkit.ssse.rows import SampleData, dataset_rows, estimate_rows_bytes
 
@@ -247,37 +240,6 @@ class ErasureState(StateBase):
                 "group_members": members,
             },
             ledger_extra={"structure": "rows", "scales_basis": None},
-        )
-
-    def erase(
-        self,
-        model: nn.Module,
-        forget: SampleData,
-        eps: Eps = "auto",
-        *,
-        holdout: ArrayDataset | None = None,
-        retain_sample: ArrayDataset | None = None,
-        utility_budget: float = DEFAULT_UTILITY_BUDGET,
-        allow_utility_loss: bool = False,
-        grid: Sequence[float] = DEFAULT_GRID,
-        auto_rule: str = DEFAULT_AUTO_RULE,
-    ) -> tuple[nn.Module, ErasureState]:
-        """Erase ``forget``: returns (new model, new state); inputs unchanged.
-
-        ``eps="auto"`` (default) needs ``holdout`` and ``retain_sample``; the step is refused
-        (:class:`~unlearnkit.errors.UtilityBudgetError`) when it costs more accuracy than
-        ``utility_budget`` unless ``allow_utility_loss`` (see
-        :meth:`~unlearnkit.ssse.request.ErasureRequest.commit`).
-        """
-        check_auto_inputs(eps, holdout, retain_sample)  # before the (costly) direction
-        return self.request(model, forget).commit(
-            eps,
-            holdout=holdout,
-            retain_sample=retain_sample,
-            utility_budget=utility_budget,
-            allow_utility_loss=allow_utility_loss,
-            grid=grid,
-            auto_rule=auto_rule,
         )
 
     # ------------------------------------------------------------------ persistence

@@ -34,6 +34,7 @@ A progress bar (rich) is shown while reading when stderr is a terminal (``progre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -169,6 +170,28 @@ def _check_ids(seen: list[Tensor], expected: int | None) -> None:
         raise DataError(f"the batches held {ids.numel()} samples, expected {expected}")
 
 
+def _summed_batches(
+    data: Any,
+    batch_size: int,
+    what: str,
+    progress: bool | None,
+    batch_sums: Callable[[Tensor, Tensor, Tensor], Any],
+) -> Any:
+    """Σ over the batches of ``data`` of ``batch_sums(x, y, ids)`` (added in arrival order,
+    ``0 + s₁ = s₁``), with a progress bar and the check that every id came once."""
+    total: Any = None
+    seen: list[Tensor] = []
+    n = source_length(data)
+    with read_progress(n, what, progress) as advance:
+        for xb, yb, ib in iter_batches(data, batch_size):
+            part = batch_sums(xb, yb, ib)
+            total = part if total is None else total.combine(part, 1.0)
+            seen.append(ib)
+            advance(int(xb.shape[0]))
+    _check_ids(seen, n)
+    return total
+
+
 def stream_sums(
     model: nn.Module,
     data: Any,
@@ -186,29 +209,14 @@ def stream_sums(
     in batches (``batch_size``, default: from ``memory_budget_bytes``). Equals
     :func:`~unlearnkit.curvature.kfac.factors.accumulate` on the same samples."""
     bs = resolve_batch_size(model, data, batch_size, memory_budget_bytes, mode, samples, False)
-    total: KFACSums | None = None
-    seen: list[Tensor] = []
-    n = source_length(data)
-    with read_progress(n, "Kronecker factors", progress) as advance:
-        for xb, yb, ib in iter_batches(data, bs):
-            part = accumulate(
-                model,
-                xb,
-                yb,
-                task,
-                mode=mode,
-                ids=ib,
-                seed=seed,
-                samples=samples,
-                batch_size=int(xb.shape[0]),
-                sum_dtype=sum_dtype,
-            )
-            total = part if total is None else total + part
-            seen.append(ib)
-            advance(int(xb.shape[0]))
-    _check_ids(seen, n)
-    assert total is not None
-    return total
+
+    def batch_sums(xb: Tensor, yb: Tensor, ib: Tensor) -> KFACSums:
+        return accumulate(
+            model, xb, yb, task, mode=mode, ids=ib, seed=seed, samples=samples,
+            batch_size=int(xb.shape[0]), sum_dtype=sum_dtype,
+        )  # fmt: skip
+
+    return _summed_batches(data, bs, "Kronecker factors", progress, batch_sums)
 
 
 def stream_scale_sums(
@@ -228,30 +236,14 @@ def stream_scale_sums(
     """EK-FAC scale sums of ``data`` in the eigenbases ``bases`` (the second pass), batched
     like :func:`stream_sums`; equals :func:`~unlearnkit.curvature.kfac.ekfac.scale_sums`."""
     bs = resolve_batch_size(model, data, batch_size, memory_budget_bytes, mode, samples, True)
-    total: ScaleSums | None = None
-    seen: list[Tensor] = []
-    n = source_length(data)
-    with read_progress(n, "EK-FAC scales", progress) as advance:
-        for xb, yb, ib in iter_batches(data, bs):
-            part = scale_sums(
-                model,
-                xb,
-                yb,
-                task,
-                bases,
-                mode=mode,
-                ids=ib,
-                seed=seed,
-                samples=samples,
-                batch_size=int(xb.shape[0]),
-                sum_dtype=sum_dtype,
-            )
-            total = part if total is None else total.combine(part, 1.0)
-            seen.append(ib)
-            advance(int(xb.shape[0]))
-    _check_ids(seen, n)
-    assert total is not None
-    return total
+
+    def batch_sums(xb: Tensor, yb: Tensor, ib: Tensor) -> ScaleSums:
+        return scale_sums(
+            model, xb, yb, task, bases, mode=mode, ids=ib, seed=seed, samples=samples,
+            batch_size=int(xb.shape[0]), sum_dtype=sum_dtype,
+        )  # fmt: skip
+
+    return _summed_batches(data, bs, "EK-FAC scales", progress, batch_sums)
 
 
 def stream_curvature(
