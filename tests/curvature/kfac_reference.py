@@ -182,3 +182,26 @@ def per_sample_logit_jacobians(
             W = torch.cat([w, gs[1].reshape(-1, 1)], dim=1) if len(gs) > 1 else w
             out.setdefault(str(i), []).append(W)
     return z, {k: torch.stack(v) for k, v in out.items()}
+
+
+def conv_norm_model() -> nn.Sequential:
+    """A seeded fp64 Conv2d → ReLU → LayerNorm → Linear model (factored and diagonal blocks)."""
+    torch.manual_seed(4)
+    return (
+        nn.Sequential(
+            nn.Conv2d(1, 2, 3, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.LayerNorm(32),
+            nn.Linear(32, 3),
+        )
+        .double()
+        .eval()
+    )
+
+
+def image_data(n: int, first_id: int) -> tuple[Tensor, Tensor, Tensor]:
+    """n seeded fp64 1×4×4 inputs, labels in 0..2 and ids first_id, first_id + 1, …"""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(n, 1, 4, 4, generator=g, dtype=torch.float64)
+    return x, torch.randint(0, 3, (n,), generator=g), torch.arange(first_id, first_id + n)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kfac_reference import conv_norm_model, image_data
 from torch import nn
 
 from unlearnkit.curvature.kfac import (
@@ -20,24 +21,11 @@ TOL = dict(rtol=1e-10, atol=1e-12)
 
 
 def _model() -> nn.Sequential:
-    torch.manual_seed(4)
-    return (
-        nn.Sequential(
-            nn.Conv2d(1, 2, 3, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.LayerNorm(32),
-            nn.Linear(32, 3),
-        )
-        .double()
-        .eval()
-    )
+    return conv_norm_model()
 
 
 def _data(n: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(8)
-    x = torch.randn(n, 1, 4, 4, generator=g, dtype=torch.float64)
-    return x, torch.randint(0, 3, (n,), generator=g), torch.arange(100, 100 + n)
+    return image_data(n, 100)
 
 
 FORGET = torch.tensor([1, 4, 7])

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from kfac_reference import conv_norm_model, image_data
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -25,24 +26,11 @@ TOL = dict(rtol=1e-12, atol=1e-13)
 
 
 def _model() -> nn.Sequential:
-    torch.manual_seed(4)
-    return (
-        nn.Sequential(
-            nn.Conv2d(1, 2, 3, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.LayerNorm(32),
-            nn.Linear(32, 3),
-        )
-        .double()
-        .eval()
-    )
+    return conv_norm_model()
 
 
 def _data(n: int = 11) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(8)
-    x = torch.randn(n, 1, 4, 4, generator=g, dtype=torch.float64)
-    return x, torch.randint(0, 3, (n,), generator=g), torch.arange(50, 50 + n)
+    return image_data(n, 50)
 
 
 class Streamed:
