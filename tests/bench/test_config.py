@@ -41,7 +41,7 @@ def test_cifar_preset_is_deep_unlearns_protocol():
     assert exp.max_epochs_for(d) == 37  # ceil(0.2 * 182)
     assert exp.search.trials == 100 and exp.search_seeds() == [0, 1, 2]
     assert exp.seeds == list(range(10)) and exp.forget == "random:0.1"
-    assert set(PRESETS) == {"smoke", "cpu", "cifar10-resnet18", "memorise"}
+    assert set(PRESETS) == {"smoke", "cpu", "cifar10-resnet18", "memorise", "memorise-cnn"}
 
 
 def test_defaults_follow_deep_unlearn():

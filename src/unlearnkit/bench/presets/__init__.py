@@ -7,6 +7,8 @@
   3 x 100-trial searches); needs the CIFAR-10 python batches and a GPU.
 * ``memorise``: memorising Originals (MNIST-1D, mnist5k; MLP and CNN with BatchNorm), each with
   a random 10 %, a whole-class and a memorisation-stratified forget set, 5 seeds.
+* ``memorise-cnn``: memorise's three mnist5k settings with the CNN with BatchNorm only, oracle
+  pools of 64, SSSE searched and with the retrain-free ``eps="auto"``; runs on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from importlib import resources
 
 from unlearnkit.errors import ConfigError
 
-PRESETS: tuple[str, ...] = ("smoke", "cpu", "cifar10-resnet18", "memorise")
+PRESETS: tuple[str, ...] = ("smoke", "cpu", "cifar10-resnet18", "memorise", "memorise-cnn")
 
 
 def preset_text(name: str) -> str:
