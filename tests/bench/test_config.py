@@ -62,6 +62,10 @@ def test_all_expands_and_reference_rows_are_not_run_as_methods():
     ("override", "match"),
     [
         ({"methods": ["nope"]}, "methods.*unknown method 'nope'"),
+        ({"methods": ["ft", {"name": "ft"}]}, "row 'ft' is listed twice"),
+        ({"methods": ["ft", {"name": "ga", "label": "ft"}]}, "row 'ft' is listed twice"),
+        ({"methods": [{"name": "ft", "label": "retrain"}]}, "'retrain' is a reference row"),
+        ({"methods": [{"name": "ft", "label": "FT / x"}]}, "label"),
         ({"datasets": [{"name": "imagenet"}]}, "unknown dataset 'imagenet'"),
         ({"models": [{"name": "mlp"}, {"name": "mlp"}]}, "labels must be unique"),
         ({"forget": "random:2"}, "forget"),

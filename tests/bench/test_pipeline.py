@@ -4,9 +4,12 @@ the report, resumption and key chaining."""
 from pathlib import Path
 
 import pytest
+import torch
 from _bench_helpers import db_rows, tiny_config
 
+from unlearnkit.artifacts import load_model
 from unlearnkit.bench import Store, parse_experiment, run_benchmark
+from unlearnkit.bench.context import make_context
 from unlearnkit.bench.results import collect
 
 ULIRA = {"methods": ["ft", "ct"], "shadows": 4, "target_fraction": 0.2}
@@ -133,3 +136,30 @@ def test_rerun_recomputes_nothing_and_a_changed_method_only_its_runs(bench_dir: 
     for key, row in before.items():  # nothing finished was run again
         assert after[key]["attempts"] == row["attempts"]
         assert after[key]["finished"] == row["finished"]
+
+
+def test_a_labelled_entry_runs_its_method_as_a_row_of_its_own(bench_dir: Path):
+    """``label`` runs a method twice under two row names: FT with its defaults as row "ft"
+    and again as row "ft-defaults" give bit-identical weights (same Original, seed and
+    config), while each row has its own runs and its own records."""
+    exp = parse_experiment(
+        tiny_config(
+            methods=[
+                {"name": "ft", "search": False},
+                {"name": "ft", "label": "ft-defaults", "search": False},
+            ]
+        )
+    )
+    assert exp.method_names() == ["ft", "ft-defaults"]
+    summary = run_benchmark(exp, bench_dir, show_progress=False, report=False)
+    assert summary.failed == 0
+    with Store(bench_dir) as store:
+        ctx = make_context(exp, bench_dir, store)
+        ((d, m),) = ctx.settings()
+        for seed in exp.seeds:
+            keys = [ctx.model_key(d, m, row, seed) for row in ("ft", "ft-defaults")]
+            assert keys[0] != keys[1] and all(store.status(k) == "done" for k in keys)
+            a, b = (load_model(bench_dir / "models" / k)[0].state_dict() for k in keys)
+            assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+    rows = {r.row for r in collect(bench_dir).records if r.status == "done"}
+    assert {"ft", "ft-defaults"} <= rows

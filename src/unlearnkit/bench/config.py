@@ -157,11 +157,21 @@ class ModelConfig(_Strict):
 
 
 class MethodEntry(_Strict):
-    """A method: fixed ``config`` overrides, and whether its hyper-parameters are searched."""
+    """A method: fixed ``config`` overrides, whether its hyper-parameters are searched, and
+    the row it makes in the tables (``label``, default: the method's name; give one to run a
+    method twice, e.g. SSSE searched and SSSE with its retrain-free ``eps="auto"``)."""
 
     name: str
+    label: str | None = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9_.+-]*$", max_length=40, description="row name"
+    )
     config: dict[str, Any] = Field(default_factory=dict)
     search: bool = True
+
+    @property
+    def row(self) -> str:
+        """The row's name in stores, tables and ``ulira.methods``: ``label`` or ``name``."""
+        return self.label or self.name
 
 
 class SearchConfig(_Strict):
@@ -272,9 +282,12 @@ class Experiment(_Strict):
                 raise ValueError(
                     f"unknown method {entry.name!r}; known: {', '.join(METHODS.names())}, all"
                 )
-            if entry.name in seen:
-                raise ValueError(f"method {entry.name!r} is listed twice")
-            seen[entry.name] = entry
+            if entry.row in seen or (entry.label and entry.label in REFERENCE_ROWS):
+                what = "listed twice" if entry.row in seen else "a reference row"
+                raise ValueError(
+                    f"method row {entry.row!r} is {what}; give the entry another 'label'"
+                )
+            seen[entry.row] = entry
         return v
 
     @field_validator("metrics")
@@ -330,14 +343,16 @@ class Experiment(_Strict):
     # ----------------------------------------------------------------- derived settings
 
     def method_names(self) -> list[str]:
-        """Unlearning methods to run (the reference rows excluded), in file order."""
-        return [m.name for m in self.methods if m.name not in REFERENCE_ROWS]
+        """Rows of the unlearning methods to run (their labels, default their names; the
+        reference rows excluded), in file order."""
+        return [m.row for m in self.methods if m.name not in REFERENCE_ROWS]
 
-    def method(self, name: str) -> MethodEntry:
+    def method(self, row: str) -> MethodEntry:
+        """The entry of row ``row`` (a label or a method name)."""
         for m in self.methods:
-            if m.name == name:
+            if m.row == row:
                 return m
-        return MethodEntry(name=name)
+        return MethodEntry(name=row)
 
     def recipe_for(self, dataset: DatasetConfig) -> dict[str, Any]:
         """The training recipe (a dict) for ``dataset``: experiment recipe + overrides."""

@@ -125,7 +125,7 @@ class Context:
         """Whether ``method`` gets a search (budget, flag, and a non-empty space)."""
         if self.exp.search.trials == 0 or not self.exp.method(method).search:
             return False
-        return bool(METHODS.get(method)().search_space(10))
+        return bool(METHODS.get(self.exp.method(method).name)().search_space(10))
 
     def select_key(self, d: DatasetConfig, m: ModelConfig, method: str) -> str:
         if self.searched(method):

@@ -84,7 +84,7 @@ def plan_search(ctx: Context) -> list[Task]:
                 o, r = (ctx.train_key(d, m, seed, role) for role in REFERENCE_ROWS)
                 split = ctx.split_key(d, seed)
                 payload = {
-                    "method": method,
+                    "method": ctx.exp.method(method).name,
                     "fixed": ctx.exp.method(method).config,
                     "max_epochs": ctx.exp.max_epochs_for(d),
                     "split": f"splits/{split}",
@@ -114,7 +114,7 @@ def plan_select(ctx: Context) -> list[Task]:
                 else []
             )
             payload = {
-                "method": method,
+                "method": ctx.exp.method(method).name,
                 "fixed": ctx.exp.method(method).config,
                 "studies": [ctx.study_name(d, m, method, s) for s in ctx.exp.search_seeds()]
                 if searched
@@ -133,7 +133,7 @@ def plan_unlearn(ctx: Context) -> list[Task]:
             for seed in ctx.exp.seeds:
                 o, split = ctx.train_key(d, m, seed, "original"), ctx.split_key(d, seed)
                 payload = {
-                    "method": method,
+                    "method": ctx.exp.method(method).name,
                     "config": config,
                     "split": f"splits/{split}",
                     "original": f"models/{o}",
