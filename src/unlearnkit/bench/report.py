@@ -33,6 +33,7 @@ from unlearnkit.bench.plots import plot_accuracy_time, plot_ranking
 from unlearnkit.bench.ranks import flag_table, original_flags, rank_table
 from unlearnkit.bench.render import Figure, Section, to_html, to_markdown
 from unlearnkit.bench.results import Results, collect
+from unlearnkit.bench.separation import separation_section
 from unlearnkit.bench.tables import Table, export_tables
 from unlearnkit.io import atomic_write_bytes
 from unlearnkit.metrics import plot_roc_loglog
@@ -248,6 +249,7 @@ def build_sections(res: Results, plots: Path) -> list[Section]:
             Figure("Ranking", plot_ranking(res, plots / "ranking.png"), "mean ± 95% CI")
         )
     sections.append(ranked)
+    sections.append(separation_section(res))  # is there something to forget?
     eff = Section("Run-time efficiency", tables=[rte_table(res)])
     if res.select():
         eff.figures.append(

@@ -67,6 +67,7 @@ from unlearnkit.reproduce.search import (
     COMPARED_RULES,
     CRITERIA,
     FREE_RULES,
+    RULE_KINDS,
     SELF_REFINING,
     SPLITS,
     TOLERANCE,
@@ -197,7 +198,7 @@ def run_deep(
                         free_acc = accuracy(free.eps)
                         rules = {free.rule: rule_outcome(accuracy, ref, TOLERANCE[kind], free)}
                         for rname, build in COMPARED_RULES.items():
-                            if rname in rules:
+                            if rname in rules or kind not in RULE_KINDS.get(rname, {kind}):
                                 continue
                             rfn = build(req, forget, holdout, guard, other)
                             ch = (

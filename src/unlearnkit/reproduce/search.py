@@ -14,6 +14,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.registry import Registry
 from unlearnkit.ssse.eps import (
     EpsChoice,
+    class_erased_rule,
     class_forgetting_rule,
     loss_matching_rule,
     retained_loss_rule,
@@ -197,8 +198,13 @@ COMPARED_RULES: dict[str, Callable[..., Callable[[Sequence[float]], EpsChoice]]]
     "retained_loss": lambda req, forget, holdout, guard, other: (
         lambda g: retained_loss_rule(req, guard, other, g)
     ),
+    "class_erased": lambda req, forget, holdout, guard, other: (
+        lambda g: class_erased_rule(req, holdout, g, guard)
+    ),
 }
-SELF_REFINING = frozenset({"retained_loss"})
+SELF_REFINING = frozenset({"retained_loss", "class_erased"})
+#: Rules that apply to some removal kinds only (default: every kind).
+RULE_KINDS: dict[str, frozenset[str]] = {"class_erased": frozenset({"class"})}
 
 
 def rule_outcome(

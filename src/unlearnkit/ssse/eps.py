@@ -16,6 +16,9 @@ Rules (registry :data:`EPS_RULES`):
   two-sample Kolmogorov–Smirnov statistic between the losses of θ̂_ε on S and on the
   held-out set (scipy.stats.ks_2samp). This is exactly the signal a population membership
   attack uses (docs/evaluation.md), so minimising it targets an attack at chance.
+* ``class_erased`` (**no retrained model**, whole classes): the smallest ε at which the model
+  no longer predicts the removed classes on their held-out samples (a model retrained without
+  them never does), utility-guarded; bisection in log₁₀ ε.
 * ``retained_loss`` (**no retrained model**): retraining minimises the retained objective
   J_R(θ) = (1/|R|)Σ_{i∈R} ℓ_i(θ) + (l2/2)‖θ‖², and Δ is a preconditioned descent direction on
   it (at θ*, ∇L_D ≈ 0 gives ∇L_R ≈ −(k/(n−k))·∇L_S, so Δ ∝ −F⁻¹∇L_R). ε* = argmin_ε J_R(θ̂_ε)
@@ -177,6 +180,72 @@ def class_forgetting_rule(
         for e, eligible in zip(grid, ok, strict=True)
     ]
     return _pick("class_forgetting", grid, scores, maximise=False, retain_accuracy=accs)
+
+
+@EPS_RULES.register("class_erased")
+def class_erased_rule(
+    request: ErasureRequest,
+    holdout_of_classes: ArrayDataset,
+    grid: Sequence[float] = DEFAULT_GRID,
+    retain: ArrayDataset | None = None,
+    max_retain_drop: float = 0.02,
+    level: float = 0.0,
+    tol: float = 0.01,
+) -> EpsChoice:
+    """ε* = min{ε : Acc(θ̂_ε; held-out samples of the removed classes) ≤ ``level``}, for
+    whole-class removal, with no retrained model.
+
+    A model retrained without the classes has never seen their labels and does not predict
+    them: its accuracy on their held-out samples is 0 (``level`` = 0, a known answer, not a
+    tuned threshold). Take the *smallest* step that brings the model there: every further
+    step moves the retained classes further from θ*. Search: the ascending log ``grid``,
+    guarded (retained accuracy ≥ its value at ε = 0 minus ``max_retain_drop``); the first
+    eligible point at or below ``level``, then bisection in log₁₀ ε between it and the grid
+    point before until the bracket is ≤ ``tol`` decades; the upper end (which meets
+    ``level``) is returned. When no eligible point reaches ``level`` the held-out accuracy
+    is minimised instead (``extra["reached"] = False``), as ``class_forgetting``.
+    Assumes the accuracy falls with ε (checked only at the evaluated points)."""
+    if len(holdout_of_classes) == 0:
+        raise ConfigError("class_erased needs held-out samples of the removed classes")
+    arr = np.asarray(grid, dtype=float)
+    if arr.size < 1 or not np.all(arr > 0) or not np.all(np.diff(arr) > 0):
+        raise ConfigError(f"class_erased needs a positive increasing grid, got {list(grid)}")
+    base = evaluate_accuracy(request.apply(0.0), retain) if retain is not None else None
+    seen: dict[float, float] = {}
+
+    def score(e: float) -> float:
+        if e not in seen:
+            m = request.apply(e)
+            if base is not None and evaluate_accuracy(m, retain) < base - max_retain_drop:
+                seen[e] = float("nan")  # refused by the guard
+            else:
+                seen[e] = evaluate_accuracy(m, holdout_of_classes)
+        return seen[e]
+
+    hits = [i for i, e in enumerate(arr) if score(float(e)) <= level]
+    extra: dict[str, Any] = {"level": level, "max_retain_drop": max_retain_drop, "tol": tol}
+    if not hits:
+        order = sorted(seen)
+        return _pick(
+            "class_erased", order, [seen[e] for e in order], maximise=False, reached=False, **extra
+        )
+    i = hits[0]
+    lo, hi = (float(arr[i - 1]) if i > 0 else 0.0), float(arr[i])
+    while lo > 0.0 and math.log10(hi / lo) > tol:
+        mid = math.sqrt(lo * hi)
+        if score(mid) <= level:
+            hi = mid
+        else:
+            lo = mid
+    order = sorted(seen)
+    return EpsChoice(
+        "class_erased",
+        hi,
+        order,
+        [seen[e] for e in order],
+        False,
+        {**extra, "reached": True, "coarse_eps": float(arr[i]), "bracket": [lo, hi]},
+    )
 
 
 #: 1/φ, the golden-section ratio.
