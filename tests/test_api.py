@@ -250,3 +250,32 @@ def test_auto_eps_moves_to_the_best_eps_within_the_budget() -> None:
         assert acc["before"] - acc["after"] <= uk.DEFAULT_UTILITY_BUDGET
     with pytest.raises(UtilityBudgetError):
         prepared.erase(net, [10, 11, 12], eps=best)
+
+
+def test_auto_eps_on_a_whole_class_uses_class_erased(split: uk.Split) -> None:
+    """Erasing every training sample of a class: ``eps="auto"`` switches to the class_erased
+    rule (a model retrained without the class never predicts it), and at the chosen ε no
+    held-out or erased sample of the class is predicted as it while the retained accuracy
+    stays within the budget; erasing part of the class keeps the default rule."""
+    from unlearnkit.ssse.request import auto_rule_for, removes_whole_classes
+    from unlearnkit.training import predict_logits
+
+    trained = uk.train("mlp", split, {**RECIPE, "epochs": 20}, seed=0)
+    prepared = uk.prepare(trained.model, split, {"damping": 1e-3})
+    ids = split.train.ids[split.train.y == 3]
+    forget = split.train.subset(ids)
+    rest = split.train.subset(split.train.ids[split.train.y != 3])
+    assert removes_whole_classes(forget, rest) and auto_rule_for(forget, rest) == "class_erased"
+    assert auto_rule_for(forget.subset(ids[:5]), split.train) == "retained_loss"
+    erased = uk.erase(trained.model, prepared, ids)
+    assert erased.eps_rule == "class_erased"
+    assert erased.entry["eps_search"]["diagnostics"]["reached"] is True
+    held3 = split.val.subset(split.val.ids[split.val.y == 3])
+    for data in (held3, forget):
+        assert int((predict_logits(erased.model, data).argmax(1) == 3).sum()) == 0
+        before = predict_logits(trained.model, data).argmax(1)
+        assert int((before == 3).sum()) > 0  # the class was predicted before the erasure
+    drop = erased.accuracy["retain"]["before"] - erased.accuracy["retain"]["after"]
+    assert drop <= uk.DEFAULT_UTILITY_BUDGET
+    partial = uk.erase(trained.model, prepared, ids[:5])
+    assert partial.eps_rule == "retained_loss"

@@ -32,7 +32,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.manifest import Provenance
 from unlearnkit.ssse import ErasureConfig, load_state, prepare_state
 from unlearnkit.ssse.eps import guard_sample
-from unlearnkit.ssse.request import DEFAULT_UTILITY_BUDGET
+from unlearnkit.ssse.request import DEFAULT_AUTO_RULE, DEFAULT_UTILITY_BUDGET, auto_rule_for
 from unlearnkit.ssse.structure import AnyState
 from unlearnkit.training import evaluate_accuracy
 
@@ -176,7 +176,8 @@ def erase(
     forget = prepared.data.subset(ids_t, name="erased")
     left = state.sample_ids[~state.erased]
     keep = left[~torch.isin(left, ids_t)]
-    retain = guard_sample(prepared.data.subset(keep), seed=seed) if keep.numel() else None
+    kept = prepared.data.subset(keep) if keep.numel() else None
+    retain = guard_sample(kept, seed=seed) if kept is not None else None
     new_model, new_state = state.erase(
         net,
         forget,
@@ -185,6 +186,7 @@ def erase(
         retain_sample=retain,
         utility_budget=utility_budget,
         allow_utility_loss=allow_utility_loss,
+        auto_rule=auto_rule_for(forget, kept) if kept is not None else DEFAULT_AUTO_RULE,
     )
     after = Prepared(new_state, prepared.data, prepared.holdout)
     erased = {

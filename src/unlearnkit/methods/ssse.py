@@ -5,10 +5,12 @@ training set) and the erasure step, so the row is comparable with methods that h
 precomputation; ``info`` reports the two parts separately (erasure alone is what a deployed
 state pays per deletion request).
 
-ε: ``eps="auto"`` (the default) is the engine's own (:meth:`ErasureRequest.commit`): the
-guarded loss-matching rule within the utility budget ``max_retain_drop``, with the validation
-set as held-out data; ``eps_rule="class_forgetting"`` picks ε by the class-forgetting rule of
-:mod:`unlearnkit.ssse.eps` instead; a number is used as given.
+ε: ``eps="auto"`` (the default) is the engine's own (:meth:`ErasureRequest.commit`) within
+the utility budget ``max_retain_drop``, with the validation set as held-out data and the rule
+``eps_rule``: ``by_kind`` (default) = :func:`~unlearnkit.ssse.request.auto_rule_for`
+(``class_erased`` when the forget set is whole classes, ``retained_loss`` otherwise, as the
+facade); or one rule by name; ``class_forgetting`` picks ε by the class-forgetting rule of
+:mod:`unlearnkit.ssse.eps`; a number is used as given.
 
 Every other default (curvature, damping, blocks, group size, mode, solver) is
 :class:`~unlearnkit.ssse.config.ErasureConfig`'s, so the zoo row and ``prepare`` agree.
@@ -33,6 +35,7 @@ from unlearnkit.ssse.eps import (
     guard_sample,
     matched_holdout,
 )
+from unlearnkit.ssse.request import auto_rule_for
 from unlearnkit.ssse.state import ErasureState
 
 _ENGINE = ErasureConfig()
@@ -43,9 +46,9 @@ class SSSEConfig(MethodConfig):
     eps: float | Literal["auto"] = Field(
         "auto", description="step scale ε (SSSE eq. 4), or 'auto' (a guarded retrain-free rule)"
     )
-    eps_rule: Literal["retained_loss", "loss_matching", "class_forgetting"] = Field(
-        "retained_loss", description="the rule eps='auto' uses"
-    )
+    eps_rule: Literal[
+        "by_kind", "retained_loss", "loss_matching", "class_erased", "class_forgetting"
+    ] = Field("by_kind", description="the rule eps='auto' uses (by_kind: as the facade)")
     max_retain_drop: float = Field(0.01, ge=0, le=1, description="utility guard of the ε rules")
     curvature: Literal["empirical", "true", "ggn"] = _ENGINE.curvature
     damping: float = Field(_ENGINE.damping, gt=0)
@@ -117,7 +120,11 @@ class SSSE(Unlearner):
                 holdout=data.val,
                 retain_sample=data.retain,
                 utility_budget=config.max_retain_drop,
-                auto_rule=config.eps_rule,
+                auto_rule=(
+                    auto_rule_for(data.forget, data.retain)
+                    if config.eps_rule == "by_kind"
+                    else config.eps_rule
+                ),
             )
             eps = after.ledger[-1]["eps"]
         else:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from unlearnkit.data.base import concat
 from unlearnkit.errors import ConfigError
 from unlearnkit.registry import Registry
 from unlearnkit.ssse.eps import (
@@ -198,13 +199,22 @@ COMPARED_RULES: dict[str, Callable[..., Callable[[Sequence[float]], EpsChoice]]]
     "retained_loss": lambda req, forget, holdout, guard, other: (
         lambda g: retained_loss_rule(req, guard, other, g)
     ),
+    # as eps="auto" on a whole-class request: every sample of the removed classes at hand,
+    # the held-out ones and the erased ones themselves (ErasureRequest._class_erased)
     "class_erased": lambda req, forget, holdout, guard, other: (
+        lambda g: class_erased_rule(req, concat([holdout, forget]), g, guard)
+    ),
+    # the held-out samples of the removed classes only
+    "class_erased_heldout": lambda req, forget, holdout, guard, other: (
         lambda g: class_erased_rule(req, holdout, g, guard)
     ),
 }
-SELF_REFINING = frozenset({"retained_loss", "class_erased"})
+SELF_REFINING = frozenset({"retained_loss", "class_erased", "class_erased_heldout"})
 #: Rules that apply to some removal kinds only (default: every kind).
-RULE_KINDS: dict[str, frozenset[str]] = {"class_erased": frozenset({"class"})}
+RULE_KINDS: dict[str, frozenset[str]] = {
+    "class_erased": frozenset({"class"}),
+    "class_erased_heldout": frozenset({"class"}),
+}
 
 
 def rule_outcome(

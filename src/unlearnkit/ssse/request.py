@@ -16,6 +16,10 @@ evaluates any ε with forward passes only. :meth:`ErasureRequest.commit` is safe
   model never trained on, e.g. a test split) and ``retain_sample`` (retained training samples;
   a seeded subset of 1 000 is used); without them it raises
   :class:`~unlearnkit.errors.ConfigError` rather than falling back to ε = 1.
+  ``auto_rule="class_erased"`` is for requests that remove whole classes
+  (:func:`auto_rule_for` picks it, from the whole retained set, in the facade and the zoo's
+  SSSE): the smallest ε at which no held-out or erased sample of those classes is predicted
+  as its class any more (:func:`unlearnkit.ssse.eps.class_erased_rule`), within the budget.
 * **utility budget**: after ε is chosen (or given), the accuracy on ``retain_sample`` and on
   the held-out samples *not* of the erased kind (other classes; when there are any) before
   (the input model) and after is compared; a drop larger than ``utility_budget`` (absolute,
@@ -43,12 +47,13 @@ import numpy as np
 from torch import Tensor, nn
 
 from unlearnkit.curvature.layout import with_params
-from unlearnkit.data.base import ArrayDataset
+from unlearnkit.data.base import ArrayDataset, concat
 from unlearnkit.errors import ConfigError, UtilityBudgetError
 from unlearnkit.io import model_fingerprint
 from unlearnkit.ssse.eps import (
     DEFAULT_GRID,
     EpsChoice,
+    class_erased_rule,
     guard_sample,
     loss_matching_rule,
     matched_holdout,
@@ -64,9 +69,26 @@ GUARD_SIZE = 1000
 
 Eps = float | Literal["auto"]
 #: Retrain-free rules ``eps="auto"`` can use (``auto_rule``).
-AUTO_RULES = ("retained_loss", "loss_matching")
+AUTO_RULES = ("retained_loss", "loss_matching", "class_erased")
 #: The rule ``eps="auto"`` uses unless told otherwise (module docstring: why).
 DEFAULT_AUTO_RULE = "retained_loss"
+
+
+def removes_whole_classes(forget: ArrayDataset, retained: ArrayDataset) -> bool:
+    """Whether the request erases every training sample of each of its classes: a multiclass
+    task and no class of ``forget`` left among ``retained`` (the *whole* remaining training
+    set, not a sample of it, or a rare class left behind would be missed)."""
+    if forget.task != "multiclass" or len(forget) == 0:
+        return False
+    return not bool(np.isin(forget.y.numpy(), retained.y.numpy()).any())
+
+
+def auto_rule_for(forget: ArrayDataset, retained: ArrayDataset) -> str:
+    """The rule ``eps="auto"`` should use for this request: ``class_erased`` when it removes
+    whole classes (:func:`removes_whole_classes`; the retrained model's accuracy on them is
+    known to be 0), :data:`DEFAULT_AUTO_RULE` otherwise. The facade and the zoo's SSSE call
+    it with the whole retained set; docs/results/ssse/eps_rules.md has the comparison."""
+    return "class_erased" if removes_whole_classes(forget, retained) else DEFAULT_AUTO_RULE
 
 
 def _other_kind(forget: ArrayDataset, holdout: ArrayDataset) -> ArrayDataset | None:
@@ -155,6 +177,8 @@ class ErasureRequest:
             return EpsChoice("fixed", float(eps), [float(eps)], [float("nan")], False)
         check_auto_inputs(eps, holdout, retain_sample)
         assert holdout is not None and retain_sample is not None
+        if auto_rule == "class_erased":
+            return self._class_erased(holdout, retain_sample, utility_budget, grid)
         if auto_rule == "retained_loss":
             guard = guard_sample(retain_sample, GUARD_SIZE)
             other = _other_kind(self.forget, holdout)
@@ -188,6 +212,27 @@ class ErasureRequest:
                     "utility_budget or pass allow_utility_loss=True."
                 ) from None
             return loss_matching_rule(self, self.forget, held, grid)
+
+    def _class_erased(
+        self,
+        holdout: ArrayDataset,
+        retain_sample: ArrayDataset,
+        utility_budget: float,
+        grid: Sequence[float],
+    ) -> EpsChoice:
+        """:func:`~unlearnkit.ssse.eps.class_erased_rule` on every sample of the removed
+        classes at hand (their held-out samples and the erased ones: a retrained model
+        predicts neither as them), guarded by the utility budget on the retained sample."""
+        held = matched_holdout(self.forget, holdout)
+        if len(held) == 0:
+            raise ConfigError(
+                "auto_rule='class_erased' needs held-out samples of the erased classes; the "
+                "given holdout has none"
+            )
+        guard = guard_sample(retain_sample, GUARD_SIZE)
+        return class_erased_rule(
+            self, concat([held, self.forget]), grid, guard, max_retain_drop=utility_budget
+        )
 
     def utility(
         self,

@@ -7,7 +7,7 @@
   3 x 100-trial searches); needs the CIFAR-10 python batches and a GPU.
 * ``memorise``: memorising Originals (MNIST-1D, mnist5k; MLP and CNN with BatchNorm), each with
   a random 10 %, a whole-class and a memorisation-stratified forget set, 5 seeds.
-* ``memorise-cnn``: memorise's three mnist5k settings with the CNN with BatchNorm only, oracle
+* ``memorise-cnn``: two of memorise's mnist5k settings (random 10 %, memorised 10 %), CNN-BN, oracle
   pools of 64, SSSE searched and with the retrain-free ``eps="auto"``; runs on 2 CPU cores.
 """
 
