@@ -279,3 +279,22 @@ def test_auto_eps_on_a_whole_class_uses_class_erased(split: uk.Split) -> None:
     assert drop <= uk.DEFAULT_UTILITY_BUDGET
     partial = uk.erase(trained.model, prepared, ids[:5])
     assert partial.eps_rule == "retained_loss"
+
+
+def test_plan_relabels_training_labels_before_the_forget_steps() -> None:
+    """``uk.plan(relabel=...)``: round(0.4 · n₇) training 7s carry label 1, the same ids as
+    :func:`relabelled_ids` on the clean split; val and test keep their labels; the clean
+    plan's split is unchanged."""
+    from unlearnkit.data.relabel import relabelled_ids
+
+    step = {"spec": "class_fraction:7:0.4", "seed": 0, "to": 1}
+    clean = uk.plan("digits", split_seed=3)
+    dirty = uk.plan("digits", split_seed=3, relabel=[step])
+    ids = relabelled_ids(clean.train, dirty.plan.relabel)
+    n7 = int((clean.train.y == 7).sum())
+    assert len(ids) == round(0.4 * n7)
+    assert torch.equal(dirty.train.ids, clean.train.ids)
+    changed = dirty.train.ids[dirty.train.y != clean.train.y]
+    assert torch.equal(torch.sort(changed).values, torch.sort(ids).values)
+    assert bool((dirty.train.subset(ids).y == 1).all())
+    assert torch.equal(dirty.test.y, clean.test.y) and torch.equal(dirty.val.y, clean.val.y)

@@ -100,10 +100,15 @@ def plan(
     split_seed: int = 0,
     forget: str | Sequence[str] | None = None,
     forget_seed: int = 0,
+    relabel: Any = (),
 ) -> Split:
     """A registered dataset's train / val / test split with its forget set (the Original's
     view: fit to ``train``), materialised from its :class:`DataPlan`. ``forget``: a spec, or
-    several applied in order (each drawn with ``forget_seed`` from what the earlier kept)."""
+    several applied in order (each drawn with ``forget_seed`` from what the earlier kept).
+    ``relabel``: label corruption of the training part before the forget steps (e.g.
+    ``[{"spec": "class_fraction:7:0.4", "seed": 0, "to": 1}]``, :mod:`unlearnkit.data.relabel`;
+    :func:`~unlearnkit.data.relabel.relabelled_ids` gives the corrupted ids to erase, as in
+    ``make demo``)."""
     return DataPlan(
         dataset,
         dict(params or {}),
@@ -112,6 +117,7 @@ def plan(
         split_seed,
         forget=forget,
         forget_seed=forget_seed,
+        relabel=relabel,
     ).materialise()
 
 
