@@ -195,12 +195,7 @@ class ErasureRequest:
                         "allow_utility_loss=True."
                     ) from None
                 return retained_loss_rule(self, guard, None, grid, l2=l2)
-        held = matched_holdout(self.forget, holdout)
-        if len(held) == 0:
-            raise ConfigError(
-                "eps='auto' needs held-out samples of the same kind as the erased ones (same "
-                "classes); the given holdout has none"
-            )
+        held = self._matched(holdout, auto_rule)
         guard = guard_sample(retain_sample, GUARD_SIZE)
         try:
             return loss_matching_rule(self, self.forget, held, grid, guard, utility_budget)
@@ -223,16 +218,21 @@ class ErasureRequest:
         """:func:`~unlearnkit.ssse.eps.class_erased_rule` on every sample of the removed
         classes at hand (their held-out samples and the erased ones: a retrained model
         predicts neither as them), guarded by the utility budget on the retained sample."""
-        held = matched_holdout(self.forget, holdout)
-        if len(held) == 0:
-            raise ConfigError(
-                "auto_rule='class_erased' needs held-out samples of the erased classes; the "
-                "given holdout has none"
-            )
+        held = self._matched(holdout, "class_erased")
         guard = guard_sample(retain_sample, GUARD_SIZE)
         return class_erased_rule(
             self, concat([held, self.forget]), grid, guard, max_retain_drop=utility_budget
         )
+
+    def _matched(self, holdout: ArrayDataset, rule: str) -> ArrayDataset:
+        """The held-out samples of the erased kind (same classes); ConfigError if none."""
+        held = matched_holdout(self.forget, holdout)
+        if len(held) == 0:
+            raise ConfigError(
+                f"eps='auto' ({rule}) needs held-out samples of the same kind as the erased "
+                "ones (same classes); the given holdout has none"
+            )
+        return held
 
     def utility(
         self,
