@@ -100,3 +100,35 @@ def test_bad_input_is_a_config_error(setup):
         class_erased_rule(req, held0.subset(held0.ids[:0]), GRID)
     with pytest.raises(ConfigError, match="increasing grid"):
         class_erased_rule(req, held0, [1.0, 0.1])
+
+
+def test_accuracy_matching_stops_where_the_erased_samples_fall_to_held_out_accuracy(setup):
+    """Acc(S) − Acc(H) against ε is a step function of both sets' margins; the first ε where
+    it is ≤ 0 is the brute-force answer over the sorted margins. S: confident class-0
+    samples (as memorised training samples are); H: samples labelled 0 of which only some are
+    predicted 0 at ε = 0."""
+    from unlearnkit.ssse.eps import accuracy_matching_rule
+
+    req, held0, _ = setup
+    mixed = _data(90, 2)
+    holdout = ArrayDataset("h", mixed.x, torch.zeros_like(mixed.y), mixed.ids, "multiclass",
+                           mixed.classes)  # fmt: skip
+    forget = ArrayDataset("s", held0.x[:40] * 1.6, held0.y[:40], held0.ids[:40] + 10**6,
+                          "multiclass", held0.classes)  # fmt: skip
+
+    def margins(data: ArrayDataset) -> np.ndarray:
+        with torch.no_grad():
+            z = req.model(data.x)
+        return (z[:, 0] - z[:, 1:].max(dim=1).values).numpy()
+
+    m_s, m_h = margins(forget), margins(holdout)
+
+    def gap(e: float) -> float:
+        return float((m_s > e).mean() - (m_h > e).mean())
+
+    cuts = np.sort(np.concatenate([m_s, m_h]))
+    want = next(float(c) for c in cuts if c > 0 and gap(c) <= 0)
+    assert gap(0.0) > 0.3 and want > GRID[0]
+    ch = accuracy_matching_rule(req, forget, holdout, GRID, tol=TOL)
+    assert ch.rule == "accuracy_matching" and ch.extra["reached"]
+    assert ch.eps >= want and math.log10(ch.eps / want) <= TOL + 1e-12

@@ -15,6 +15,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.registry import Registry
 from unlearnkit.ssse.eps import (
     EpsChoice,
+    accuracy_matching_rule,
     class_erased_rule,
     class_forgetting_rule,
     loss_matching_rule,
@@ -208,8 +209,13 @@ COMPARED_RULES: dict[str, Callable[..., Callable[[Sequence[float]], EpsChoice]]]
     "class_erased_heldout": lambda req, forget, holdout, guard, other: (
         lambda g: class_erased_rule(req, holdout, g, guard)
     ),
+    "accuracy_matching": lambda req, forget, holdout, guard, other: (
+        lambda g: accuracy_matching_rule(req, forget, holdout, g, guard)
+    ),
 }
-SELF_REFINING = frozenset({"retained_loss", "class_erased", "class_erased_heldout"})
+SELF_REFINING = frozenset(
+    {"retained_loss", "class_erased", "class_erased_heldout", "accuracy_matching"}
+)
 #: Rules that apply to some removal kinds only (default: every kind).
 RULE_KINDS: dict[str, frozenset[str]] = {
     "class_erased": frozenset({"class"}),

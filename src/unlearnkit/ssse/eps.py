@@ -182,6 +182,54 @@ def class_forgetting_rule(
     return _pick("class_forgetting", grid, scores, maximise=False, retain_accuracy=accs)
 
 
+def _first_crossing(
+    rule: str,
+    request: ErasureRequest,
+    gap: Callable[[nn.Module], float],
+    grid: Sequence[float],
+    retain: ArrayDataset | None,
+    max_retain_drop: float,
+    tol: float,
+    **extra: Any,
+) -> EpsChoice:
+    """The smallest ε with ``gap(θ̂_ε)`` ≤ 0 among the guarded ones (retained accuracy ≥ its
+    value at ε = 0 minus ``max_retain_drop``): the ascending log ``grid`` up to its first
+    eligible point with gap ≤ 0, then bisection in log₁₀ ε between it and the grid point
+    before until the bracket is ≤ ``tol`` decades; the upper end (which meets the target) is
+    returned. No eligible point reaches it: the gap is minimised instead (``reached`` False).
+    Assumes the gap falls with ε (checked only at the evaluated points)."""
+    arr = np.asarray(grid, dtype=float)
+    if arr.size < 1 or not np.all(arr > 0) or not np.all(np.diff(arr) > 0):
+        raise ConfigError(f"{rule} needs a positive increasing grid, got {list(grid)}")
+    base = evaluate_accuracy(request.apply(0.0), retain) if retain is not None else None
+    seen: dict[float, float] = {}
+
+    def score(e: float) -> float:
+        if e not in seen:
+            m = request.apply(e)
+            if base is not None and evaluate_accuracy(m, retain) < base - max_retain_drop:
+                seen[e] = float("nan")  # refused by the guard
+            else:
+                seen[e] = gap(m)
+        return seen[e]
+
+    info: dict[str, Any] = {**extra, "max_retain_drop": max_retain_drop, "tol": tol}
+    i = next((j for j, e in enumerate(arr) if score(float(e)) <= 0.0), None)
+    if i is None:
+        order = sorted(seen)
+        return _pick(rule, order, [seen[e] for e in order], False, reached=False, **info)
+    lo, hi = (float(arr[i - 1]) if i > 0 else 0.0), float(arr[i])
+    while lo > 0.0 and math.log10(hi / lo) > tol:
+        mid = math.sqrt(lo * hi)
+        if score(mid) <= 0.0:
+            hi = mid
+        else:
+            lo = mid
+    order = sorted(seen)
+    info.update(reached=True, coarse_eps=float(arr[i]), bracket=[lo, hi])
+    return EpsChoice(rule, hi, order, [seen[e] for e in order], False, info)
+
+
 @EPS_RULES.register("class_erased")
 def class_erased_rule(
     request: ErasureRequest,
@@ -198,53 +246,51 @@ def class_erased_rule(
     A model retrained without the classes has never seen their labels and does not predict
     them: its accuracy on their held-out samples is 0 (``level`` = 0, a known answer, not a
     tuned threshold). Take the *smallest* step that brings the model there: every further
-    step moves the retained classes further from θ*. Search: the ascending log ``grid``,
-    guarded (retained accuracy ≥ its value at ε = 0 minus ``max_retain_drop``); the first
-    eligible point at or below ``level``, then bisection in log₁₀ ε between it and the grid
-    point before until the bracket is ≤ ``tol`` decades; the upper end (which meets
-    ``level``) is returned. When no eligible point reaches ``level`` the held-out accuracy
-    is minimised instead (``extra["reached"] = False``), as ``class_forgetting``.
-    Assumes the accuracy falls with ε (checked only at the evaluated points)."""
+    step moves the retained classes further from θ*. Search and guard:
+    :func:`_first_crossing`; the scores are the accuracies minus ``level``. When no
+    eligible point reaches ``level`` the held-out accuracy is minimised instead
+    (``extra["reached"] = False``), as ``class_forgetting``."""
     if len(holdout_of_classes) == 0:
         raise ConfigError("class_erased needs held-out samples of the removed classes")
-    arr = np.asarray(grid, dtype=float)
-    if arr.size < 1 or not np.all(arr > 0) or not np.all(np.diff(arr) > 0):
-        raise ConfigError(f"class_erased needs a positive increasing grid, got {list(grid)}")
-    base = evaluate_accuracy(request.apply(0.0), retain) if retain is not None else None
-    seen: dict[float, float] = {}
-
-    def score(e: float) -> float:
-        if e not in seen:
-            m = request.apply(e)
-            if base is not None and evaluate_accuracy(m, retain) < base - max_retain_drop:
-                seen[e] = float("nan")  # refused by the guard
-            else:
-                seen[e] = evaluate_accuracy(m, holdout_of_classes)
-        return seen[e]
-
-    hits = [i for i, e in enumerate(arr) if score(float(e)) <= level]
-    extra: dict[str, Any] = {"level": level, "max_retain_drop": max_retain_drop, "tol": tol}
-    if not hits:
-        order = sorted(seen)
-        return _pick(
-            "class_erased", order, [seen[e] for e in order], maximise=False, reached=False, **extra
-        )
-    i = hits[0]
-    lo, hi = (float(arr[i - 1]) if i > 0 else 0.0), float(arr[i])
-    while lo > 0.0 and math.log10(hi / lo) > tol:
-        mid = math.sqrt(lo * hi)
-        if score(mid) <= level:
-            hi = mid
-        else:
-            lo = mid
-    order = sorted(seen)
-    return EpsChoice(
+    return _first_crossing(
         "class_erased",
-        hi,
-        order,
-        [seen[e] for e in order],
-        False,
-        {**extra, "reached": True, "coarse_eps": float(arr[i]), "bracket": [lo, hi]},
+        request,
+        lambda m: evaluate_accuracy(m, holdout_of_classes) - level,
+        grid,
+        retain,
+        max_retain_drop,
+        tol,
+        level=level,
+    )
+
+
+@EPS_RULES.register("accuracy_matching")
+def accuracy_matching_rule(
+    request: ErasureRequest,
+    forget: ArrayDataset,
+    holdout: ArrayDataset,
+    grid: Sequence[float] = DEFAULT_GRID,
+    retain: ArrayDataset | None = None,
+    max_retain_drop: float = 0.02,
+    tol: float = 0.01,
+) -> EpsChoice:
+    """ε* = min{ε : Acc(θ̂_ε; S) ≤ Acc(θ̂_ε; H)}, H = held-out samples of the same kind as S
+    (same classes), with no retrained model.
+
+    After retraining, S is unseen data of its kind, so its accuracy falls to about that of
+    held-out data of the same kind (class_erased is the case where that accuracy is 0).
+    Take the smallest step at which the erased samples are no better predicted than held-out
+    ones. Search and guard: :func:`_first_crossing`; scores Acc(S) − Acc(H)."""
+    if len(holdout) == 0 or len(forget) == 0:
+        raise ConfigError("accuracy_matching needs erased and held-out samples of the same kind")
+    return _first_crossing(
+        "accuracy_matching",
+        request,
+        lambda m: evaluate_accuracy(m, forget) - evaluate_accuracy(m, holdout),
+        grid,
+        retain,
+        max_retain_drop,
+        tol,
     )
 
 
