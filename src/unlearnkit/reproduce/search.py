@@ -220,6 +220,7 @@ SELF_REFINING = frozenset(
 RULE_KINDS: dict[str, frozenset[str]] = {
     "class_erased": frozenset({"class"}),
     "class_erased_heldout": frozenset({"class"}),
+    "accuracy_matching": frozenset({"half"}),
 }
 
 
