@@ -56,7 +56,8 @@ def positions_of(
 ) -> torch.Tensor:
     """Positions in ``all_ids`` (unique int64) of ``ids``, in the order given; ids not in
     ``all_ids`` raise :class:`~unlearnkit.errors.UnknownIdsError` naming dataset ``name``."""
-    want = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+    # a contiguous copy: never a view sharing memory with the caller's (possibly strided) array
+    want = torch.tensor(np.ascontiguousarray(ids, dtype=np.int64))
     order = torch.argsort(all_ids)
     sorted_ids = all_ids[order]
     idx = torch.searchsorted(sorted_ids, want)
