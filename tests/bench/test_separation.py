@@ -60,6 +60,9 @@ def test_forget_accuracy_intervals_are_the_t_intervals_over_seeds(tmp_path: Path
     text = separation_section(_results(tmp_path)).text
     assert "a / mlp: separated on forget accuracy" in text
     assert "b / mlp: NOT separated on any measure" in text
+    one_seed = _results(tmp_path)
+    one_seed.records = [r for r in one_seed.records if r.dataset == "a" and r.seed == 0]
+    assert "a / mlp: no intervals yet" in separation_section(one_seed).text
 
 
 def test_klom_and_ulira_intervals_come_from_the_klom_stage(tmp_path: Path):

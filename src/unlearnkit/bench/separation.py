@@ -129,9 +129,13 @@ def separation_section(res: Results) -> Section:
                 continue
             rows.append([s, label, o.fmt(), r.fmt(), "yes" if yes else "no"])
         hits = [label for label, (_, _, yes) in measures.items() if yes]
-        verdicts.append(
-            f"{s}: {'separated on ' + ', '.join(hits) if hits else 'NOT separated on any measure'}"
-        )
+        defined = any(o.defined and r.defined for o, r, _ in measures.values())
+        if hits:
+            verdicts.append(f"{s}: separated on {', '.join(hits)}")
+        elif defined:
+            verdicts.append(f"{s}: NOT separated on any measure")
+        else:
+            verdicts.append(f"{s}: no intervals yet (fewer than two seeds of each reference)")
     text = (
         "Does the Original still differ from the Retrain on the forget set? Separated = the "
         "two intervals are disjoint. " + "; ".join(verdicts) + "."
