@@ -38,7 +38,7 @@ from unlearnkit.bench.tables import Table
 
 FIRST: tuple[str, ...] = ("msg", "ct")
 BEATS: tuple[str, tuple[str, ...]] = ("ngplus", ("ga", "srl"))
-NAMES = {"msg": "MSG", "ct": "CT", "ngplus": "NG+", "ga": "GA", "srl": "SRL"}
+NAMES = {"msg": "MSG", "ct": "CT", "ngplus": "NG+", "ga": "GA", "srl": "SRL", "salun": "SalUn"}
 
 
 def _n(m: str) -> str:
